@@ -1,0 +1,463 @@
+//! Creates the template's tables, queues (with their redrive policies) and EventBridge rules in the
+//! local stack, named `<prefix>-<LogicalId>` so each test run or dev stack is isolated.
+//! Idempotent: existing resources are reused.
+
+use crate::template::{Resolver, Template, TemplateError, referenced_resource};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use billy_aws::AwsClients;
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{resource}: {message}")]
+    Aws { resource: String, message: String },
+}
+
+fn aws_error(resource: &str, err: impl std::fmt::Debug) -> ProvisionError {
+    ProvisionError::Aws {
+        resource: resource.to_owned(),
+        message: format!("{err:?}"),
+    }
+}
+
+/// The physical names of everything provisioned, and a resolver over them.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub prefix: String,
+    pub tables: BTreeMap<String, String>,
+    /// logical id → (queue name, queue URL, queue ARN)
+    pub queues: BTreeMap<String, (String, String, String)>,
+    pub rules: BTreeMap<String, String>,
+    pub resolver: Resolver,
+}
+
+impl Provisioned {
+    pub fn queue_url(&self, logical_id: &str) -> Option<&str> {
+        self.queues.get(logical_id).map(|(_, url, _)| url.as_str())
+    }
+
+    /// Deletes every table, queue and rule of this prefix (tests clean up after themselves).
+    pub async fn teardown(&self, aws: &AwsClients) {
+        for name in self.tables.values() {
+            let _ = aws.dynamodb.delete_table().table_name(name).send().await;
+        }
+        for (_, url, _) in self.queues.values() {
+            let _ = aws.sqs.delete_queue().queue_url(url).send().await;
+        }
+        for name in self.rules.values() {
+            if let Ok(targets) = aws
+                .eventbridge
+                .list_targets_by_rule()
+                .rule(name)
+                .send()
+                .await
+            {
+                let ids: Vec<String> = targets
+                    .targets()
+                    .iter()
+                    .map(|t| t.id().to_owned())
+                    .collect();
+                if !ids.is_empty() {
+                    let _ = aws
+                        .eventbridge
+                        .remove_targets()
+                        .rule(name)
+                        .set_ids(Some(ids))
+                        .send()
+                        .await;
+                }
+            }
+            let _ = aws.eventbridge.delete_rule().name(name).send().await;
+        }
+    }
+}
+
+/// Resource types the runner itself plays, or that have no local effect; anything else is an
+/// error, so nothing in the template is silently missing locally.
+const HOSTED_BY_RUNNER: &[&str] = &[
+    "AWS::Serverless::Function",
+    "AWS::Serverless::HttpApi",
+    "AWS::SQS::QueuePolicy",
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::Logs::LogGroup",
+    "AWS::CloudWatch::Alarm",
+];
+
+pub async fn provision(
+    template: &Template,
+    prefix: &str,
+    parameters: &BTreeMap<String, String>,
+    aws: &AwsClients,
+) -> Result<Provisioned, ProvisionError> {
+    let mut out = Provisioned {
+        prefix: prefix.to_owned(),
+        tables: BTreeMap::new(),
+        queues: BTreeMap::new(),
+        rules: BTreeMap::new(),
+        resolver: Resolver::default(),
+    };
+    let r = &mut out.resolver;
+    r.refs.insert("AWS::Region".into(), REGION.into());
+    r.refs.insert("AWS::AccountId".into(), ACCOUNT.into());
+    r.refs.insert("AWS::StackName".into(), prefix.into());
+    r.refs.insert("AWS::Partition".into(), "aws".into());
+    for (name, param) in &template.parameters {
+        let value = parameters
+            .get(name)
+            .cloned()
+            .or_else(|| param["Default"].as_str().map(str::to_owned))
+            .ok_or_else(|| aws_error(name, "template parameter has no value and no default"))?;
+        r.refs.insert(name.clone(), value);
+    }
+    for (id, resource) in &template.resources {
+        if !HOSTED_BY_RUNNER.contains(&resource.kind.as_str())
+            && ![
+                "AWS::DynamoDB::Table",
+                "AWS::SQS::Queue",
+                "AWS::Events::Rule",
+            ]
+            .contains(&resource.kind.as_str())
+        {
+            return Err(aws_error(
+                id,
+                format!("resource type {} has no local equivalent", resource.kind),
+            ));
+        }
+        if resource.kind == "AWS::Serverless::HttpApi" {
+            out.resolver
+                .refs
+                .insert(id.clone(), format!("{prefix}-api"));
+        }
+    }
+    for (id, resource) in template.of_type("AWS::DynamoDB::Table") {
+        let name = format!("{prefix}-{id}");
+        create_table(aws, &name, &resource.properties)
+            .await
+            .map_err(|e| aws_error(id, e))?;
+        out.resolver.refs.insert(id.clone(), name.clone());
+        out.resolver.attrs.insert(
+            (id.clone(), "Arn".into()),
+            format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"),
+        );
+        out.tables.insert(id.clone(), name);
+    }
+    // Dead-letter queues first: a redrive policy names its DLQ's ARN.
+    let mut queues: Vec<_> = template.of_type("AWS::SQS::Queue").collect();
+    queues.sort_by_key(|(_, q)| !q.properties["RedrivePolicy"].is_null());
+    for (id, resource) in queues {
+        let (name, url, arn) =
+            create_queue(aws, prefix, id, &resource.properties, &out.resolver).await?;
+        out.resolver.refs.insert(id.clone(), url.clone());
+        out.resolver
+            .attrs
+            .insert((id.clone(), "Arn".into()), arn.clone());
+        out.resolver
+            .attrs
+            .insert((id.clone(), "QueueName".into()), name.clone());
+        out.resolver
+            .attrs
+            .insert((id.clone(), "QueueUrl".into()), url.clone());
+        out.queues.insert(id.clone(), (name, url, arn));
+    }
+    for (id, resource) in template.of_type("AWS::Events::Rule") {
+        let name = format!("{prefix}-{id}");
+        create_rule(aws, id, &name, &resource.properties, &out).await?;
+        out.resolver.refs.insert(id.clone(), name.clone());
+        out.rules.insert(id.clone(), name);
+    }
+    // Functions are hosted by the runner: their ARN names them for rule targets.
+    for (id, _) in template.of_type("AWS::Serverless::Function") {
+        out.resolver
+            .refs
+            .insert(id.clone(), format!("{prefix}-{id}"));
+        out.resolver.attrs.insert(
+            (id.clone(), "Arn".into()),
+            format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{prefix}-{id}"),
+        );
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyDef {
+    attribute_name: String,
+    key_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttrDef {
+    attribute_name: String,
+    attribute_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProjectionDef {
+    projection_type: String,
+    #[serde(default)]
+    non_key_attributes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GsiDef {
+    index_name: String,
+    key_schema: Vec<KeyDef>,
+    projection: ProjectionDef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TableDef {
+    attribute_definitions: Vec<AttrDef>,
+    key_schema: Vec<KeyDef>,
+    #[serde(default)]
+    global_secondary_indexes: Vec<GsiDef>,
+    #[serde(default)]
+    stream_specification: Option<StreamDef>,
+    #[serde(default)]
+    time_to_live_specification: Option<TtlDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamDef {
+    stream_view_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TtlDef {
+    attribute_name: String,
+    enabled: bool,
+}
+
+fn key_schema(keys: &[KeyDef]) -> Result<Vec<KeySchemaElement>, String> {
+    keys.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute_name)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Properties the local table ignores but AWS honours (billing, PITR, encryption, tags) are
+/// accepted here without effect: the key schema, indexes, streams and TTL are what code relies on.
+async fn create_table(aws: &AwsClients, name: &str, properties: &Value) -> Result<(), String> {
+    let def: TableDef = serde_yaml::from_value(properties.clone()).map_err(|e| e.to_string())?;
+    let exists = aws
+        .dynamodb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        let mut req = aws
+            .dynamodb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(key_schema(&def.key_schema)?));
+        for a in &def.attribute_definitions {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for g in &def.global_secondary_indexes {
+            let projection = Projection::builder()
+                .projection_type(ProjectionType::from(g.projection.projection_type.as_str()))
+                .set_non_key_attributes(
+                    (!g.projection.non_key_attributes.is_empty())
+                        .then(|| g.projection.non_key_attributes.clone()),
+                )
+                .build();
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&g.index_name)
+                    .set_key_schema(Some(key_schema(&g.key_schema)?))
+                    .projection(projection)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        if let Some(stream) = &def.stream_specification {
+            req = req.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(stream.stream_view_type.as_str()))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        if let Err(e) = req.send().await {
+            let e = e.into_service_error();
+            if !e.is_resource_in_use_exception() {
+                return Err(format!("{e:?}"));
+            }
+        }
+    }
+    if let Some(ttl) = def.time_to_live_specification.filter(|t| t.enabled) {
+        let current = aws
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let enabled = current
+            .time_to_live_description()
+            .and_then(|d| d.attribute_name())
+            == Some(ttl.attribute_name.as_str());
+        if !enabled {
+            aws.dynamodb
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(&ttl.attribute_name)
+                        .enabled(true)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+async fn create_queue(
+    aws: &AwsClients,
+    prefix: &str,
+    id: &str,
+    p: &Value,
+    resolver: &Resolver,
+) -> Result<(String, String, String), ProvisionError> {
+    let fifo = p["FifoQueue"].as_bool().unwrap_or(false);
+    let mut name = p["QueueName"]
+        .as_str()
+        .map_or_else(|| format!("{prefix}-{id}"), |n| format!("{prefix}-{n}"));
+    if fifo && !name.ends_with(".fifo") {
+        name.push_str(".fifo");
+    }
+    let mut req = aws.sqs.create_queue().queue_name(&name);
+    for (prop, attr) in [
+        ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
+        (
+            "MessageRetentionPeriod",
+            QueueAttributeName::MessageRetentionPeriod,
+        ),
+        (
+            "ReceiveMessageWaitTimeSeconds",
+            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+        ),
+        ("DelaySeconds", QueueAttributeName::DelaySeconds),
+        ("MaximumMessageSize", QueueAttributeName::MaximumMessageSize),
+        ("FifoQueue", QueueAttributeName::FifoQueue),
+        (
+            "ContentBasedDeduplication",
+            QueueAttributeName::ContentBasedDeduplication,
+        ),
+    ] {
+        if !p[prop].is_null() {
+            req = req.attributes(attr, resolver.resolve(&p[prop])?);
+        }
+    }
+    let redrive = &p["RedrivePolicy"];
+    if !redrive.is_null() {
+        let dlq_arn = resolver.resolve(&redrive["deadLetterTargetArn"])?;
+        let max = resolver.resolve(&redrive["maxReceiveCount"])?;
+        let policy = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max});
+        req = req.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+    }
+    let url = req
+        .send()
+        .await
+        .map_err(|e| aws_error(id, e.into_service_error()))?
+        .queue_url
+        .unwrap_or_default();
+    let arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_error(id, e.into_service_error()))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    Ok((name, url, arn))
+}
+
+/// Rules that target queues go through LocalStack's EventBridge; targets that are functions are
+/// invoked by the runner itself (LocalStack cannot invoke Lambda here), so they are skipped.
+async fn create_rule(
+    aws: &AwsClients,
+    id: &str,
+    name: &str,
+    p: &Value,
+    provisioned: &Provisioned,
+) -> Result<(), ProvisionError> {
+    let mut req = aws.eventbridge.put_rule().name(name);
+    if let Some(expr) = p["ScheduleExpression"].as_str() {
+        req = req.schedule_expression(expr);
+    }
+    if !p["EventPattern"].is_null() {
+        let pattern = serde_json::to_string(&p["EventPattern"]).map_err(|e| aws_error(id, e))?;
+        req = req.event_pattern(pattern);
+    }
+    if !p["EventBusName"].is_null() {
+        req = req.event_bus_name(provisioned.resolver.resolve(&p["EventBusName"])?);
+    }
+    req.send()
+        .await
+        .map_err(|e| aws_error(id, e.into_service_error()))?;
+    for target in p["Targets"].as_sequence().cloned().unwrap_or_default() {
+        let Some(logical) = referenced_resource(&target["Arn"]) else {
+            continue;
+        };
+        if !provisioned.queues.contains_key(&logical) {
+            continue;
+        }
+        let arn = provisioned.resolver.resolve(&target["Arn"])?;
+        let target_id = target["Id"].as_str().unwrap_or(&logical).to_owned();
+        let built = aws_sdk_eventbridge::types::Target::builder()
+            .id(target_id)
+            .arn(arn)
+            .build()
+            .map_err(|e| aws_error(id, e))?;
+        aws.eventbridge
+            .put_targets()
+            .rule(name)
+            .targets(built)
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e.into_service_error()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Test support: an isolated copy of Billy (unique resource prefix) on the local stack, served by an
+//! in-process runner on an ephemeral loopback port, removed again by `stop`.
+
+use crate::functions::{self, Handler};
+use crate::provision::{Provisioned, provision};
+use crate::runner::{Runner, RunnerOptions, RunningRunner};
+use crate::template::{FunctionDef, Template};
+use billy_aws::{AwsClients, LocalEndpoints, Tables};
+use billy_lambda::Config;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+#[derive(Debug)]
+pub struct TestStack {
+    pub aws: AwsClients,
+    pub provisioned: Provisioned,
+    pub admin_token: String,
+    pub url: String,
+    runner: RunningRunner,
+}
+
+/// A prefix no other test run shares.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+impl TestStack {
+    /// Billy as `template.yaml` declares it.
+    pub async fn start() -> Self {
+        let template =
+            Template::load(&crate::default_template_path()).expect("template.yaml loads");
+        Self::start_with(&template, |def, config, aws| {
+            functions::build(&def.name, config, aws)
+        })
+        .await
+    }
+
+    /// Any template, with handlers from `make` (tests host their own functions this way).
+    pub async fn start_with(
+        template: &Template,
+        make: impl Fn(&FunctionDef, &Config, &AwsClients) -> Result<Handler, String>,
+    ) -> Self {
+        let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
+        let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
+        let parameters = BTreeMap::from([("AdminToken".to_owned(), admin_token.clone())]);
+        let provisioned = provision(template, &unique_prefix(), &parameters, &aws)
+            .await
+            .expect("local stack is up (run tests through `make test`)");
+        let runner = Runner::build(template, &provisioned, &aws, |def, config| {
+            make(def, config, &aws)
+        })
+        .expect("runner wires");
+        let options = RunnerOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..RunnerOptions::default()
+        };
+        let runner = runner
+            .start(&options)
+            .await
+            .expect("runner binds a loopback port");
+        Self {
+            url: runner.url(),
+            aws,
+            provisioned,
+            admin_token,
+            runner,
+        }
+    }
+
+    pub fn tables(&self) -> Tables {
+        Tables {
+            main: self.provisioned.tables["BillyTable"].clone(),
+            audit: self.provisioned.tables["AuditTable"].clone(),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.runner.shutdown().await;
+        self.provisioned.teardown(&self.aws).await;
+    }
+}

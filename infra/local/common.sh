@@ -1,0 +1,50 @@
+# Shared settings for the local stack scripts: cache folders keyed by pinned versions, ports, logs.
+# Sourced, not run.
+set -euo pipefail
+
+BILLY_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BILLY_ROOT="$(cd "$BILLY_LOCAL_DIR/../.." && pwd)"
+# shellcheck source=versions.env
+. "$BILLY_LOCAL_DIR/versions.env"
+
+BILLY_CACHE="${BILLY_CACHE:-$HOME/.cache/billy}"
+BILLY_STATE="${BILLY_STATE:-$BILLY_CACHE/state}"
+BILLY_LOGS="${BILLY_LOGS:-$BILLY_STATE/logs}"
+mkdir -p "$BILLY_CACHE" "$BILLY_STATE" "$BILLY_LOGS"
+
+LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
+DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
+
+# A cache key changes whenever a pinned version or the constraints file changes, so a version bump
+# installs into a new folder and never reuses a half-upgraded one.
+cache_key() { cat "$@" | sha256sum | cut -c1-12; }
+LOCALSTACK_HOME="$BILLY_CACHE/localstack-$(cache_key "$BILLY_LOCAL_DIR/versions.env" "$BILLY_LOCAL_DIR/constraints-localstack.txt")"
+DYNAMODB_HOME="$BILLY_CACHE/dynamodb-local-$DYNAMODB_LOCAL_NPM_VERSION"
+TOOLS_HOME="$BILLY_CACHE/tools-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_VERSION"
+
+log() { printf '[billy-local] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Finds a Python >= 3.13: LocalStack 2026.x imports `warnings.deprecated`, new in 3.13 (3.12 starts
+# but then finds no runtime components). The default python3 may be older; pyenv often has one.
+find_python313() {
+  local candidates=(python3.14 python3.13 python3)
+  if command -v pyenv >/dev/null 2>&1; then
+    local root v; root="$(pyenv root)"
+    for v in "$root"/versions/3.1[3-9]*; do
+      [ -x "$v/bin/python3" ] && candidates+=("$v/bin/python3")
+    done
+  fi
+  local c
+  for c in "${candidates[@]}"; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)' 2>/dev/null; then
+      command -v "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+# Any Python >= 3.9 will do for the tools venv (cargo-lambda, aws-sam-cli).
+find_python_tools() { find_python313 || command -v python3; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

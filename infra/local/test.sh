@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, checks format and lints, starts the local stack (or reuses a
+# healthy one), runs every test (unit, integration, end-to-end), validates template.yaml, and stops
+# what it started.
+. "$(dirname "$0")/common.sh"
+. "$BILLY_LOCAL_DIR/env.sh"
+command -v cargo >/dev/null 2>&1 || die "cargo (Rust) is needed"
+cd "$BILLY_ROOT"
+
+started="$(mktemp)"
+cleanup() {
+  local svcs; svcs="$(cat "$started" 2>/dev/null || true)"
+  # shellcheck disable=SC2086
+  [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
+  rm -f "$started"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { log "== $* ($(date -u +%H:%M:%S))"; }
+
+step "installing the local stack and tools (cached under $BILLY_CACHE)"
+bash "$BILLY_LOCAL_DIR/install.sh" all
+# The stack starts in the background while the code compiles and is linted.
+bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$started" > "$BILLY_LOGS/stack-start.log" 2>&1 &
+stack_pid=$!
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -q -- -D warnings
+step "building tests"
+cargo test --workspace --no-run -q
+
+wait "$stack_pid" || { cat "$BILLY_LOGS/stack-start.log" >&2; die "the local stack did not start"; }
+cat "$BILLY_LOGS/stack-start.log" >&2
+step "cargo test (unit, integration and end-to-end against the local stack)"
+cargo test --workspace
+
+step "sam validate --lint"
+"$TOOLS_HOME/venv/bin/sam" validate --lint --template "$BILLY_ROOT/template.yaml"
+step "all checks passed"

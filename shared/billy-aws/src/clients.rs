@@ -1,0 +1,93 @@
+//! SDK clients, built once per process with deliberate retry and timeout settings.
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use std::time::Duration;
+
+/// The SDK clients a function may use; cheap to clone (they share connection pools).
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl AwsClients {
+    /// Loads region, credentials and endpoints the standard way (`AWS_ENDPOINT_URL`,
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, ... point it at the local stack).
+    ///
+    /// Retries: the SDK's standard mode with 3 attempts and exponential backoff with jitter, so a
+    /// throttled or 5xx call is retried briefly, but a Lambda never spends its whole timeout on one
+    /// dependency. Timeouts: 1 s to connect and 3 s per attempt (DynamoDB and SQS answer in
+    /// milliseconds; a slower answer is a fault worth retrying), 10 s per operation overall, below
+    /// the functions' own timeouts so an error is reported instead of a killed invocation.
+    pub async fn from_env() -> Self {
+        Self::from_config(&loader().load().await)
+    }
+
+    /// Clients for the local stack only (fixed test credentials and loopback endpoints), whatever
+    /// the environment says: tests can never reach a real AWS account by accident.
+    pub async fn local(endpoints: &LocalEndpoints) -> Self {
+        let config = loader()
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "billy-local"))
+            .endpoint_url(&endpoints.localstack)
+            .load()
+            .await;
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
+            .endpoint_url(&endpoints.dynamodb)
+            .build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            eventbridge: aws_sdk_eventbridge::Client::new(&config),
+        }
+    }
+
+    pub fn from_config(config: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
+        }
+    }
+}
+
+fn loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+}
+
+/// Where the local stack listens; ports follow the stack scripts' LOCALSTACK_PORT / DYNAMODB_PORT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpoints {
+    pub localstack: String,
+    pub dynamodb: String,
+}
+
+impl LocalEndpoints {
+    pub fn from_env() -> Self {
+        let port =
+            |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.to_owned());
+        Self {
+            localstack: format!("http://127.0.0.1:{}", port("LOCALSTACK_PORT", "4566")),
+            dynamodb: format!("http://127.0.0.1:{}", port("DYNAMODB_PORT", "8000")),
+        }
+    }
+}
+
+/// Physical table names, as `template.yaml` passes them to every function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub main: String,
+    pub audit: String,
+}

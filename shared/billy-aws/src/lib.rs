@@ -1,0 +1,11 @@
+//! Adapters of Billy's ports over the real AWS SDK: DynamoDB repositories and the audit journal,
+//! SQS and EventBridge publishers, and the health probe.
+
+pub mod audit;
+pub mod clients;
+pub mod customers;
+pub mod dynamo;
+pub mod health;
+pub mod tenants;
+
+pub use clients::{AwsClients, LocalEndpoints, Tables};

@@ -1,0 +1,93 @@
+//! The append-only journal: one event per state change, written with the change, frozen forever.
+
+use crate::ids::{Id, IdGenerator, IdKind};
+use crate::tenant::Scope;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who caused a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Actor {
+    /// A tenant's API key (by key id, never the secret).
+    ApiKey { key: Id },
+    /// The deployment's administrator token.
+    Admin,
+    /// One of Billy's own functions (billing tick, retry sweeper, ...).
+    System { function: String },
+    /// A payment gateway, through a verified webhook.
+    Gateway { gateway: String, event_id: String },
+}
+
+/// Everything needed to understand one change later, without reading any other record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: Id,
+    pub scope: Scope,
+    /// The entity that changed, and its type (`customer`, `invoice`, ...).
+    pub entity: Id,
+    pub entity_type: String,
+    /// The customer account the change belongs to, for account history and balance.
+    pub account: Option<Id>,
+    /// What happened, e.g. `customer.created`, `invoice.paid`.
+    pub action: String,
+    /// The entity's version after the change: one event per version, so two writers of the same
+    /// version cannot both append.
+    pub version: u64,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub reason: Option<String>,
+    /// Frozen snapshots of the entity before and after the change.
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Who is acting and under which request, passed to every use case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub scope: Scope,
+    pub actor: Actor,
+    pub request_id: Option<String>,
+}
+
+/// One change of one entity, described by the use case that makes it.
+#[derive(Debug, Clone)]
+pub struct Change<'a, T> {
+    pub entity: &'a Id,
+    pub entity_type: &'static str,
+    pub account: Option<&'a Id>,
+    pub action: &'static str,
+    pub version: u64,
+    pub reason: Option<&'a str>,
+    pub before: Option<&'a T>,
+    pub after: Option<&'a T>,
+}
+
+impl Context {
+    /// Freezes `change` into the audit event that is written in the same transaction as it.
+    pub fn record<T: Serialize>(
+        &self,
+        ids: &dyn IdGenerator,
+        at: DateTime<Utc>,
+        change: Change<'_, T>,
+    ) -> AuditEvent {
+        let snapshot = |v: Option<&T>| v.and_then(|v| serde_json::to_value(v).ok());
+        AuditEvent {
+            id: ids.next(IdKind::Event),
+            scope: self.scope.clone(),
+            entity: change.entity.clone(),
+            entity_type: change.entity_type.to_owned(),
+            account: change.account.cloned(),
+            action: change.action.to_owned(),
+            version: change.version,
+            at,
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            reason: change.reason.map(str::to_owned),
+            before: snapshot(change.before),
+            after: snapshot(change.after),
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The two shapes of function Billy has, and their Lambda entry points. The local runner calls the
+//! same trait methods with the same event types.
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::LambdaEvent;
+use std::sync::Arc;
+
+/// An API Gateway HTTP API route handler. It never fails: every error is an HTTP response.
+#[async_trait]
+pub trait HttpFunction: Send + Sync {
+    async fn handle(&self, request: Request) -> Response<Body>;
+}
+
+/// An SQS event source handler that reports partial batch failures.
+#[async_trait]
+pub trait SqsFunction: Send + Sync {
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error>;
+}
+
+pub async fn run_http<F: HttpFunction + 'static>(function: F) -> Result<(), lambda_http::Error> {
+    let function = Arc::new(function);
+    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+        let function = Arc::clone(&function);
+        async move { Ok::<_, lambda_http::Error>(function.handle(request).await) }
+    }))
+    .await
+}
+
+pub async fn run_sqs<F: SqsFunction + 'static>(function: F) -> Result<(), lambda_runtime::Error> {
+    let function = Arc::new(function);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let function = Arc::clone(&function);
+            async move { function.handle(event.payload).await }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,10 @@
+//! Glue shared by Billy's functions: configuration, telemetry, the HTTP error contract, and the
+//! function traits that both the Lambda entry points and the local runner drive.
+
+pub mod config;
+pub mod function;
+pub mod http;
+pub mod telemetry;
+
+pub use config::Config;
+pub use function::{HttpFunction, SqsFunction, run_http, run_sqs};
