@@ -42,6 +42,9 @@ pub struct AuditEvent {
     /// Frozen snapshots of the entity before and after the change.
     pub before: Option<Value>,
     pub after: Option<Value>,
+    /// The typed change (e.g. `journal::InvoiceChange`) that folds replay.
+    #[serde(default)]
+    pub change: Option<Value>,
 }
 
 /// Who is acting and under which request, passed to every use case.
@@ -63,6 +66,8 @@ pub struct Change<'a, T> {
     pub reason: Option<&'a str>,
     pub before: Option<&'a T>,
     pub after: Option<&'a T>,
+    /// The typed change, when the entity's history is replayed by a fold.
+    pub change: Option<Value>,
 }
 
 impl Context {
@@ -88,6 +93,7 @@ impl Context {
             reason: change.reason.map(str::to_owned),
             before: snapshot(change.before),
             after: snapshot(change.after),
+            change: change.change,
         }
     }
 }

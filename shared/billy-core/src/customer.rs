@@ -150,6 +150,7 @@ pub async fn create_customer(
             reason: None,
             before: None,
             after: Some(&customer),
+            change: None,
         },
     );
     deps.customers.insert(&customer, &event).await?;

@@ -3,11 +3,19 @@
 pub mod audit;
 pub mod clock;
 pub mod customer;
+pub mod dunning;
 pub mod error;
 pub mod ids;
+pub mod invoice;
+pub mod journal;
 pub mod memory;
+pub mod money;
 pub mod page;
+pub mod plan;
 pub mod ports;
+pub mod schedule;
+pub mod subscription;
 pub mod tenant;
+pub mod transaction;
 
 pub use error::{DomainError, DomainResult};

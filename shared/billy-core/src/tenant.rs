@@ -218,6 +218,7 @@ pub async fn create_tenant(
             reason: None,
             before: None,
             after: Some(&tenant),
+            change: None,
         },
     );
     tenants.create(&tenant, &records, &event).await?;

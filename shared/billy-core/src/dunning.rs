@@ -1,0 +1,92 @@
+//! Dunning: how a failed charge (or payout) is retried, and what happens when retries run out.
+
+use crate::error::{DomainError, DomainResult};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What becomes of the subscription when an invoice is finally uncollectible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalAction {
+    PastDue,
+    Cancel,
+}
+
+/// Attempts and the gaps between them. The default is 4 attempts over 21 days with increasing gaps:
+/// day 0, day 3, day 10, day 21.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DunningPolicy {
+    /// Hours between attempt n and n+1; its length + 1 is the number of attempts.
+    pub retry_gaps_hours: Vec<u32>,
+    pub final_action: FinalAction,
+}
+
+impl Default for DunningPolicy {
+    fn default() -> Self {
+        Self { retry_gaps_hours: vec![3 * 24, 7 * 24, 11 * 24], final_action: FinalAction::PastDue }
+    }
+}
+
+pub const MAX_ATTEMPTS: usize = 10;
+pub const MAX_SPAN_DAYS: u32 = 60;
+
+impl DunningPolicy {
+    pub fn new(retry_gaps_hours: Vec<u32>, final_action: FinalAction) -> DomainResult<Self> {
+        let bad = |m: String| Err(DomainError::invalid("dunning_invalid", m, Some("retry_gaps_hours")));
+        if retry_gaps_hours.len() + 1 > MAX_ATTEMPTS {
+            return bad(format!("at most {MAX_ATTEMPTS} attempts"));
+        }
+        if retry_gaps_hours.contains(&0) {
+            return bad("gaps must be at least one hour".into());
+        }
+        let span: u64 = retry_gaps_hours.iter().map(|h| u64::from(*h)).sum();
+        if span > u64::from(MAX_SPAN_DAYS) * 24 {
+            return bad(format!("retries must end within {MAX_SPAN_DAYS} days"));
+        }
+        Ok(Self { retry_gaps_hours, final_action })
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.retry_gaps_hours.len() + 1).unwrap_or(u32::MAX)
+    }
+
+    /// After attempt number `attempts_made` (1-based) failed at `failed_at`, when is the next one
+    /// due? `None` means the policy is exhausted.
+    pub fn next_attempt_at(&self, attempts_made: u32, failed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let index = usize::try_from(attempts_made.checked_sub(1)?).ok()?;
+        self.retry_gaps_hours.get(index).map(|h| failed_at + Duration::hours(i64::from(*h)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_default_is_four_attempts_over_21_days_with_growing_gaps() {
+        // GIVEN the default policy and a first failure on 1 March
+        let p = DunningPolicy::default();
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 3, d, 12, 0, 0).unwrap();
+        assert_eq!(p.max_attempts(), 4);
+        // THEN retries on 4 March, 11 March, 22 March; after the 4th attempt, none
+        let second = p.next_attempt_at(1, day(1)).unwrap();
+        assert_eq!(second, day(4));
+        let third = p.next_attempt_at(2, second).unwrap();
+        assert_eq!(third, day(11));
+        let fourth = p.next_attempt_at(3, third).unwrap();
+        assert_eq!(fourth, day(22));
+        assert_eq!(p.next_attempt_at(4, fourth), None);
+        assert_eq!(fourth - day(1), Duration::days(21));
+    }
+
+    #[test]
+    fn policies_are_validated() {
+        assert!(DunningPolicy::new(vec![24; 9], FinalAction::Cancel).is_ok());
+        assert!(DunningPolicy::new(vec![24; 10], FinalAction::Cancel).is_err());
+        assert!(DunningPolicy::new(vec![0], FinalAction::Cancel).is_err());
+        assert!(DunningPolicy::new(vec![61 * 24], FinalAction::Cancel).is_err());
+        // a single attempt (no retries) is allowed
+        assert_eq!(DunningPolicy::new(vec![], FinalAction::PastDue).unwrap().max_attempts(), 1);
+    }
+}

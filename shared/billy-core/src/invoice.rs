@@ -1,0 +1,581 @@
+//! Invoices: items and adjustments with checked totals, and the debit and payout lifecycles as
+//! explicit transition tables. An illegal transition is a typed error and changes nothing.
+
+use crate::error::{DomainError, DomainResult};
+use crate::ids::Id;
+use crate::money::{Currency, checked_product, checked_sum, round_minor, validate_amount};
+use crate::plan::Direction;
+use crate::schedule::Period;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    Draft,
+    Pending,
+    Paid,
+    ChargedWithError,
+    Failed,
+    Canceled,
+    Refunded,
+    PartiallyRefunded,
+    InProtest,
+    Chargeback,
+    PaidOut,
+    PayoutFailed,
+}
+
+impl InvoiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::ChargedWithError => "charged_with_error",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Refunded => "refunded",
+            Self::PartiallyRefunded => "partially_refunded",
+            Self::InProtest => "in_protest",
+            Self::Chargeback => "chargeback",
+            Self::PaidOut => "paid_out",
+            Self::PayoutFailed => "payout_failed",
+        }
+    }
+}
+
+/// What can happen to an invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceAction {
+    /// Draft → pending (a charge or payout is requested), or straight to paid when the total is 0.
+    Finalize,
+    /// The gateway confirmed the money moved.
+    Succeed,
+    /// The gateway reported a failure.
+    Fail,
+    /// The dunning policy retries.
+    Retry,
+    /// The dunning policy is exhausted: uncollectible.
+    GiveUp,
+    Cancel,
+    /// A refund confirmed by the gateway, for part of what was paid.
+    RefundPartial,
+    /// A refund confirmed by the gateway that brings the refunded sum to the amount paid.
+    RefundFull,
+    Contest,
+    DisputeWon,
+    DisputeLost,
+}
+
+impl InvoiceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Finalize => "finalize",
+            Self::Succeed => "succeed",
+            Self::Fail => "fail",
+            Self::Retry => "retry",
+            Self::GiveUp => "give_up",
+            Self::Cancel => "cancel",
+            Self::RefundPartial => "refund_partial",
+            Self::RefundFull => "refund_full",
+            Self::Contest => "contest",
+            Self::DisputeWon => "dispute_won",
+            Self::DisputeLost => "dispute_lost",
+        }
+    }
+}
+
+use InvoiceAction as A;
+use InvoiceStatus as S;
+
+/// Every legal debit transition; anything not listed is illegal.
+pub const DEBIT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] = &[
+    (S::Draft, A::Finalize, S::Pending),
+    (S::Draft, A::Cancel, S::Canceled),
+    (S::Pending, A::Succeed, S::Paid),
+    (S::Pending, A::Fail, S::ChargedWithError),
+    (S::Pending, A::Cancel, S::Canceled),
+    (S::ChargedWithError, A::Retry, S::Pending),
+    (S::ChargedWithError, A::Succeed, S::Paid),
+    (S::ChargedWithError, A::GiveUp, S::Failed),
+    (S::ChargedWithError, A::Cancel, S::Canceled),
+    (S::Paid, A::RefundPartial, S::PartiallyRefunded),
+    (S::Paid, A::RefundFull, S::Refunded),
+    (S::PartiallyRefunded, A::RefundPartial, S::PartiallyRefunded),
+    (S::PartiallyRefunded, A::RefundFull, S::Refunded),
+    (S::Paid, A::Contest, S::InProtest),
+    (S::InProtest, A::DisputeWon, S::Paid),
+    (S::InProtest, A::DisputeLost, S::Chargeback),
+];
+
+/// Every legal payout transition.
+pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] = &[
+    (S::Draft, A::Finalize, S::Pending),
+    (S::Draft, A::Cancel, S::Canceled),
+    (S::Pending, A::Succeed, S::PaidOut),
+    (S::Pending, A::Fail, S::PayoutFailed),
+    (S::Pending, A::Cancel, S::Canceled),
+    (S::PayoutFailed, A::Retry, S::Pending),
+    (S::PayoutFailed, A::GiveUp, S::Failed),
+    (S::PayoutFailed, A::Cancel, S::Canceled),
+];
+
+pub fn transition(direction: Direction, from: InvoiceStatus, action: InvoiceAction) -> DomainResult<InvoiceStatus> {
+    let table = match direction {
+        Direction::Debit => DEBIT_TRANSITIONS,
+        Direction::Payout => PAYOUT_TRANSITIONS,
+    };
+    table
+        .iter()
+        .find(|(f, a, _)| *f == from && *a == action)
+        .map(|(_, _, to)| *to)
+        .ok_or_else(|| DomainError::IllegalTransition {
+            entity: "invoice",
+            from: from.as_str().to_owned(),
+            action: action.as_str().to_owned(),
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceItem {
+    pub description: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    /// A fractional unit price (metered plans); `amount` is then `quantity × this`, rounded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_amount_decimal: Option<Decimal>,
+    pub amount: i64,
+}
+
+impl InvoiceItem {
+    /// An item as a client gives it: `amount = quantity × unit_amount`, all bounded.
+    pub fn new(description: &str, quantity: i64, unit_amount: i64) -> DomainResult<Self> {
+        let description = description.trim();
+        if description.is_empty() || description.chars().count() > 500 {
+            return Err(DomainError::invalid("parameter_invalid", "item description must be 1 to 500 characters", Some("items.description")));
+        }
+        if !(1..=1_000_000_000).contains(&quantity) {
+            return Err(DomainError::invalid("quantity_invalid", "item quantity must be from 1 to 1000000000", Some("items.quantity")));
+        }
+        validate_amount(unit_amount, "items.unit_amount")?;
+        Ok(Self {
+            description: description.to_owned(),
+            quantity,
+            unit_amount,
+            unit_amount_decimal: None,
+            amount: checked_product(quantity, unit_amount)?,
+        })
+    }
+
+    /// A metered line with a possibly fractional unit price, rounded once.
+    pub fn metered(description: &str, quantity: u64, unit_amount: Decimal, flat_amount: i64) -> DomainResult<Self> {
+        let qty = i64::try_from(quantity).map_err(|_| DomainError::invalid("quantity_invalid", "usage quantity too large", None))?;
+        let variable = round_minor(Decimal::from(quantity) * unit_amount)?;
+        Ok(Self {
+            description: description.to_owned(),
+            quantity: qty,
+            unit_amount: round_minor(unit_amount)?,
+            unit_amount_decimal: (unit_amount.fract() != Decimal::ZERO).then_some(unit_amount),
+            amount: checked_sum([variable, flat_amount])?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentKind {
+    Discount,
+    Credit,
+    Proration,
+    Commission,
+}
+
+/// A signed change to the total with its reason (a discount or credit is negative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustment {
+    pub kind: AdjustmentKind,
+    pub amount: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub id: Id,
+    pub customer: Id,
+    pub subscription: Option<Id>,
+    pub direction: Direction,
+    pub status: InvoiceStatus,
+    pub currency: Currency,
+    pub items: Vec<InvoiceItem>,
+    pub adjustments: Vec<Adjustment>,
+    pub total: i64,
+    pub amount_paid: i64,
+    pub amount_refunded: i64,
+    pub period: Option<Period>,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    pub created: DateTime<Utc>,
+    pub livemode: bool,
+    pub version: u64,
+}
+
+/// The tenant's refund rule: how long after payment a refund may be requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPolicy {
+    pub window_days: u32,
+}
+
+impl Default for RefundPolicy {
+    fn default() -> Self {
+        Self { window_days: 7 }
+    }
+}
+
+impl Invoice {
+    #[allow(clippy::too_many_arguments)]
+    pub fn draft(
+        id: Id,
+        customer: Id,
+        subscription: Option<Id>,
+        direction: Direction,
+        currency: Currency,
+        period: Option<Period>,
+        created: DateTime<Utc>,
+        livemode: bool,
+    ) -> Self {
+        Self {
+            id,
+            customer,
+            subscription,
+            direction,
+            status: InvoiceStatus::Draft,
+            currency,
+            items: Vec::new(),
+            adjustments: Vec::new(),
+            total: 0,
+            amount_paid: 0,
+            amount_refunded: 0,
+            period,
+            attempt_count: 0,
+            next_attempt_at: None,
+            paid_at: None,
+            failure_reason: None,
+            created,
+            livemode,
+            version: 1,
+        }
+    }
+
+    fn require_draft(&self, action: &str) -> DomainResult<()> {
+        if self.status == InvoiceStatus::Draft {
+            Ok(())
+        } else {
+            Err(DomainError::IllegalTransition { entity: "invoice", from: self.status.as_str().into(), action: action.into() })
+        }
+    }
+
+    /// Items + adjustments, checked; a debit invoice can never total below zero.
+    fn computed_total(&self, items: &[InvoiceItem], adjustments: &[Adjustment]) -> DomainResult<i64> {
+        let total = checked_sum(items.iter().map(|i| i.amount).chain(adjustments.iter().map(|a| a.amount)))?;
+        if total < 0 {
+            return Err(DomainError::invalid(
+                "total_negative",
+                "adjustments would make the invoice total negative",
+                Some("adjustments"),
+            ));
+        }
+        Ok(total)
+    }
+
+    /// Adds items to a draft; all or nothing.
+    pub fn add_items(&mut self, items: Vec<InvoiceItem>) -> DomainResult<()> {
+        self.require_draft("add items to")?;
+        if self.items.len() + items.len() > 250 {
+            return Err(DomainError::invalid("too_many_items", "an invoice has at most 250 items", Some("items")));
+        }
+        let mut all = self.items.clone();
+        all.extend(items);
+        self.total = self.computed_total(&all, &self.adjustments)?;
+        self.items = all;
+        Ok(())
+    }
+
+    /// Adds an adjustment to a draft; rejected if it would make the total negative.
+    pub fn add_adjustment(&mut self, adjustment: Adjustment) -> DomainResult<()> {
+        self.require_draft("adjust")?;
+        let mut all = self.adjustments.clone();
+        all.push(adjustment);
+        self.total = self.computed_total(&self.items, &all)?;
+        self.adjustments = all;
+        Ok(())
+    }
+
+    /// Applies `action`, returning the status before. The invoice is unchanged on error.
+    pub fn apply(&mut self, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
+        let from = self.status;
+        let mut to = transition(self.direction, from, action)?;
+        match action {
+            // A zero total needs no gateway: it is settled at once.
+            A::Finalize if self.total == 0 => {
+                to = match self.direction {
+                    Direction::Debit => S::Paid,
+                    Direction::Payout => S::PaidOut,
+                };
+                self.paid_at = Some(at);
+            }
+            A::Finalize | A::Retry => self.attempt_count += 1,
+            A::Succeed => {
+                self.amount_paid = self.total;
+                self.paid_at = Some(at);
+                self.failure_reason = None;
+                self.next_attempt_at = None;
+            }
+            A::GiveUp | A::Cancel => self.next_attempt_at = None,
+            _ => {}
+        }
+        self.status = to;
+        self.version += 1;
+        Ok(from)
+    }
+
+    /// Records a failed attempt with its reason and when the next one is due (if any).
+    pub fn fail(&mut self, reason: &str, next_attempt_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
+        let from = self.apply(A::Fail, at)?;
+        self.failure_reason = Some(reason.to_owned());
+        self.next_attempt_at = next_attempt_at;
+        Ok(from)
+    }
+
+    /// Checks a refund request against the amount still refundable and the refund window; the
+    /// window is checked when a refund is requested, not when the gateway confirms it.
+    pub fn check_refund_request(&self, amount: i64, policy: RefundPolicy, at: DateTime<Utc>) -> DomainResult<InvoiceAction> {
+        let action = self.refund_action(amount)?;
+        let paid_at = self.paid_at.ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
+        if at > paid_at + Duration::days(i64::from(policy.window_days)) {
+            return Err(DomainError::invalid(
+                "refund_window_expired",
+                format!("refunds are possible for {} days after payment", policy.window_days),
+                Some("amount"),
+            ));
+        }
+        Ok(action)
+    }
+
+    /// Which refund transition `amount` is: partial, or full when it reaches the amount paid.
+    fn refund_action(&self, amount: i64) -> DomainResult<InvoiceAction> {
+        if !matches!(self.status, S::Paid | S::PartiallyRefunded) {
+            return Err(DomainError::IllegalTransition { entity: "invoice", from: self.status.as_str().into(), action: "refund".into() });
+        }
+        let refundable = self.amount_paid - self.amount_refunded;
+        if amount <= 0 || amount > refundable {
+            return Err(DomainError::invalid(
+                "refund_amount_invalid",
+                format!("refund amount must be from 1 to {refundable} (paid {}, already refunded {})", self.amount_paid, self.amount_refunded),
+                Some("amount"),
+            ));
+        }
+        Ok(if amount == refundable { A::RefundFull } else { A::RefundPartial })
+    }
+
+    /// Applies a gateway-confirmed refund of `amount`; the sum refunded never passes the amount paid.
+    pub fn refund(&mut self, amount: i64, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
+        let action = self.refund_action(amount)?;
+        let from = self.apply(action, at)?;
+        self.amount_refunded += amount;
+        Ok(from)
+    }
+}
+
+/// Proration of an immediate plan change, to the second: a credit for the unused part of the old
+/// price and a charge for the remaining part of the new one, each rounded once.
+pub fn prorate_change(old_amount: i64, new_amount: i64, period: &Period, at: DateTime<Utc>) -> DomainResult<(Adjustment, Adjustment)> {
+    if at < period.start || at >= period.end {
+        return Err(DomainError::invalid("proration_invalid", "the change time must fall inside the current period", None));
+    }
+    let total = Decimal::from(period.seconds());
+    let remaining = Decimal::from((period.end - at).num_seconds());
+    let credit = round_minor(Decimal::from(old_amount) * remaining / total)?;
+    let charge = round_minor(Decimal::from(new_amount) * remaining / total)?;
+    Ok((
+        Adjustment { kind: AdjustmentKind::Proration, amount: -credit, reason: "unused time on the previous plan".into() },
+        Adjustment { kind: AdjustmentKind::Proration, amount: charge, reason: "remaining time on the new plan".into() },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn usd() -> Currency {
+        Currency::parse("usd", "currency").unwrap()
+    }
+
+    fn t(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap()
+    }
+
+    fn invoice(direction: Direction) -> Invoice {
+        Invoice::draft(Id::from_trusted("inv_1".into()), Id::from_trusted("cus_1".into()), None, direction, usd(), None, t(1, 0), false)
+    }
+
+    fn paid(total_each: i64) -> Invoice {
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Seat", 2, total_each).unwrap()]).unwrap();
+        inv.apply(A::Finalize, t(1, 0)).unwrap();
+        inv.apply(A::Succeed, t(1, 1)).unwrap();
+        inv
+    }
+
+    #[test]
+    fn totals_are_items_plus_adjustments() {
+        // GIVEN 3 × 19.99 and 1 × 5.00, with a 10.00 discount
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Seat", 3, 1999).unwrap(), InvoiceItem::new("Setup", 1, 500).unwrap()]).unwrap();
+        inv.add_adjustment(Adjustment { kind: AdjustmentKind::Discount, amount: -1000, reason: "welcome".into() }).unwrap();
+        // THEN 5997 + 500 - 1000 = 5497
+        assert_eq!(inv.items[0].amount, 5997);
+        assert_eq!(inv.total, 5497);
+    }
+
+    #[test]
+    fn a_debit_total_never_goes_negative() {
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Seat", 1, 500).unwrap()]).unwrap();
+        let before = inv.clone();
+        let err = inv.add_adjustment(Adjustment { kind: AdjustmentKind::Credit, amount: -501, reason: "x".into() }).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "total_negative", .. }));
+        assert_eq!(inv, before, "nothing changed");
+    }
+
+    #[test]
+    fn item_inputs_are_bounded() {
+        assert!(InvoiceItem::new("", 1, 100).is_err());
+        assert!(InvoiceItem::new("x", 0, 100).is_err());
+        assert!(InvoiceItem::new("x", 1, -5).is_err());
+        assert!(InvoiceItem::new("x", 1_000_000_000, 999_999_999_999).is_err(), "product overflows the bound");
+    }
+
+    #[test]
+    fn a_zero_total_invoice_is_paid_at_finalization_without_a_gateway() {
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Free tier", 1, 0).unwrap()]).unwrap();
+        inv.apply(A::Finalize, t(2, 0)).unwrap();
+        assert_eq!(inv.status, S::Paid);
+        assert_eq!(inv.attempt_count, 0, "no charge attempt");
+        let mut payout = invoice(Direction::Payout);
+        payout.apply(A::Finalize, t(2, 0)).unwrap();
+        assert_eq!(payout.status, S::PaidOut);
+    }
+
+    #[test]
+    fn the_debit_happy_path_and_dunning_path_follow_the_table() {
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        assert_eq!(inv.apply(A::Finalize, t(1, 0)).unwrap(), S::Draft);
+        inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
+        assert_eq!((inv.status, inv.failure_reason.as_deref()), (S::ChargedWithError, Some("card_declined")));
+        inv.apply(A::Retry, t(4, 0)).unwrap();
+        assert_eq!((inv.status, inv.attempt_count), (S::Pending, 2));
+        inv.apply(A::Succeed, t(4, 1)).unwrap();
+        assert_eq!((inv.status, inv.amount_paid, inv.failure_reason.clone()), (S::Paid, 1000, None));
+    }
+
+    #[test]
+    fn illegal_transitions_are_typed_errors_that_change_nothing() {
+        // Every (status, action) pair not in the table is rejected without change.
+        let all_status = [S::Draft, S::Pending, S::Paid, S::ChargedWithError, S::Failed, S::Canceled, S::Refunded, S::PartiallyRefunded, S::InProtest, S::Chargeback, S::PaidOut, S::PayoutFailed];
+        let all_actions = [A::Finalize, A::Succeed, A::Fail, A::Retry, A::GiveUp, A::Cancel, A::RefundPartial, A::RefundFull, A::Contest, A::DisputeWon, A::DisputeLost];
+        for direction in [Direction::Debit, Direction::Payout] {
+            let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };
+            for status in all_status {
+                for action in all_actions {
+                    let legal = table.iter().any(|(f, a, _)| *f == status && *a == action);
+                    let mut inv = invoice(direction);
+                    inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()]).unwrap();
+                    inv.status = status;
+                    let before = inv.clone();
+                    let result = inv.apply(action, t(2, 0));
+                    assert_eq!(result.is_ok(), legal, "{direction:?} {status:?} {action:?}");
+                    if !legal {
+                        assert!(matches!(result, Err(DomainError::IllegalTransition { .. })));
+                        assert_eq!(inv, before);
+                    }
+                }
+            }
+        }
+        // and a finalized invoice takes no more items
+        let mut inv = paid(100);
+        assert!(matches!(inv.add_items(vec![InvoiceItem::new("x", 1, 1).unwrap()]), Err(DomainError::IllegalTransition { .. })));
+    }
+
+    #[test]
+    fn refunds_are_bounded_by_the_amount_paid_and_the_window() {
+        // GIVEN an invoice paid 20.00 at 1 March 01:00 and the default 7-day window
+        let mut inv = paid(1000);
+        let policy = RefundPolicy::default();
+        // WHEN 5.00 then 15.00 are refunded THEN partially_refunded then refunded
+        assert_eq!(inv.check_refund_request(500, policy, t(2, 0)).unwrap(), A::RefundPartial);
+        inv.refund(500, t(2, 0)).unwrap();
+        assert_eq!((inv.status, inv.amount_refunded), (S::PartiallyRefunded, 500));
+        assert!(matches!(inv.refund(1501, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
+        assert_eq!(inv.check_refund_request(1500, policy, t(3, 0)).unwrap(), A::RefundFull);
+        inv.refund(1500, t(3, 0)).unwrap();
+        assert_eq!((inv.status, inv.amount_refunded), (S::Refunded, 2000));
+        assert!(matches!(inv.refund(1, t(3, 0)), Err(DomainError::IllegalTransition { .. })));
+        // AND no refund can be requested after the window (8 March 01:00 + 1 s)
+        let late = paid(1000);
+        let err = late.check_refund_request(100, policy, t(8, 1) + Duration::seconds(1)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "refund_window_expired", .. }));
+        assert!(late.check_refund_request(100, policy, t(8, 1)).is_ok(), "the window's last second is inside");
+        assert!(late.check_refund_request(0, policy, t(2, 0)).is_err());
+    }
+
+    #[test]
+    fn disputes_go_to_protest_then_chargeback_or_back_to_paid() {
+        let mut won = paid(1000);
+        won.apply(A::Contest, t(2, 0)).unwrap();
+        assert_eq!(won.status, S::InProtest);
+        won.apply(A::DisputeWon, t(3, 0)).unwrap();
+        assert_eq!(won.status, S::Paid);
+        let mut lost = paid(1000);
+        lost.apply(A::Contest, t(2, 0)).unwrap();
+        lost.apply(A::DisputeLost, t(3, 0)).unwrap();
+        assert_eq!(lost.status, S::Chargeback);
+    }
+
+    #[test]
+    fn proration_halfway_from_10_to_20_nets_plus_5() {
+        // GIVEN a 30-day period and a change exactly halfway
+        let period = Period { index: 0, start: t(1, 0), end: t(31, 0) };
+        let (credit, charge) = prorate_change(1000, 2000, &period, t(16, 0)).unwrap();
+        // THEN credit -5.00, charge +10.00, net +5.00
+        assert_eq!((credit.amount, charge.amount), (-500, 1000));
+        assert_eq!(credit.amount + charge.amount, 500);
+        assert!(prorate_change(1000, 2000, &period, t(31, 0)).is_err());
+    }
+
+    #[test]
+    fn proration_is_to_the_second_and_rounds_once_half_away_from_zero() {
+        // 1 second left of a 3-second period: 1000 × 1/3 = 333.33 → 333; 500 × 1/3 = 166.67 → 167
+        let start = t(1, 0);
+        let period = Period { index: 0, start, end: start + Duration::seconds(3) };
+        let (credit, charge) = prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
+        assert_eq!((credit.amount, charge.amount), (-333, 167));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prorating_an_unchanged_plan_nets_to_zero(amount in 0i64..=10_000_000, secs in 1i64..10_000_000, offset in 0i64..10_000_000) {
+            let start = t(1, 0);
+            let period = Period { index: 0, start, end: start + Duration::seconds(secs) };
+            let (credit, charge) = prorate_change(amount, amount, &period, start + Duration::seconds(offset % secs)).unwrap();
+            proptest::prop_assert_eq!(credit.amount + charge.amount, 0);
+        }
+    }
+}
