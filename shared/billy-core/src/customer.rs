@@ -176,3 +176,121 @@ pub async fn list_customers(
 ) -> DomainResult<Page<Customer>> {
     customers.list(&ctx.scope, page).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Actor;
+    use crate::clock::FixedClock;
+    use crate::ids::RandomIds;
+    use crate::memory::MemoryStore;
+    use crate::ports::AuditJournal;
+    use crate::tenant::{Mode, Scope};
+    use chrono::TimeZone;
+
+    fn ctx() -> Context {
+        Context {
+            scope: Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
+            actor: Actor::Admin,
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_a_customer_stores_it_with_one_audit_event() {
+        // GIVEN an empty store and a fixed clock
+        let store = MemoryStore::default();
+        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let ids = RandomIds::new(&clock);
+        let deps = CustomerDeps {
+            customers: &store,
+            clock: &clock,
+            ids: &ids,
+        };
+        // WHEN a customer is created with padded input
+        let input = NewCustomer {
+            name: Some("  Ada  ".into()),
+            email: Some("ada@example.com".into()),
+            ..NewCustomer::default()
+        };
+        let c = create_customer(deps, &ctx(), input).await.unwrap();
+        // THEN it is trimmed, timestamped by the clock, and journaled once with the request id
+        assert_eq!(c.name.as_deref(), Some("Ada"));
+        assert_eq!(c.created, clock.now());
+        let events = store.for_entity(&ctx().scope, &c.id).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].action.as_str(), events[0].request_id.as_deref()),
+            ("customer.created", Some("req-1"))
+        );
+        assert_eq!(
+            get_customer(&store, &ctx(), c.id.as_str()).await.unwrap(),
+            c
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_customers_are_rejected_and_nothing_is_stored() {
+        let store = MemoryStore::default();
+        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
+        let ids = RandomIds::new(&clock);
+        let deps = CustomerDeps {
+            customers: &store,
+            clock: &clock,
+            ids: &ids,
+        };
+        let long_name = "x".repeat(257);
+        let cases = [
+            (
+                NewCustomer {
+                    email: Some("no-at-sign".into()),
+                    ..NewCustomer::default()
+                },
+                "email",
+            ),
+            (
+                NewCustomer {
+                    email: Some("a b@c.io".into()),
+                    ..NewCustomer::default()
+                },
+                "email",
+            ),
+            (
+                NewCustomer {
+                    name: Some(long_name),
+                    ..NewCustomer::default()
+                },
+                "name",
+            ),
+            (
+                NewCustomer {
+                    name: Some("tab\there".into()),
+                    ..NewCustomer::default()
+                },
+                "name",
+            ),
+            (
+                NewCustomer {
+                    metadata: [(String::new(), "v".into())].into(),
+                    ..NewCustomer::default()
+                },
+                "metadata",
+            ),
+        ];
+        for (input, param) in cases {
+            let err = create_customer(deps, &ctx(), input).await.unwrap_err();
+            assert!(
+                matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param),
+                "{err:?}"
+            );
+        }
+        assert_eq!(store.audit_len(), 0);
+        assert!(
+            list_customers(&store, &ctx(), &PageRequest::default())
+                .await
+                .unwrap()
+                .data
+                .is_empty()
+        );
+    }
+}

@@ -123,7 +123,11 @@ pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] =
     (S::PayoutFailed, A::Cancel, S::Canceled),
 ];
 
-pub fn transition(direction: Direction, from: InvoiceStatus, action: InvoiceAction) -> DomainResult<InvoiceStatus> {
+pub fn transition(
+    direction: Direction,
+    from: InvoiceStatus,
+    action: InvoiceAction,
+) -> DomainResult<InvoiceStatus> {
     let table = match direction {
         Direction::Debit => DEBIT_TRANSITIONS,
         Direction::Payout => PAYOUT_TRANSITIONS,
@@ -155,10 +159,18 @@ impl InvoiceItem {
     pub fn new(description: &str, quantity: i64, unit_amount: i64) -> DomainResult<Self> {
         let description = description.trim();
         if description.is_empty() || description.chars().count() > 500 {
-            return Err(DomainError::invalid("parameter_invalid", "item description must be 1 to 500 characters", Some("items.description")));
+            return Err(DomainError::invalid(
+                "parameter_invalid",
+                "item description must be 1 to 500 characters",
+                Some("items.description"),
+            ));
         }
         if !(1..=1_000_000_000).contains(&quantity) {
-            return Err(DomainError::invalid("quantity_invalid", "item quantity must be from 1 to 1000000000", Some("items.quantity")));
+            return Err(DomainError::invalid(
+                "quantity_invalid",
+                "item quantity must be from 1 to 1000000000",
+                Some("items.quantity"),
+            ));
         }
         validate_amount(unit_amount, "items.unit_amount")?;
         Ok(Self {
@@ -171,8 +183,15 @@ impl InvoiceItem {
     }
 
     /// A metered line with a possibly fractional unit price, rounded once.
-    pub fn metered(description: &str, quantity: u64, unit_amount: Decimal, flat_amount: i64) -> DomainResult<Self> {
-        let qty = i64::try_from(quantity).map_err(|_| DomainError::invalid("quantity_invalid", "usage quantity too large", None))?;
+    pub fn metered(
+        description: &str,
+        quantity: u64,
+        unit_amount: Decimal,
+        flat_amount: i64,
+    ) -> DomainResult<Self> {
+        let qty = i64::try_from(quantity).map_err(|_| {
+            DomainError::invalid("quantity_invalid", "usage quantity too large", None)
+        })?;
         let variable = round_minor(Decimal::from(quantity) * unit_amount)?;
         Ok(Self {
             description: description.to_owned(),
@@ -275,13 +294,26 @@ impl Invoice {
         if self.status == InvoiceStatus::Draft {
             Ok(())
         } else {
-            Err(DomainError::IllegalTransition { entity: "invoice", from: self.status.as_str().into(), action: action.into() })
+            Err(DomainError::IllegalTransition {
+                entity: "invoice",
+                from: self.status.as_str().into(),
+                action: action.into(),
+            })
         }
     }
 
     /// Items + adjustments, checked; a debit invoice can never total below zero.
-    fn computed_total(&self, items: &[InvoiceItem], adjustments: &[Adjustment]) -> DomainResult<i64> {
-        let total = checked_sum(items.iter().map(|i| i.amount).chain(adjustments.iter().map(|a| a.amount)))?;
+    fn computed_total(
+        &self,
+        items: &[InvoiceItem],
+        adjustments: &[Adjustment],
+    ) -> DomainResult<i64> {
+        let total = checked_sum(
+            items
+                .iter()
+                .map(|i| i.amount)
+                .chain(adjustments.iter().map(|a| a.amount)),
+        )?;
         if total < 0 {
             return Err(DomainError::invalid(
                 "total_negative",
@@ -296,7 +328,11 @@ impl Invoice {
     pub fn add_items(&mut self, items: Vec<InvoiceItem>) -> DomainResult<()> {
         self.require_draft("add items to")?;
         if self.items.len() + items.len() > 250 {
-            return Err(DomainError::invalid("too_many_items", "an invoice has at most 250 items", Some("items")));
+            return Err(DomainError::invalid(
+                "too_many_items",
+                "an invoice has at most 250 items",
+                Some("items"),
+            ));
         }
         let mut all = self.items.clone();
         all.extend(items);
@@ -316,7 +352,11 @@ impl Invoice {
     }
 
     /// Applies `action`, returning the status before. The invoice is unchanged on error.
-    pub fn apply(&mut self, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
+    pub fn apply(
+        &mut self,
+        action: InvoiceAction,
+        at: DateTime<Utc>,
+    ) -> DomainResult<InvoiceStatus> {
         let from = self.status;
         let mut to = transition(self.direction, from, action)?;
         match action {
@@ -344,7 +384,12 @@ impl Invoice {
     }
 
     /// Records a failed attempt with its reason and when the next one is due (if any).
-    pub fn fail(&mut self, reason: &str, next_attempt_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
+    pub fn fail(
+        &mut self,
+        reason: &str,
+        next_attempt_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> DomainResult<InvoiceStatus> {
         let from = self.apply(A::Fail, at)?;
         self.failure_reason = Some(reason.to_owned());
         self.next_attempt_at = next_attempt_at;
@@ -353,13 +398,23 @@ impl Invoice {
 
     /// Checks a refund request against the amount still refundable and the refund window; the
     /// window is checked when a refund is requested, not when the gateway confirms it.
-    pub fn check_refund_request(&self, amount: i64, policy: RefundPolicy, at: DateTime<Utc>) -> DomainResult<InvoiceAction> {
+    pub fn check_refund_request(
+        &self,
+        amount: i64,
+        policy: RefundPolicy,
+        at: DateTime<Utc>,
+    ) -> DomainResult<InvoiceAction> {
         let action = self.refund_action(amount)?;
-        let paid_at = self.paid_at.ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
+        let paid_at = self
+            .paid_at
+            .ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
         if at > paid_at + Duration::days(i64::from(policy.window_days)) {
             return Err(DomainError::invalid(
                 "refund_window_expired",
-                format!("refunds are possible for {} days after payment", policy.window_days),
+                format!(
+                    "refunds are possible for {} days after payment",
+                    policy.window_days
+                ),
                 Some("amount"),
             ));
         }
@@ -369,17 +424,28 @@ impl Invoice {
     /// Which refund transition `amount` is: partial, or full when it reaches the amount paid.
     fn refund_action(&self, amount: i64) -> DomainResult<InvoiceAction> {
         if !matches!(self.status, S::Paid | S::PartiallyRefunded) {
-            return Err(DomainError::IllegalTransition { entity: "invoice", from: self.status.as_str().into(), action: "refund".into() });
+            return Err(DomainError::IllegalTransition {
+                entity: "invoice",
+                from: self.status.as_str().into(),
+                action: "refund".into(),
+            });
         }
         let refundable = self.amount_paid - self.amount_refunded;
         if amount <= 0 || amount > refundable {
             return Err(DomainError::invalid(
                 "refund_amount_invalid",
-                format!("refund amount must be from 1 to {refundable} (paid {}, already refunded {})", self.amount_paid, self.amount_refunded),
+                format!(
+                    "refund amount must be from 1 to {refundable} (paid {}, already refunded {})",
+                    self.amount_paid, self.amount_refunded
+                ),
                 Some("amount"),
             ));
         }
-        Ok(if amount == refundable { A::RefundFull } else { A::RefundPartial })
+        Ok(if amount == refundable {
+            A::RefundFull
+        } else {
+            A::RefundPartial
+        })
     }
 
     /// Applies a gateway-confirmed refund of `amount`; the sum refunded never passes the amount paid.
@@ -393,17 +459,34 @@ impl Invoice {
 
 /// Proration of an immediate plan change, to the second: a credit for the unused part of the old
 /// price and a charge for the remaining part of the new one, each rounded once.
-pub fn prorate_change(old_amount: i64, new_amount: i64, period: &Period, at: DateTime<Utc>) -> DomainResult<(Adjustment, Adjustment)> {
+pub fn prorate_change(
+    old_amount: i64,
+    new_amount: i64,
+    period: &Period,
+    at: DateTime<Utc>,
+) -> DomainResult<(Adjustment, Adjustment)> {
     if at < period.start || at >= period.end {
-        return Err(DomainError::invalid("proration_invalid", "the change time must fall inside the current period", None));
+        return Err(DomainError::invalid(
+            "proration_invalid",
+            "the change time must fall inside the current period",
+            None,
+        ));
     }
     let total = Decimal::from(period.seconds());
     let remaining = Decimal::from((period.end - at).num_seconds());
     let credit = round_minor(Decimal::from(old_amount) * remaining / total)?;
     let charge = round_minor(Decimal::from(new_amount) * remaining / total)?;
     Ok((
-        Adjustment { kind: AdjustmentKind::Proration, amount: -credit, reason: "unused time on the previous plan".into() },
-        Adjustment { kind: AdjustmentKind::Proration, amount: charge, reason: "remaining time on the new plan".into() },
+        Adjustment {
+            kind: AdjustmentKind::Proration,
+            amount: -credit,
+            reason: "unused time on the previous plan".into(),
+        },
+        Adjustment {
+            kind: AdjustmentKind::Proration,
+            amount: charge,
+            reason: "remaining time on the new plan".into(),
+        },
     ))
 }
 
@@ -421,12 +504,22 @@ mod tests {
     }
 
     fn invoice(direction: Direction) -> Invoice {
-        Invoice::draft(Id::from_trusted("inv_1".into()), Id::from_trusted("cus_1".into()), None, direction, usd(), None, t(1, 0), false)
+        Invoice::draft(
+            Id::from_trusted("inv_1".into()),
+            Id::from_trusted("cus_1".into()),
+            None,
+            direction,
+            usd(),
+            None,
+            t(1, 0),
+            false,
+        )
     }
 
     fn paid(total_each: i64) -> Invoice {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Seat", 2, total_each).unwrap()]).unwrap();
+        inv.add_items(vec![InvoiceItem::new("Seat", 2, total_each).unwrap()])
+            .unwrap();
         inv.apply(A::Finalize, t(1, 0)).unwrap();
         inv.apply(A::Succeed, t(1, 1)).unwrap();
         inv
@@ -436,8 +529,17 @@ mod tests {
     fn totals_are_items_plus_adjustments() {
         // GIVEN 3 × 19.99 and 1 × 5.00, with a 10.00 discount
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Seat", 3, 1999).unwrap(), InvoiceItem::new("Setup", 1, 500).unwrap()]).unwrap();
-        inv.add_adjustment(Adjustment { kind: AdjustmentKind::Discount, amount: -1000, reason: "welcome".into() }).unwrap();
+        inv.add_items(vec![
+            InvoiceItem::new("Seat", 3, 1999).unwrap(),
+            InvoiceItem::new("Setup", 1, 500).unwrap(),
+        ])
+        .unwrap();
+        inv.add_adjustment(Adjustment {
+            kind: AdjustmentKind::Discount,
+            amount: -1000,
+            reason: "welcome".into(),
+        })
+        .unwrap();
         // THEN 5997 + 500 - 1000 = 5497
         assert_eq!(inv.items[0].amount, 5997);
         assert_eq!(inv.total, 5497);
@@ -446,10 +548,23 @@ mod tests {
     #[test]
     fn a_debit_total_never_goes_negative() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Seat", 1, 500).unwrap()]).unwrap();
+        inv.add_items(vec![InvoiceItem::new("Seat", 1, 500).unwrap()])
+            .unwrap();
         let before = inv.clone();
-        let err = inv.add_adjustment(Adjustment { kind: AdjustmentKind::Credit, amount: -501, reason: "x".into() }).unwrap_err();
-        assert!(matches!(err, DomainError::Invalid { code: "total_negative", .. }));
+        let err = inv
+            .add_adjustment(Adjustment {
+                kind: AdjustmentKind::Credit,
+                amount: -501,
+                reason: "x".into(),
+            })
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Invalid {
+                code: "total_negative",
+                ..
+            }
+        ));
         assert_eq!(inv, before, "nothing changed");
     }
 
@@ -458,13 +573,17 @@ mod tests {
         assert!(InvoiceItem::new("", 1, 100).is_err());
         assert!(InvoiceItem::new("x", 0, 100).is_err());
         assert!(InvoiceItem::new("x", 1, -5).is_err());
-        assert!(InvoiceItem::new("x", 1_000_000_000, 999_999_999_999).is_err(), "product overflows the bound");
+        assert!(
+            InvoiceItem::new("x", 1_000_000_000, 999_999_999_999).is_err(),
+            "product overflows the bound"
+        );
     }
 
     #[test]
     fn a_zero_total_invoice_is_paid_at_finalization_without_a_gateway() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Free tier", 1, 0).unwrap()]).unwrap();
+        inv.add_items(vec![InvoiceItem::new("Free tier", 1, 0).unwrap()])
+            .unwrap();
         inv.apply(A::Finalize, t(2, 0)).unwrap();
         assert_eq!(inv.status, S::Paid);
         assert_eq!(inv.attempt_count, 0, "no charge attempt");
@@ -476,28 +595,65 @@ mod tests {
     #[test]
     fn the_debit_happy_path_and_dunning_path_follow_the_table() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()])
+            .unwrap();
         assert_eq!(inv.apply(A::Finalize, t(1, 0)).unwrap(), S::Draft);
         inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
-        assert_eq!((inv.status, inv.failure_reason.as_deref()), (S::ChargedWithError, Some("card_declined")));
+        assert_eq!(
+            (inv.status, inv.failure_reason.as_deref()),
+            (S::ChargedWithError, Some("card_declined"))
+        );
         inv.apply(A::Retry, t(4, 0)).unwrap();
         assert_eq!((inv.status, inv.attempt_count), (S::Pending, 2));
         inv.apply(A::Succeed, t(4, 1)).unwrap();
-        assert_eq!((inv.status, inv.amount_paid, inv.failure_reason.clone()), (S::Paid, 1000, None));
+        assert_eq!(
+            (inv.status, inv.amount_paid, inv.failure_reason.clone()),
+            (S::Paid, 1000, None)
+        );
     }
 
     #[test]
     fn illegal_transitions_are_typed_errors_that_change_nothing() {
         // Every (status, action) pair not in the table is rejected without change.
-        let all_status = [S::Draft, S::Pending, S::Paid, S::ChargedWithError, S::Failed, S::Canceled, S::Refunded, S::PartiallyRefunded, S::InProtest, S::Chargeback, S::PaidOut, S::PayoutFailed];
-        let all_actions = [A::Finalize, A::Succeed, A::Fail, A::Retry, A::GiveUp, A::Cancel, A::RefundPartial, A::RefundFull, A::Contest, A::DisputeWon, A::DisputeLost];
+        let all_status = [
+            S::Draft,
+            S::Pending,
+            S::Paid,
+            S::ChargedWithError,
+            S::Failed,
+            S::Canceled,
+            S::Refunded,
+            S::PartiallyRefunded,
+            S::InProtest,
+            S::Chargeback,
+            S::PaidOut,
+            S::PayoutFailed,
+        ];
+        let all_actions = [
+            A::Finalize,
+            A::Succeed,
+            A::Fail,
+            A::Retry,
+            A::GiveUp,
+            A::Cancel,
+            A::RefundPartial,
+            A::RefundFull,
+            A::Contest,
+            A::DisputeWon,
+            A::DisputeLost,
+        ];
         for direction in [Direction::Debit, Direction::Payout] {
-            let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };
+            let table = if direction == Direction::Debit {
+                DEBIT_TRANSITIONS
+            } else {
+                PAYOUT_TRANSITIONS
+            };
             for status in all_status {
                 for action in all_actions {
                     let legal = table.iter().any(|(f, a, _)| *f == status && *a == action);
                     let mut inv = invoice(direction);
-                    inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()]).unwrap();
+                    inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()])
+                        .unwrap();
                     inv.status = status;
                     let before = inv.clone();
                     let result = inv.apply(action, t(2, 0));
@@ -511,7 +667,10 @@ mod tests {
         }
         // and a finalized invoice takes no more items
         let mut inv = paid(100);
-        assert!(matches!(inv.add_items(vec![InvoiceItem::new("x", 1, 1).unwrap()]), Err(DomainError::IllegalTransition { .. })));
+        assert!(matches!(
+            inv.add_items(vec![InvoiceItem::new("x", 1, 1).unwrap()]),
+            Err(DomainError::IllegalTransition { .. })
+        ));
     }
 
     #[test]
@@ -520,19 +679,48 @@ mod tests {
         let mut inv = paid(1000);
         let policy = RefundPolicy::default();
         // WHEN 5.00 then 15.00 are refunded THEN partially_refunded then refunded
-        assert_eq!(inv.check_refund_request(500, policy, t(2, 0)).unwrap(), A::RefundPartial);
+        assert_eq!(
+            inv.check_refund_request(500, policy, t(2, 0)).unwrap(),
+            A::RefundPartial
+        );
         inv.refund(500, t(2, 0)).unwrap();
-        assert_eq!((inv.status, inv.amount_refunded), (S::PartiallyRefunded, 500));
-        assert!(matches!(inv.refund(1501, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
-        assert_eq!(inv.check_refund_request(1500, policy, t(3, 0)).unwrap(), A::RefundFull);
+        assert_eq!(
+            (inv.status, inv.amount_refunded),
+            (S::PartiallyRefunded, 500)
+        );
+        assert!(matches!(
+            inv.refund(1501, t(2, 0)),
+            Err(DomainError::Invalid {
+                code: "refund_amount_invalid",
+                ..
+            })
+        ));
+        assert_eq!(
+            inv.check_refund_request(1500, policy, t(3, 0)).unwrap(),
+            A::RefundFull
+        );
         inv.refund(1500, t(3, 0)).unwrap();
         assert_eq!((inv.status, inv.amount_refunded), (S::Refunded, 2000));
-        assert!(matches!(inv.refund(1, t(3, 0)), Err(DomainError::IllegalTransition { .. })));
+        assert!(matches!(
+            inv.refund(1, t(3, 0)),
+            Err(DomainError::IllegalTransition { .. })
+        ));
         // AND no refund can be requested after the window (8 March 01:00 + 1 s)
         let late = paid(1000);
-        let err = late.check_refund_request(100, policy, t(8, 1) + Duration::seconds(1)).unwrap_err();
-        assert!(matches!(err, DomainError::Invalid { code: "refund_window_expired", .. }));
-        assert!(late.check_refund_request(100, policy, t(8, 1)).is_ok(), "the window's last second is inside");
+        let err = late
+            .check_refund_request(100, policy, t(8, 1) + Duration::seconds(1))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Invalid {
+                code: "refund_window_expired",
+                ..
+            }
+        ));
+        assert!(
+            late.check_refund_request(100, policy, t(8, 1)).is_ok(),
+            "the window's last second is inside"
+        );
         assert!(late.check_refund_request(0, policy, t(2, 0)).is_err());
     }
 
@@ -552,7 +740,11 @@ mod tests {
     #[test]
     fn proration_halfway_from_10_to_20_nets_plus_5() {
         // GIVEN a 30-day period and a change exactly halfway
-        let period = Period { index: 0, start: t(1, 0), end: t(31, 0) };
+        let period = Period {
+            index: 0,
+            start: t(1, 0),
+            end: t(31, 0),
+        };
         let (credit, charge) = prorate_change(1000, 2000, &period, t(16, 0)).unwrap();
         // THEN credit -5.00, charge +10.00, net +5.00
         assert_eq!((credit.amount, charge.amount), (-500, 1000));
@@ -564,8 +756,13 @@ mod tests {
     fn proration_is_to_the_second_and_rounds_once_half_away_from_zero() {
         // 1 second left of a 3-second period: 1000 × 1/3 = 333.33 → 333; 500 × 1/3 = 166.67 → 167
         let start = t(1, 0);
-        let period = Period { index: 0, start, end: start + Duration::seconds(3) };
-        let (credit, charge) = prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
+        let period = Period {
+            index: 0,
+            start,
+            end: start + Duration::seconds(3),
+        };
+        let (credit, charge) =
+            prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
         assert_eq!((credit.amount, charge.amount), (-333, 167));
     }
 

@@ -16,9 +16,15 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InvoiceChange {
-    Created { invoice: Box<Invoice> },
-    ItemsAdded { items: Vec<InvoiceItem> },
-    AdjustmentAdded { adjustment: Adjustment },
+    Created {
+        invoice: Box<Invoice>,
+    },
+    ItemsAdded {
+        items: Vec<InvoiceItem>,
+    },
+    AdjustmentAdded {
+        adjustment: Adjustment,
+    },
     Transitioned {
         action: InvoiceAction,
         from: InvoiceStatus,
@@ -49,13 +55,33 @@ impl InvoiceChange {
                 inv.version += 1;
                 Ok(inv)
             }
-            (Self::Transitioned { action, from, to, at, reason, next_attempt_at, amount }, Some(mut inv)) => {
+            (
+                Self::Transitioned {
+                    action,
+                    from,
+                    to,
+                    at,
+                    reason,
+                    next_attempt_at,
+                    amount,
+                },
+                Some(mut inv),
+            ) => {
                 if inv.status != *from {
-                    return Err(replay_error(&format!("expected {} before {}, found {}", from.as_str(), action.as_str(), inv.status.as_str())));
+                    return Err(replay_error(&format!(
+                        "expected {} before {}, found {}",
+                        from.as_str(),
+                        action.as_str(),
+                        inv.status.as_str()
+                    )));
                 }
                 match (action, amount) {
                     (InvoiceAction::Fail, _) => {
-                        inv.fail(reason.as_deref().unwrap_or("unknown"), *next_attempt_at, *at)?;
+                        inv.fail(
+                            reason.as_deref().unwrap_or("unknown"),
+                            *next_attempt_at,
+                            *at,
+                        )?;
                     }
                     (InvoiceAction::RefundFull | InvoiceAction::RefundPartial, Some(amount)) => {
                         inv.refund(*amount, *at)?;
@@ -65,7 +91,12 @@ impl InvoiceChange {
                     }
                 }
                 if inv.status != *to {
-                    return Err(replay_error(&format!("{} led to {}, journal says {}", action.as_str(), inv.status.as_str(), to.as_str())));
+                    return Err(replay_error(&format!(
+                        "{} led to {}, journal says {}",
+                        action.as_str(),
+                        inv.status.as_str(),
+                        to.as_str()
+                    )));
                 }
                 Ok(inv)
             }
@@ -74,13 +105,30 @@ impl InvoiceChange {
 }
 
 /// Records a transition on a live invoice and returns the journal entry that replays it.
-pub fn transition(inv: &mut Invoice, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
+pub fn transition(
+    inv: &mut Invoice,
+    action: InvoiceAction,
+    at: DateTime<Utc>,
+) -> DomainResult<InvoiceChange> {
     let from = inv.apply(action, at)?;
-    Ok(InvoiceChange::Transitioned { action, from, to: inv.status, at, reason: None, next_attempt_at: None, amount: None })
+    Ok(InvoiceChange::Transitioned {
+        action,
+        from,
+        to: inv.status,
+        at,
+        reason: None,
+        next_attempt_at: None,
+        amount: None,
+    })
 }
 
 /// Records a failed attempt (reason and next retry) and returns its journal entry.
-pub fn fail(inv: &mut Invoice, reason: &str, next_attempt_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
+pub fn fail(
+    inv: &mut Invoice,
+    reason: &str,
+    next_attempt_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> DomainResult<InvoiceChange> {
     let from = inv.fail(reason, next_attempt_at, at)?;
     Ok(InvoiceChange::Transitioned {
         action: InvoiceAction::Fail,
@@ -97,15 +145,32 @@ pub fn fail(inv: &mut Invoice, reason: &str, next_attempt_at: Option<DateTime<Ut
 pub fn refund(inv: &mut Invoice, amount: i64, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
     let before = inv.status;
     inv.refund(amount, at)?;
-    let action = if inv.status == InvoiceStatus::Refunded { InvoiceAction::RefundFull } else { InvoiceAction::RefundPartial };
-    Ok(InvoiceChange::Transitioned { action, from: before, to: inv.status, at, reason: None, next_attempt_at: None, amount: Some(amount) })
+    let action = if inv.status == InvoiceStatus::Refunded {
+        InvoiceAction::RefundFull
+    } else {
+        InvoiceAction::RefundPartial
+    };
+    Ok(InvoiceChange::Transitioned {
+        action,
+        from: before,
+        to: inv.status,
+        at,
+        reason: None,
+        next_attempt_at: None,
+        amount: Some(amount),
+    })
 }
 
 fn change_of(event: &AuditEvent) -> DomainResult<Option<InvoiceChange>> {
     match (&event.entity_type[..], &event.change) {
         ("invoice", Some(value)) => serde_json::from_value(value.clone())
             .map(Some)
-            .map_err(|e| DomainError::unexpected(format!("audit event {} has an unreadable change: {e}", event.id))),
+            .map_err(|e| {
+                DomainError::unexpected(format!(
+                    "audit event {} has an unreadable change: {e}",
+                    event.id
+                ))
+            }),
         _ => Ok(None),
     }
 }
@@ -133,15 +198,28 @@ pub struct Mismatch {
 /// Compares a stored invoice with its replay, field by field, reporting every difference.
 pub fn verify_invoice(stored: &Invoice, events: &[AuditEvent]) -> DomainResult<Vec<Mismatch>> {
     let Some(replayed) = fold_invoice(events)? else {
-        return Ok(vec![Mismatch { entity: stored.id.to_string(), field: "*".into(), stored: "present".into(), replayed: "no events".into() }]);
+        return Ok(vec![Mismatch {
+            entity: stored.id.to_string(),
+            field: "*".into(),
+            stored: "present".into(),
+            replayed: "no events".into(),
+        }]);
     };
-    let (a, b) = (serde_json::to_value(stored).map_err(DomainError::unexpected)?, serde_json::to_value(&replayed).map_err(DomainError::unexpected)?);
+    let (a, b) = (
+        serde_json::to_value(stored).map_err(DomainError::unexpected)?,
+        serde_json::to_value(&replayed).map_err(DomainError::unexpected)?,
+    );
     let mut out = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
         for (field, value) in a {
             let other = b.get(field).cloned().unwrap_or_default();
             if *value != other {
-                out.push(Mismatch { entity: stored.id.to_string(), field: field.clone(), stored: value.to_string(), replayed: other.to_string() });
+                out.push(Mismatch {
+                    entity: stored.id.to_string(),
+                    field: field.clone(),
+                    stored: value.to_string(),
+                    replayed: other.to_string(),
+                });
             }
         }
     }
@@ -188,40 +266,73 @@ pub fn fold_account(events: &[AuditEvent]) -> DomainResult<AccountBalance> {
     let mut invoices: BTreeMap<Id, Invoice> = BTreeMap::new();
     let mut balance = AccountBalance::default();
     for event in events {
-        let Some(change) = change_of(event)? else { continue };
+        let Some(change) = change_of(event)? else {
+            continue;
+        };
         let state = invoices.remove(&event.entity);
         let before_total = state.as_ref().map_or(0, |i| i.total);
         let next = change.apply(state)?;
-        if let InvoiceChange::Transitioned { action, from, amount, at, .. } = &change {
+        if let InvoiceChange::Transitioned {
+            action,
+            from,
+            amount,
+            at,
+            ..
+        } = &change
+        {
             let totals = balance.currencies.entry(next.currency).or_default();
             let t = before_total;
             let (receivable, payable, description) = match (next.direction, action, from) {
-                (Direction::Debit, InvoiceAction::Finalize, _) if t > 0 => (t, 0, "invoice finalized"),
-                (Direction::Debit, InvoiceAction::Succeed, _) => (-t, 0, "payment received"),
-                (Direction::Debit, InvoiceAction::Cancel, InvoiceStatus::Pending | InvoiceStatus::ChargedWithError) => (-t, 0, "invoice voided"),
-                (Direction::Debit, InvoiceAction::GiveUp, _) => (-t, 0, "written off as uncollectible"),
-                (Direction::Payout, InvoiceAction::Finalize, _) if t > 0 => (0, t, "payout finalized"),
-                (Direction::Payout, InvoiceAction::Succeed, _) => (0, -t, "paid out"),
-                (Direction::Payout, InvoiceAction::Cancel | InvoiceAction::GiveUp, InvoiceStatus::Pending | InvoiceStatus::PayoutFailed) => {
-                    (0, -t, "payout voided")
+                (Direction::Debit, InvoiceAction::Finalize, _) if t > 0 => {
+                    (t, 0, "invoice finalized")
                 }
+                (Direction::Debit, InvoiceAction::Succeed, _) => (-t, 0, "payment received"),
+                (
+                    Direction::Debit,
+                    InvoiceAction::Cancel,
+                    InvoiceStatus::Pending | InvoiceStatus::ChargedWithError,
+                ) => (-t, 0, "invoice voided"),
+                (Direction::Debit, InvoiceAction::GiveUp, _) => {
+                    (-t, 0, "written off as uncollectible")
+                }
+                (Direction::Payout, InvoiceAction::Finalize, _) if t > 0 => {
+                    (0, t, "payout finalized")
+                }
+                (Direction::Payout, InvoiceAction::Succeed, _) => (0, -t, "paid out"),
+                (
+                    Direction::Payout,
+                    InvoiceAction::Cancel | InvoiceAction::GiveUp,
+                    InvoiceStatus::Pending | InvoiceStatus::PayoutFailed,
+                ) => (0, -t, "payout voided"),
                 _ => (0, 0, ""),
             };
             match (next.direction, action) {
-                (Direction::Debit, InvoiceAction::Finalize) => totals.invoiced = checked_sum([totals.invoiced, t])?,
-                (Direction::Debit, InvoiceAction::Succeed) => totals.paid = checked_sum([totals.paid, t])?,
-                (Direction::Debit, InvoiceAction::GiveUp) => totals.written_off = checked_sum([totals.written_off, t])?,
+                (Direction::Debit, InvoiceAction::Finalize) => {
+                    totals.invoiced = checked_sum([totals.invoiced, t])?
+                }
+                (Direction::Debit, InvoiceAction::Succeed) => {
+                    totals.paid = checked_sum([totals.paid, t])?
+                }
+                (Direction::Debit, InvoiceAction::GiveUp) => {
+                    totals.written_off = checked_sum([totals.written_off, t])?
+                }
                 (Direction::Debit, InvoiceAction::RefundFull | InvoiceAction::RefundPartial) => {
                     totals.refunded = checked_sum([totals.refunded, amount.unwrap_or(0)])?;
                 }
-                (Direction::Debit, InvoiceAction::DisputeLost) => totals.charged_back = checked_sum([totals.charged_back, next.amount_paid])?,
-                (Direction::Payout, InvoiceAction::Succeed) => totals.paid_out = checked_sum([totals.paid_out, t])?,
+                (Direction::Debit, InvoiceAction::DisputeLost) => {
+                    totals.charged_back = checked_sum([totals.charged_back, next.amount_paid])?
+                }
+                (Direction::Payout, InvoiceAction::Succeed) => {
+                    totals.paid_out = checked_sum([totals.paid_out, t])?
+                }
                 _ => {}
             }
             totals.receivable = checked_sum([totals.receivable, receivable])?;
             totals.payable = checked_sum([totals.payable, payable])?;
             let description = match (description, action) {
-                ("", InvoiceAction::RefundFull | InvoiceAction::RefundPartial) => format!("refunded {}", amount.unwrap_or(0)),
+                ("", InvoiceAction::RefundFull | InvoiceAction::RefundPartial) => {
+                    format!("refunded {}", amount.unwrap_or(0))
+                }
                 ("", InvoiceAction::DisputeLost) => "chargeback: dispute lost".to_owned(),
                 ("", _) => String::new(),
                 (d, _) => d.to_owned(),
@@ -269,7 +380,9 @@ mod tests {
                 ids: RandomIds::new(FixedClock::new(t0())),
                 ctx: Context {
                     scope: Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
-                    actor: Actor::System { function: "test".into() },
+                    actor: Actor::System {
+                        function: "test".into(),
+                    },
                     request_id: None,
                 },
                 events: Vec::new(),
@@ -307,7 +420,12 @@ mod tests {
             t0(),
             false,
         );
-        j.record(&inv, InvoiceChange::Created { invoice: Box::new(inv.clone()) });
+        j.record(
+            &inv,
+            InvoiceChange::Created {
+                invoice: Box::new(inv.clone()),
+            },
+        );
         let items = vec![InvoiceItem::new("Plan", 1, amount).unwrap()];
         inv.add_items(items.clone()).unwrap();
         inv.version += 1;
@@ -325,10 +443,16 @@ mod tests {
         let mut bad = new_invoice(&mut j, Direction::Debit, 500);
         let mut payout = new_invoice(&mut j, Direction::Payout, 700);
         for (inv, actions) in [
-            (&mut paid, vec![InvoiceAction::Finalize, InvoiceAction::Succeed]),
+            (
+                &mut paid,
+                vec![InvoiceAction::Finalize, InvoiceAction::Succeed],
+            ),
             (&mut open, vec![InvoiceAction::Finalize]),
             (&mut bad, vec![InvoiceAction::Finalize]),
-            (&mut payout, vec![InvoiceAction::Finalize, InvoiceAction::Succeed]),
+            (
+                &mut payout,
+                vec![InvoiceAction::Finalize, InvoiceAction::Succeed],
+            ),
         ] {
             for a in actions {
                 let c = transition(inv, a, t0()).unwrap();
@@ -346,16 +470,35 @@ mod tests {
         let usd = &balance.currencies[&Currency::parse("usd", "c").unwrap()];
         // THEN the customer owes 10.00 (30 + 10 + 5 invoiced − 30 paid − 5 written off)
         assert_eq!(usd.receivable, 1000);
-        assert_eq!((usd.invoiced, usd.paid, usd.written_off, usd.refunded), (4500, 3000, 500, 1200));
+        assert_eq!(
+            (usd.invoiced, usd.paid, usd.written_off, usd.refunded),
+            (4500, 3000, 500, 1200)
+        );
         // AND nothing is owed to the customer after the payout went out
         assert_eq!((usd.payable, usd.paid_out), (0, 700));
         // AND every movement has a line with its reason
-        let why: Vec<&str> = balance.lines.iter().map(|l| l.description.as_str()).collect();
-        assert_eq!(why, vec![
-            "invoice finalized", "payment received", "invoice finalized", "invoice finalized",
-            "payout finalized", "paid out", "written off as uncollectible", "refunded 1200",
-        ]);
-        assert_eq!(balance.lines.iter().map(|l| l.receivable).sum::<i64>(), usd.receivable);
+        let why: Vec<&str> = balance
+            .lines
+            .iter()
+            .map(|l| l.description.as_str())
+            .collect();
+        assert_eq!(
+            why,
+            vec![
+                "invoice finalized",
+                "payment received",
+                "invoice finalized",
+                "invoice finalized",
+                "payout finalized",
+                "paid out",
+                "written off as uncollectible",
+                "refunded 1200",
+            ]
+        );
+        assert_eq!(
+            balance.lines.iter().map(|l| l.receivable).sum::<i64>(),
+            usd.receivable
+        );
     }
 
     #[test]

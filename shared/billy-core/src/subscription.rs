@@ -48,7 +48,11 @@ pub enum SubscriptionAction {
 use SubscriptionAction as SA;
 use SubscriptionStatus as SS;
 
-pub const SUBSCRIPTION_TRANSITIONS: &[(SubscriptionStatus, SubscriptionAction, SubscriptionStatus)] = &[
+pub const SUBSCRIPTION_TRANSITIONS: &[(
+    SubscriptionStatus,
+    SubscriptionAction,
+    SubscriptionStatus,
+)] = &[
     (SS::Trialing, SA::TrialEnd, SS::Active),
     (SS::Active, SA::PaymentFailed, SS::PastDue),
     (SS::PastDue, SA::PaymentFailed, SS::PastDue),
@@ -114,13 +118,23 @@ impl Subscription {
         now: DateTime<Utc>,
     ) -> DomainResult<Self> {
         if start < now - Duration::days(366) {
-            return Err(DomainError::invalid("start_invalid", "start may be at most a year in the past", Some("start")));
+            return Err(DomainError::invalid(
+                "start_invalid",
+                "start may be at most a year in the past",
+                Some("start"),
+            ));
         }
-        let trial_end = plan.trial_period_days.map(|d| start + Duration::days(i64::from(d)));
+        let trial_end = plan
+            .trial_period_days
+            .map(|d| start + Duration::days(i64::from(d)));
         Ok(Self {
             id,
             customer,
-            status: if trial_end.is_some() { SS::Trialing } else { SS::Active },
+            status: if trial_end.is_some() {
+                SS::Trialing
+            } else {
+                SS::Active
+            },
             start,
             billing_anchor: trial_end.unwrap_or(start),
             trial_end,
@@ -155,7 +169,11 @@ impl Subscription {
     }
 
     fn due_at(plan: &Plan, period: &Period) -> DateTime<Utc> {
-        if plan.kind.bills_in_advance() { period.start } else { period.end }
+        if plan.kind.bills_in_advance() {
+            period.start
+        } else {
+            period.end
+        }
     }
 
     /// When the next invoice is due, or `None` when no more will be made.
@@ -188,7 +206,11 @@ impl Subscription {
             if due_at > now {
                 break;
             }
-            due.push(DuePeriod { period, plan: plan.clone(), due_at });
+            due.push(DuePeriod {
+                period,
+                plan: plan.clone(),
+                due_at,
+            });
             index += 1;
         }
         Ok(due)
@@ -216,17 +238,18 @@ impl Subscription {
         if index != self.next_period {
             return Err(DomainError::conflict(
                 "period_out_of_order",
-                format!("period {index} billed but period {} is next", self.next_period),
+                format!(
+                    "period {index} billed but period {} is next",
+                    self.next_period
+                ),
             ));
         }
         self.next_period = index + 1;
         if self.status == SS::Trialing && self.trial_end.is_some_and(|t| now >= t) {
             self.status = SS::Active;
         }
-        if self.pending_change.as_ref().is_some_and(|c| c.from_period <= index) {
-            if let Some(change) = self.pending_change.take() {
-                self.plan = change.plan;
-            }
+        if let Some(change) = self.pending_change.take_if(|c| c.from_period <= index) {
+            self.plan = change.plan;
         }
         self.end_if_due(now)?;
         self.version += 1;
@@ -236,7 +259,9 @@ impl Subscription {
     /// A subscription set to cancel at period end ends once that time has passed and all its
     /// periods are billed.
     pub fn end_if_due(&mut self, now: DateTime<Utc>) -> DomainResult<bool> {
-        let Some(cancel_at) = self.cancel_at else { return Ok(false) };
+        let Some(cancel_at) = self.cancel_at else {
+            return Ok(false);
+        };
         if self.status.is_live() && now >= cancel_at && self.next_bill_at()?.is_none() {
             self.apply(SA::End)?;
             self.ended_at = Some(cancel_at);
@@ -248,11 +273,18 @@ impl Subscription {
     /// Cancels now (no further invoices), or at the end of the current period.
     pub fn cancel(&mut self, at_period_end: bool, now: DateTime<Utc>) -> DomainResult<()> {
         if !self.status.is_live() {
-            return Err(DomainError::IllegalTransition { entity: "subscription", from: self.status.as_str().into(), action: "cancel".into() });
+            return Err(DomainError::IllegalTransition {
+                entity: "subscription",
+                from: self.status.as_str().into(),
+                action: "cancel".into(),
+            });
         }
         if at_period_end {
             if self.cancel_at_period_end {
-                return Err(DomainError::conflict("already_canceling", "the subscription is already set to cancel at period end"));
+                return Err(DomainError::conflict(
+                    "already_canceling",
+                    "the subscription is already set to cancel at period end",
+                ));
             }
             let end = match self.current_period(now)? {
                 Some(p) => p.end,
@@ -274,13 +306,25 @@ impl Subscription {
 
     fn check_compatible(&self, plan: &Plan) -> DomainResult<()> {
         if plan.currency != self.plan.currency {
-            return Err(DomainError::invalid("plan_incompatible", "the new plan must use the same currency", Some("plan")));
+            return Err(DomainError::invalid(
+                "plan_incompatible",
+                "the new plan must use the same currency",
+                Some("plan"),
+            ));
         }
         if plan.kind.direction() != self.plan.kind.direction() {
-            return Err(DomainError::invalid("plan_incompatible", "cannot change between debit and payout plans", Some("plan")));
+            return Err(DomainError::invalid(
+                "plan_incompatible",
+                "cannot change between debit and payout plans",
+                Some("plan"),
+            ));
         }
         if plan.id == self.plan.id {
-            return Err(DomainError::invalid("plan_unchanged", "the subscription is already on this plan", Some("plan")));
+            return Err(DomainError::invalid(
+                "plan_unchanged",
+                "the subscription is already on this plan",
+                Some("plan"),
+            ));
         }
         Ok(())
     }
@@ -289,13 +333,23 @@ impl Subscription {
     /// silently overwritten.
     pub fn schedule_change(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<()> {
         if !self.status.is_live() {
-            return Err(DomainError::IllegalTransition { entity: "subscription", from: self.status.as_str().into(), action: "change".into() });
+            return Err(DomainError::IllegalTransition {
+                entity: "subscription",
+                from: self.status.as_str().into(),
+                action: "change".into(),
+            });
         }
         if self.pending_change.is_some() {
-            return Err(DomainError::conflict("change_pending", "a plan change is already scheduled for this subscription"));
+            return Err(DomainError::conflict(
+                "change_pending",
+                "a plan change is already scheduled for this subscription",
+            ));
         }
         self.check_compatible(&plan)?;
-        let from_period = self.current_period(now)?.map_or(0, |p| p.index + 1).max(self.next_period);
+        let from_period = self
+            .current_period(now)?
+            .map_or(0, |p| p.index + 1)
+            .max(self.next_period);
         self.pending_change = Some(ScheduledChange { plan, from_period });
         self.version += 1;
         Ok(())
@@ -303,12 +357,23 @@ impl Subscription {
 
     /// Switches to `plan` now: returns the proration adjustments (credit for the unused old plan,
     /// charge for the rest of the period on the new one) for the invoice that collects them.
-    pub fn change_now(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<(Adjustment, Adjustment)> {
+    pub fn change_now(
+        &mut self,
+        plan: Plan,
+        now: DateTime<Utc>,
+    ) -> DomainResult<(Adjustment, Adjustment)> {
         if !self.status.is_live() {
-            return Err(DomainError::IllegalTransition { entity: "subscription", from: self.status.as_str().into(), action: "change".into() });
+            return Err(DomainError::IllegalTransition {
+                entity: "subscription",
+                from: self.status.as_str().into(),
+                action: "change".into(),
+            });
         }
         if self.pending_change.is_some() {
-            return Err(DomainError::conflict("change_pending", "a plan change is already scheduled for this subscription"));
+            return Err(DomainError::conflict(
+                "change_pending",
+                "a plan change is already scheduled for this subscription",
+            ));
         }
         self.check_compatible(&plan)?;
         if plan.cadence != self.plan.cadence {
@@ -318,7 +383,9 @@ impl Subscription {
                 Some("plan"),
             ));
         }
-        let (PlanKind::FixedDebit { amount: old }, PlanKind::FixedDebit { amount: new }) = (&self.plan.kind, &plan.kind) else {
+        let (PlanKind::FixedDebit { amount: old }, PlanKind::FixedDebit { amount: new }) =
+            (&self.plan.kind, &plan.kind)
+        else {
             return Err(DomainError::invalid(
                 "plan_incompatible",
                 "immediate changes with proration are for fixed-price debit plans; schedule metered changes for the next period",
@@ -326,7 +393,11 @@ impl Subscription {
             ));
         };
         let period = self.current_period(now)?.ok_or_else(|| {
-            DomainError::invalid("proration_invalid", "the subscription has not started billing yet; schedule the change", Some("effective"))
+            DomainError::invalid(
+                "proration_invalid",
+                "the subscription has not started billing yet; schedule the change",
+                Some("effective"),
+            )
         })?;
         let adjustments = prorate_change(*old, *new, &period, now)?;
         self.plan = plan;
@@ -365,7 +436,15 @@ mod tests {
     }
 
     fn sub(start: DateTime<Utc>, trial: Option<u32>) -> Subscription {
-        Subscription::new(Id::from_trusted("sub_1".into()), Id::from_trusted("cus_1".into()), plan("plan_a", 1000, trial), start, None, start).unwrap()
+        Subscription::new(
+            Id::from_trusted("sub_1".into()),
+            Id::from_trusted("cus_1".into()),
+            plan("plan_a", 1000, trial),
+            start,
+            None,
+            start,
+        )
+        .unwrap()
     }
 
     fn bill_all(s: &mut Subscription, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
@@ -399,7 +478,15 @@ mod tests {
 
     #[test]
     fn a_future_start_bills_nothing_before_it_starts() {
-        let mut s = Subscription::new(Id::from_trusted("sub_1".into()), Id::from_trusted("cus_1".into()), plan("plan_a", 1000, None), day(6, 1), None, day(3, 1)).unwrap();
+        let mut s = Subscription::new(
+            Id::from_trusted("sub_1".into()),
+            Id::from_trusted("cus_1".into()),
+            plan("plan_a", 1000, None),
+            day(6, 1),
+            None,
+            day(3, 1),
+        )
+        .unwrap();
         assert!(bill_all(&mut s, day(5, 31)).is_empty());
         assert_eq!(bill_all(&mut s, day(6, 1)), vec![day(6, 1)]);
     }
@@ -412,29 +499,50 @@ mod tests {
         assert_eq!(now_canceled.status, SS::Canceled);
         assert!(bill_all(&mut now_canceled, day(6, 1)).is_empty());
         assert_eq!(now_canceled.next_bill_at().unwrap(), None);
-        assert!(matches!(now_canceled.cancel(false, day(1, 11)), Err(DomainError::IllegalTransition { .. })));
+        assert!(matches!(
+            now_canceled.cancel(false, day(1, 11)),
+            Err(DomainError::IllegalTransition { .. })
+        ));
 
         let mut at_end = sub(day(1, 1), None);
         bill_all(&mut at_end, day(1, 1));
         at_end.cancel(true, day(1, 10)).unwrap();
-        assert_eq!((at_end.status, at_end.cancel_at), (SS::Active, Some(day(2, 1))));
+        assert_eq!(
+            (at_end.status, at_end.cancel_at),
+            (SS::Active, Some(day(2, 1)))
+        );
         // the February period starts at the cancellation time: not billed; the subscription ends
         assert!(bill_all(&mut at_end, day(3, 1)).is_empty());
         assert!(at_end.end_if_due(day(3, 1)).unwrap());
-        assert_eq!((at_end.status, at_end.ended_at), (SS::Ended, Some(day(2, 1))));
+        assert_eq!(
+            (at_end.status, at_end.ended_at),
+            (SS::Ended, Some(day(2, 1)))
+        );
     }
 
     #[test]
     fn a_scheduled_change_applies_from_the_next_period_and_a_second_one_conflicts() {
         let mut s = sub(day(1, 1), None);
         bill_all(&mut s, day(1, 1));
-        s.schedule_change(plan("plan_b", 2000, None), day(1, 15)).unwrap();
-        let err = s.schedule_change(plan("plan_c", 3000, None), day(1, 16)).unwrap_err();
-        assert!(matches!(err, DomainError::Conflict { code: "change_pending", .. }));
+        s.schedule_change(plan("plan_b", 2000, None), day(1, 15))
+            .unwrap();
+        let err = s
+            .schedule_change(plan("plan_c", 3000, None), day(1, 16))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "change_pending",
+                ..
+            }
+        ));
         let due = s.due_periods(day(2, 1)).unwrap();
         assert_eq!(due[0].plan.id.as_str(), "plan_b");
         s.record_billed(due[0].period.index, day(2, 1)).unwrap();
-        assert_eq!((s.plan.id.as_str(), s.pending_change.is_none()), ("plan_b", true));
+        assert_eq!(
+            (s.plan.id.as_str(), s.pending_change.is_none()),
+            ("plan_b", true)
+        );
     }
 
     #[test]
@@ -456,7 +564,10 @@ mod tests {
         s.apply(SA::PaymentRecovered).unwrap();
         assert_eq!(s.status, SS::Active);
         let before = s.clone();
-        assert!(matches!(s.apply(SA::TrialEnd), Err(DomainError::IllegalTransition { .. })));
+        assert!(matches!(
+            s.apply(SA::TrialEnd),
+            Err(DomainError::IllegalTransition { .. })
+        ));
         assert_eq!(s, before);
     }
 }

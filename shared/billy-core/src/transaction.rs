@@ -38,8 +38,11 @@ impl TransactionStatus {
 use TransactionStatus as T;
 
 /// Only a pending transaction moves; every outcome is final (a later dispute is a new transaction).
-pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] =
-    &[(T::Pending, T::Succeeded), (T::Pending, T::Failed), (T::Pending, T::Canceled)];
+pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] = &[
+    (T::Pending, T::Succeeded),
+    (T::Pending, T::Failed),
+    (T::Pending, T::Canceled),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -72,7 +75,12 @@ impl Transaction {
 
     /// Applies a gateway outcome observed at `event_at`. Returns `Ok(false)` (and changes nothing)
     /// when the event is older than the last one applied: it is journaled but not applied.
-    pub fn settle(&mut self, to: TransactionStatus, event_at: DateTime<Utc>, reason: Option<&str>) -> DomainResult<bool> {
+    pub fn settle(
+        &mut self,
+        to: TransactionStatus,
+        event_at: DateTime<Utc>,
+        reason: Option<&str>,
+    ) -> DomainResult<bool> {
         if self.last_event_at.is_some_and(|last| event_at < last) {
             return Ok(false);
         }
@@ -109,7 +117,11 @@ mod tests {
             gateway_reference: None,
             failure_reason: None,
             attempt: 1,
-            idempotency_key: Transaction::idempotency_key_for(&Id::from_trusted("inv_1".into()), TransactionType::Charge, 1),
+            idempotency_key: Transaction::idempotency_key_for(
+                &Id::from_trusted("inv_1".into()),
+                TransactionType::Charge,
+                1,
+            ),
             last_event_at: None,
             created: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             livemode: false,
@@ -120,7 +132,10 @@ mod tests {
     #[test]
     fn idempotency_keys_are_stable_per_attempt_and_differ_between_attempts() {
         let inv = Id::from_trusted("inv_1".into());
-        assert_eq!(Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1), "billy-inv_1-charge-1");
+        assert_eq!(
+            Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1),
+            "billy-inv_1-charge-1"
+        );
         assert_ne!(
             Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1),
             Transaction::idempotency_key_for(&inv, TransactionType::Charge, 2)
@@ -137,7 +152,10 @@ mod tests {
         assert!(!t.settle(T::Failed, at(5), Some("card_declined")).unwrap());
         assert_eq!(t, before);
         // a newer event cannot reopen a final outcome
-        assert!(matches!(t.settle(T::Failed, at(20), None), Err(DomainError::IllegalTransition { .. })));
+        assert!(matches!(
+            t.settle(T::Failed, at(20), None),
+            Err(DomainError::IllegalTransition { .. })
+        ));
         assert_eq!(t, before);
     }
 }
