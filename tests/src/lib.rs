@@ -79,14 +79,17 @@ impl Api {
     }
 }
 
-/// Every item of a table (test tables are small), to prove what a request did or did not store.
+/// How many items a table holds (test tables are small), to prove what a request did or did not store.
 pub async fn item_count(stack: &TestStack, table: &str) -> i32 {
-    stack
-        .aws
-        .dynamodb
+    item_count_in(&stack.aws, table).await
+}
+
+pub async fn item_count_in(aws: &billy_aws::AwsClients, table: &str) -> i32 {
+    aws.dynamodb
         .scan()
         .table_name(table)
         .select(aws_sdk_dynamodb::types::Select::Count)
+        .consistent_read(true)
         .send()
         .await
         .unwrap()

@@ -24,6 +24,41 @@ pub fn unique_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
+/// The template's tables and queues under a unique prefix, without a runner (adapter tests).
+#[derive(Debug)]
+pub struct TestResources {
+    pub aws: AwsClients,
+    pub provisioned: Provisioned,
+}
+
+impl TestResources {
+    pub async fn provision() -> Self {
+        let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
+        let template =
+            Template::load(&crate::default_template_path()).expect("template.yaml loads");
+        let parameters = BTreeMap::from([("AdminToken".to_owned(), "x".repeat(32))]);
+        let provisioned = provision(&template, &unique_prefix(), &parameters, &aws)
+            .await
+            .expect("local stack is up (run tests through `make test`)");
+        Self { aws, provisioned }
+    }
+
+    pub fn tables(&self) -> Tables {
+        tables_of(&self.provisioned)
+    }
+
+    pub async fn teardown(self) {
+        self.provisioned.teardown(&self.aws).await;
+    }
+}
+
+fn tables_of(provisioned: &Provisioned) -> Tables {
+    Tables {
+        main: provisioned.tables["BillyTable"].clone(),
+        audit: provisioned.tables["AuditTable"].clone(),
+    }
+}
+
 impl TestStack {
     /// Billy as `template.yaml` declares it.
     pub async fn start() -> Self {
@@ -68,10 +103,7 @@ impl TestStack {
     }
 
     pub fn tables(&self) -> Tables {
-        Tables {
-            main: self.provisioned.tables["BillyTable"].clone(),
-            audit: self.provisioned.tables["AuditTable"].clone(),
-        }
+        tables_of(&self.provisioned)
     }
 
     pub async fn stop(self) {

@@ -1,11 +1,8 @@
 //! Customers in the main table, listed newest first through GSI1 without a scan.
 
-use crate::dynamo::{
-    self, ENTITY_SK, GSI1, GSI1PK, GSI1SK, PK, SK, entity_pk, from_item, list_pk,
-    map_transact_error, new_item_put, s, to_item, unexpected,
-};
+use crate::dynamo::{ENTITY_SK, GSI1PK, GSI1SK, PK, SK, entity_pk, list_pk};
+use crate::store::{HasId, IndexQuery, Store, keyed};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::TransactWriteItem;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
 use billy_core::customer::Customer;
@@ -13,99 +10,61 @@ use billy_core::ids::Id;
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::CustomerRepository;
 use billy_core::tenant::Scope;
-use std::collections::HashMap;
 
 const ENTITY: &str = "customer";
 
 #[derive(Debug, Clone)]
 pub struct DynamoCustomers {
-    client: aws_sdk_dynamodb::Client,
-    tables: crate::Tables,
+    store: Store,
 }
 
 impl DynamoCustomers {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { client, tables }
+        Self {
+            store: Store::new(client, tables),
+        }
     }
 }
 
-fn keys(scope: &Scope, id: &Id) -> [(&'static str, String); 4] {
-    [
-        (PK, entity_pk(scope, id)),
-        (SK, ENTITY_SK.to_owned()),
-        (GSI1PK, list_pk(scope, ENTITY)),
-        (GSI1SK, id.to_string()),
-    ]
+impl HasId for Customer {
+    fn id(&self) -> &Id {
+        &self.id
+    }
 }
 
 #[async_trait]
 impl CustomerRepository for DynamoCustomers {
     async fn insert(&self, customer: &Customer, event: &AuditEvent) -> DomainResult<()> {
-        let put = new_item_put(
-            &self.tables.main,
-            to_item(customer, &keys(&event.scope, &customer.id))?,
+        let scope = &event.scope;
+        let item = keyed(
+            customer,
+            &[
+                (PK, Some(entity_pk(scope, &customer.id))),
+                (SK, Some(ENTITY_SK.to_owned())),
+                (GSI1PK, Some(list_pk(scope, ENTITY))),
+                (GSI1SK, Some(customer.id.to_string())),
+            ],
         )?;
-        let audit = dynamo::audit_put(&self.tables.audit, event)?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().put(audit).build())
-            .send()
+        self.store
+            .transact(
+                vec![self.store.put_new(item)?],
+                std::slice::from_ref(event),
+                ENTITY,
+            )
             .await
-            .map_err(|e| map_transact_error(e, "customer"))?;
-        Ok(())
     }
 
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Customer>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.main)
-            .key(PK, s(entity_pk(scope, id)))
-            .key(SK, s(ENTITY_SK))
-            .send()
-            .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
-        out.item.map(from_item).transpose()
+        self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>> {
-        let start = page.starting_after.as_ref().map(|after| {
-            keys(scope, after)
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), s(v)))
-                .collect::<HashMap<_, _>>()
-        });
-        // One extra item tells whether another page exists without a second query.
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.main)
-            .index_name(GSI1)
-            .key_condition_expression("GSI1PK = :pk")
-            .expression_attribute_values(":pk", s(list_pk(scope, ENTITY)))
-            .scan_index_forward(false)
-            .limit(i32::try_from(page.limit + 1).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
+        self.store
+            .page(
+                scope,
+                &IndexQuery::new("GSI1", list_pk(scope, ENTITY)),
+                page,
+            )
             .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
-        let mut data: Vec<Customer> = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect::<DomainResult<_>>()?;
-        let has_more = data.len() > page.limit;
-        data.truncate(page.limit);
-        Ok(Page {
-            next_cursor: if has_more {
-                data.last().map(|c| c.id.to_string())
-            } else {
-                None
-            },
-            data,
-            has_more,
-        })
     }
 }

@@ -17,6 +17,12 @@ pub const SK: &str = "SK";
 pub const GSI1: &str = "GSI1";
 pub const GSI1PK: &str = "GSI1PK";
 pub const GSI1SK: &str = "GSI1SK";
+pub const GSI2PK: &str = "GSI2PK";
+pub const GSI2SK: &str = "GSI2SK";
+pub const GSI3PK: &str = "GSI3PK";
+pub const GSI3SK: &str = "GSI3SK";
+pub const GSI4PK: &str = "GSI4PK";
+pub const GSI4SK: &str = "GSI4SK";
 /// The sort key of an entity's own item (room is left for child items under the same PK).
 pub const ENTITY_SK: &str = "#";
 
@@ -28,6 +34,38 @@ pub fn entity_pk(scope: &Scope, id: &impl std::fmt::Display) -> String {
 /// `ten_…#test#customer`: the list partition of one entity type within one scope.
 pub fn list_pk(scope: &Scope, entity_type: &str) -> String {
     format!("{}#{entity_type}", scope.key())
+}
+
+/// The due-index shard of an entity: a stable hash of its id, so one entity always lands in the
+/// same shard and shards fill evenly.
+pub fn shard_of(id: &impl std::fmt::Display, shards: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.to_string().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards.max(1)
+}
+
+/// The sort key of due work: the time first (so `<= T` finds what is due), then what it is.
+pub fn due_sk(
+    at: &chrono::DateTime<chrono::Utc>,
+    scope: &Scope,
+    id: &impl std::fmt::Display,
+) -> String {
+    format!(
+        "{}#{}#{id}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        scope.key()
+    )
+}
+
+/// Splits a `due_sk` back into its scope and id.
+pub fn parse_due_sk(sk: &str) -> Option<(Scope, billy_core::ids::Id)> {
+    let mut parts = sk.splitn(4, '#');
+    let (_at, tenant, mode, id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let mode = billy_core::tenant::Mode::parse(mode)?;
+    Some((
+        Scope::new(billy_core::ids::Id::from_trusted(tenant.to_owned()), mode),
+        billy_core::ids::Id::from_trusted(id.to_owned()),
+    ))
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {
@@ -67,15 +105,6 @@ pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
     )?;
     Put::builder()
         .table_name(audit_table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(PK)")
-        .build()
-        .map_err(DomainError::unexpected)
-}
-
-pub fn new_item_put(table: &str, item: Item) -> DomainResult<Put> {
-    Put::builder()
-        .table_name(table)
         .set_item(Some(item))
         .condition_expression("attribute_not_exists(PK)")
         .build()

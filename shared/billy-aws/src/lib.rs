@@ -5,7 +5,14 @@ pub mod audit;
 pub mod clients;
 pub mod customers;
 pub mod dynamo;
+pub mod events;
 pub mod health;
+pub mod idempotency;
+pub mod invoices;
+pub mod plans;
+pub mod sqs;
+pub mod store;
+pub mod subscriptions;
 pub mod tenants;
 
 pub use clients::{AwsClients, LocalEndpoints, Tables};

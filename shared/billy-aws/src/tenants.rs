@@ -1,10 +1,8 @@
 //! Tenants and API keys in the main table; a key is found by its hash in one GetItem.
 
-use crate::dynamo::{
-    self, ENTITY_SK, PK, SK, from_item, map_transact_error, new_item_put, s, to_item, unexpected,
-};
+use crate::dynamo::{ENTITY_SK, PK, SK, to_item};
+use crate::store::Store;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::TransactWriteItem;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
 use billy_core::ports::TenantRepository;
@@ -12,13 +10,14 @@ use billy_core::tenant::{ApiKeyHash, ApiKeyRecord, Tenant};
 
 #[derive(Debug, Clone)]
 pub struct DynamoTenants {
-    client: aws_sdk_dynamodb::Client,
-    tables: crate::Tables,
+    store: Store,
 }
 
 impl DynamoTenants {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { client, tables }
+        Self {
+            store: Store::new(client, tables),
+        }
     }
 }
 
@@ -34,46 +33,25 @@ impl TenantRepository for DynamoTenants {
         keys: &[ApiKeyRecord],
         event: &AuditEvent,
     ) -> DomainResult<()> {
-        let mut puts = vec![new_item_put(
-            &self.tables.main,
-            to_item(
-                tenant,
-                &[
-                    (PK, format!("TENANT#{}", tenant.id)),
-                    (SK, ENTITY_SK.into()),
-                ],
-            )?,
-        )?];
+        let mut puts = vec![self.store.put_new(to_item(
+            tenant,
+            &[
+                (PK, format!("TENANT#{}", tenant.id)),
+                (SK, ENTITY_SK.into()),
+            ],
+        )?)?];
         for key in keys {
-            puts.push(new_item_put(
-                &self.tables.main,
-                to_item(key, &[(PK, key_pk(&key.hash)), (SK, ENTITY_SK.into())])?,
-            )?);
+            puts.push(self.store.put_new(to_item(
+                key,
+                &[(PK, key_pk(&key.hash)), (SK, ENTITY_SK.into())],
+            )?)?);
         }
-        puts.push(dynamo::audit_put(&self.tables.audit, event)?);
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(
-                puts.into_iter()
-                    .map(|p| TransactWriteItem::builder().put(p).build())
-                    .collect(),
-            ))
-            .send()
+        self.store
+            .transact(puts, std::slice::from_ref(event), "tenant")
             .await
-            .map_err(|e| map_transact_error(e, "tenant"))?;
-        Ok(())
     }
 
     async fn key_by_hash(&self, hash: &ApiKeyHash) -> DomainResult<Option<ApiKeyRecord>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.main)
-            .key(PK, s(key_pk(hash)))
-            .key(SK, s(ENTITY_SK))
-            .send()
-            .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
-        out.item.map(from_item).transpose()
+        self.store.get(key_pk(hash), ENTITY_SK).await
     }
 }

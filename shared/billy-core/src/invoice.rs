@@ -238,6 +238,8 @@ pub struct Invoice {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
+    /// The customer's test clock, if any: its advances drive this invoice's retries.
+    pub test_clock: Option<Id>,
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -284,6 +286,7 @@ impl Invoice {
             next_attempt_at: None,
             paid_at: None,
             failure_reason: None,
+            test_clock: None,
             created,
             livemode,
             version: 1,

@@ -93,6 +93,8 @@ pub struct Subscription {
     pub ended_at: Option<DateTime<Utc>>,
     pub pending_change: Option<ScheduledChange>,
     pub payment_method: Option<Id>,
+    /// The customer's test clock, if any: its advances drive this subscription's billing.
+    pub test_clock: Option<Id>,
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -145,6 +147,7 @@ impl Subscription {
             ended_at: None,
             pending_change: None,
             payment_method,
+            test_clock: None,
             created: now,
             livemode: plan.livemode,
             plan,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod function;
 pub mod http;
+pub mod sqs;
 pub mod telemetry;
 
 pub use config::Config;

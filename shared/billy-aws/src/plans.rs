@@ -1,0 +1,70 @@
+//! Plans: immutable once created, listed per scope through GSI1.
+
+use crate::dynamo::{ENTITY_SK, GSI1PK, GSI1SK, PK, SK, entity_pk, list_pk};
+use crate::store::{HasId, IndexQuery, Store, keyed};
+use async_trait::async_trait;
+use billy_core::DomainResult;
+use billy_core::audit::AuditEvent;
+use billy_core::ids::Id;
+use billy_core::page::{Page, PageRequest};
+use billy_core::plan::Plan;
+use billy_core::ports::PlanRepository;
+use billy_core::tenant::Scope;
+
+const ENTITY: &str = "plan";
+
+#[derive(Debug, Clone)]
+pub struct DynamoPlans {
+    store: Store,
+}
+
+impl DynamoPlans {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
+        Self {
+            store: Store::new(client, tables),
+        }
+    }
+}
+
+impl HasId for Plan {
+    fn id(&self) -> &Id {
+        &self.id
+    }
+}
+
+#[async_trait]
+impl PlanRepository for DynamoPlans {
+    async fn insert(&self, plan: &Plan, event: &AuditEvent) -> DomainResult<()> {
+        let scope = &event.scope;
+        let item = keyed(
+            plan,
+            &[
+                (PK, Some(entity_pk(scope, &plan.id))),
+                (SK, Some(ENTITY_SK.to_owned())),
+                (GSI1PK, Some(list_pk(scope, ENTITY))),
+                (GSI1SK, Some(plan.id.to_string())),
+            ],
+        )?;
+        self.store
+            .transact(
+                vec![self.store.put_new(item)?],
+                std::slice::from_ref(event),
+                ENTITY,
+            )
+            .await
+    }
+
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Plan>> {
+        self.store.get(entity_pk(scope, id), ENTITY_SK).await
+    }
+
+    async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Plan>> {
+        self.store
+            .page(
+                scope,
+                &IndexQuery::new("GSI1", list_pk(scope, ENTITY)),
+                page,
+            )
+            .await
+    }
+}

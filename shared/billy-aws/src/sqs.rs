@@ -1,0 +1,139 @@
+//! Sends versioned JSON messages to SQS in batches (`SendMessageBatch`: up to ten messages and
+//! 256 KiB a call), retrying entries the service reports as failed.
+
+use crate::dynamo::unexpected;
+use async_trait::async_trait;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use billy_core::ports::{QueueMessage, QueuePublisher};
+use billy_core::{DomainError, DomainResult};
+
+const BATCH: usize = 10;
+const ATTEMPTS: usize = 3;
+/// Billy's own bound on one message and on one batch: the classic SQS limit, well above any billing
+/// message, so a runaway payload is caught here with a clear error on every SQS version.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits encoded messages into batches of at most ten and at most `MAX_BATCH_BYTES`.
+fn batches(encoded: Vec<String>) -> DomainResult<Vec<Vec<String>>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut size = 0;
+    for body in encoded {
+        if body.len() > MAX_BATCH_BYTES {
+            return Err(DomainError::unexpected(format!(
+                "a {} byte message exceeds the {MAX_BATCH_BYTES} byte limit",
+                body.len()
+            )));
+        }
+        match out.last_mut() {
+            Some(batch) if batch.len() < BATCH && size + body.len() <= MAX_BATCH_BYTES => {
+                size += body.len();
+                batch.push(body);
+            }
+            _ => {
+                size = body.len();
+                out.push(vec![body]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct SqsPublisher {
+    client: aws_sdk_sqs::Client,
+}
+
+impl SqsPublisher {
+    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl QueuePublisher for SqsPublisher {
+    /// `queue` is the queue URL (what `!Ref Queue` gives a function).
+    async fn send(&self, queue: &str, messages: &[QueueMessage]) -> DomainResult<()> {
+        let encoded = messages
+            .iter()
+            .map(|m| serde_json::to_string(m).map_err(DomainError::unexpected))
+            .collect::<DomainResult<Vec<_>>>()?;
+        for batch in batches(encoded)? {
+            let mut pending: Vec<(String, String)> = batch
+                .into_iter()
+                .enumerate()
+                .map(|(i, body)| (i.to_string(), body))
+                .collect();
+            for attempt in 1..=ATTEMPTS {
+                let entries: Vec<SendMessageBatchRequestEntry> = pending
+                    .iter()
+                    .map(|(id, body)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(id)
+                            .message_body(body)
+                            .build()
+                            .map_err(DomainError::unexpected)
+                    })
+                    .collect::<DomainResult<_>>()?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(queue)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| unexpected(e.into_service_error()))?;
+                let failed: Vec<String> = out
+                    .failed
+                    .iter()
+                    .filter(|f| !f.sender_fault)
+                    .map(|f| f.id.clone())
+                    .collect();
+                if let Some(bad) = out.failed.iter().find(|f| f.sender_fault) {
+                    return Err(DomainError::unexpected(format!(
+                        "SQS refused a message: {}",
+                        bad.message.clone().unwrap_or_default()
+                    )));
+                }
+                pending.retain(|(id, _)| failed.contains(id));
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == ATTEMPTS {
+                    return Err(DomainError::unexpected(format!(
+                        "{} messages could not be sent to {queue}",
+                        pending.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_at_most_ten_messages_and_256_kib() {
+        let small: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+        assert_eq!(
+            batches(small)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
+        let big: Vec<String> = (0..3).map(|_| "x".repeat(100 * 1024)).collect();
+        assert_eq!(
+            batches(big)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert!(batches(vec!["x".repeat(MAX_BATCH_BYTES + 1)]).is_err());
+    }
+}

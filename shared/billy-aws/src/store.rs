@@ -1,0 +1,265 @@
+//! The one place where entities meet DynamoDB: create and replace with their audit events in one
+//! transaction (optimistic versions), get, and paged queries over the indexes. Repositories only
+//! say which keys an entity has.
+
+use crate::Tables;
+use crate::dynamo::{
+    ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, to_item, unexpected,
+};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use billy_core::audit::AuditEvent;
+use billy_core::ids::Id;
+use billy_core::page::{Page, PageRequest};
+use billy_core::tenant::Scope;
+use billy_core::{DomainError, DomainResult};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+
+/// DynamoDB allows 100 items in one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub client: aws_sdk_dynamodb::Client,
+    pub tables: Tables,
+}
+
+/// A `FilterExpression` with its `:values` and `#names`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub expression: String,
+    pub values: HashMap<String, AttributeValue>,
+    pub names: HashMap<String, String>,
+}
+
+/// A secondary index query: which index, its partition value, and an optional filter.
+#[derive(Debug, Clone)]
+pub struct IndexQuery {
+    pub index: &'static str,
+    pub partition: String,
+    pub filter: Option<Filter>,
+    /// Newest first (ids are time-ordered).
+    pub newest_first: bool,
+}
+
+impl IndexQuery {
+    pub fn new(index: &'static str, partition: String) -> Self {
+        Self {
+            index,
+            partition,
+            filter: None,
+            newest_first: true,
+        }
+    }
+}
+
+impl Store {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// A Put of a new item that fails if the key exists.
+    pub fn put_new(&self, item: Item) -> DomainResult<Put> {
+        Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(DomainError::unexpected)
+    }
+
+    /// A Put that replaces an entity only if its stored version is still `expected`.
+    pub fn put_versioned(&self, item: Item, expected: u64) -> DomainResult<Put> {
+        Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .build()
+            .map_err(DomainError::unexpected)
+    }
+
+    /// Writes `puts` and appends `events`, all or nothing.
+    pub async fn transact(
+        &self,
+        puts: Vec<Put>,
+        events: &[AuditEvent],
+        what: &str,
+    ) -> DomainResult<()> {
+        let mut items: Vec<TransactWriteItem> = puts
+            .into_iter()
+            .map(|p| TransactWriteItem::builder().put(p).build())
+            .collect();
+        for event in events {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(audit_put(&self.tables.audit, event)?)
+                    .build(),
+            );
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(DomainError::unexpected(format!(
+                "{what}: {} items exceed one transaction",
+                items.len()
+            )));
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| map_transact_error(e, what))?;
+        Ok(())
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, pk: String, sk: &str) -> DomainResult<Option<T>> {
+        self.get_item(pk, sk).await?.map(from_item).transpose()
+    }
+
+    pub async fn get_item(&self, pk: String, sk: &str) -> DomainResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.main)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unexpected(e.into_service_error()))?;
+        Ok(out.item)
+    }
+
+    /// Fetches entities by id (in the order given), skipping missing ones.
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        scope: &Scope,
+        ids: &[Id],
+    ) -> DomainResult<Vec<T>> {
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        (PK.to_owned(), s(crate::dynamo::entity_pk(scope, id))),
+                        (SK.to_owned(), s(ENTITY_SK)),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(DomainError::unexpected)?,
+            );
+            while let Some(keys) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.main, keys)
+                    .send()
+                    .await
+                    .map_err(|e| unexpected(e.into_service_error()))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.tables.main)
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(pk)) = item.get(PK) {
+                        found.insert(pk.clone(), item);
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.main));
+            }
+        }
+        ids.iter()
+            .filter_map(|id| found.remove(&crate::dynamo::entity_pk(scope, id)))
+            .map(from_item)
+            .collect()
+    }
+
+    /// One page of an index, newest first, resuming after the entity `starting_after`. Filters may
+    /// discard items, so the query continues until the page is full or the index is exhausted.
+    pub async fn page<T: DeserializeOwned + HasId>(
+        &self,
+        scope: &Scope,
+        query: &IndexQuery,
+        page: &PageRequest,
+    ) -> DomainResult<Page<T>> {
+        let (pk_attr, sk_attr) = (format!("{}PK", query.index), format!("{}SK", query.index));
+        let mut start = page.starting_after.as_ref().map(|after| {
+            HashMap::from([
+                (pk_attr.clone(), s(query.partition.clone())),
+                (sk_attr.clone(), s(after.to_string())),
+                (PK.to_owned(), s(crate::dynamo::entity_pk(scope, after))),
+                (SK.to_owned(), s(ENTITY_SK)),
+            ])
+        });
+        let mut data: Vec<T> = Vec::new();
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .index_name(query.index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_attr.clone())
+                .expression_attribute_values(":pk", s(query.partition.clone()))
+                .scan_index_forward(!query.newest_first)
+                .limit(i32::try_from(page.limit + 1).unwrap_or(101))
+                .set_exclusive_start_key(start.take());
+            if let Some(filter) = &query.filter {
+                req = req.filter_expression(&filter.expression);
+                for (k, v) in &filter.values {
+                    req = req.expression_attribute_values(k, v.clone());
+                }
+                for (k, v) in &filter.names {
+                    req = req.expression_attribute_names(k, v);
+                }
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(|e| unexpected(e.into_service_error()))?;
+            for item in out.items.unwrap_or_default() {
+                data.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if data.len() > page.limit || start.is_none() {
+                break;
+            }
+        }
+        let has_more = data.len() > page.limit;
+        data.truncate(page.limit);
+        Ok(Page {
+            next_cursor: if has_more {
+                data.last().map(|e| e.id().to_string())
+            } else {
+                None
+            },
+            data,
+            has_more,
+        })
+    }
+}
+
+/// Entities listed with cursors expose their id.
+pub trait HasId {
+    fn id(&self) -> &Id;
+}
+
+/// Serialises an entity with its keys; `None` keys are left out (sparse indexes).
+pub fn keyed<T: Serialize>(value: &T, keys: &[(&str, Option<String>)]) -> DomainResult<Item> {
+    let present: Vec<(&str, String)> = keys
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+        .collect();
+    to_item(value, &present)
+}
