@@ -15,45 +15,27 @@ pub struct Api {
 impl Api {
     pub fn new(stack: &TestStack) -> Self {
         // Only the runner's loopback address is ever targeted.
-        assert!(
-            stack.url.starts_with("http://127.0.0.1:"),
-            "tests only call loopback"
-        );
-        Self {
-            base: format!("{}/v1", stack.url),
-            http: Client::new(),
-        }
+        assert!(stack.url.starts_with("http://127.0.0.1:"), "tests only call loopback");
+        Self { base: format!("{}/v1", stack.url), http: Client::new() }
     }
 
     /// Sends `body` verbatim (so tests can send malformed JSON) and returns status and JSON.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<&str>,
-    ) -> (StatusCode, Value) {
+    pub async fn raw(&self, method: Method, path: &str, key: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }
         if let Some(body) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(body.to_owned());
+            req = req.header("Content-Type", "application/json").body(body.to_owned());
         }
         let res = req.send().await.expect("runner answers");
         let status = res.status();
         let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
-        self.raw(Method::POST, path, Some(key), Some(&body.to_string()))
-            .await
+        self.raw(Method::POST, path, Some(key), Some(&body.to_string())).await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -62,20 +44,10 @@ impl Api {
 
     /// Creates a tenant with the stack's admin token; returns (tenant id, test key, live key).
     pub async fn tenant(&self, stack: &TestStack, name: &str) -> (String, String, String) {
-        let (status, body) = self
-            .post(
-                "/tenants",
-                &stack.admin_token,
-                &serde_json::json!({"name": name}),
-            )
-            .await;
+        let (status, body) = self.post("/tenants", &stack.admin_token, &serde_json::json!({"name": name})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let s = |v: &Value| v.as_str().unwrap().to_owned();
-        (
-            s(&body["id"]),
-            s(&body["api_keys"]["test"]),
-            s(&body["api_keys"]["live"]),
-        )
+        (s(&body["id"]), s(&body["api_keys"]["test"]), s(&body["api_keys"]["live"]))
     }
 }
 
@@ -102,8 +74,5 @@ pub fn error_code(body: &Value) -> String {
     assert!(error["type"].is_string(), "error.type in {body}");
     assert!(error["message"].is_string(), "error.message in {body}");
     assert!(error.get("param").is_some(), "error.param in {body}");
-    error["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error.code in {body}"))
-        .to_owned()
+    error["code"].as_str().unwrap_or_else(|| panic!("error.code in {body}")).to_owned()
 }

@@ -17,53 +17,23 @@ async fn health_reports_every_dependency_reachable() {
     let (status, body) = api.raw(Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "ok");
-    let names: Vec<&str> = body["dependencies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        vec!["dynamodb:main", "dynamodb:audit", "eventbridge"]
-    );
-    assert!(
-        body["dependencies"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["ok"] == true)
-    );
+    let names: Vec<&str> =
+        body["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["dynamodb:main", "dynamodb:audit", "eventbridge"]);
+    assert!(body["dependencies"].as_array().unwrap().iter().all(|d| d["ok"] == true));
     stack.stop().await;
 }
 
 #[tokio::test]
 async fn health_reports_a_missing_table_as_degraded() {
     let stack = TestStack::start().await;
-    stack
-        .aws
-        .dynamodb
-        .delete_table()
-        .table_name(&stack.tables().audit)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = Api::new(&stack)
-        .raw(Method::GET, "/health", None, None)
-        .await;
+    stack.aws.dynamodb.delete_table().table_name(&stack.tables().audit).send().await.unwrap();
+    let (status, body) = Api::new(&stack).raw(Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "degraded");
-    let audit = body["dependencies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == "dynamodb:audit")
-        .unwrap();
+    let audit = body["dependencies"].as_array().unwrap().iter().find(|d| d["name"] == "dynamodb:audit").unwrap();
     assert_eq!(audit["ok"], false);
-    assert_eq!(
-        audit["error"], "ServiceError",
-        "only the kind of error, no internals: {audit}"
-    );
+    assert_eq!(audit["error"], "ServiceError", "only the kind of error, no internals: {audit}");
     stack.stop().await;
 }
 
@@ -74,41 +44,21 @@ async fn creating_a_tenant_needs_the_admin_token_and_returns_both_keys_once() {
     let main = stack.tables().main;
     // GIVEN no admin token, or a wrong one: 401 and nothing stored
     for key in [None, Some("not-the-token")] {
-        let (status, body) = api
-            .raw(Method::POST, "/tenants", key, Some(r#"{"name":"Acme"}"#))
-            .await;
+        let (status, body) = api.raw(Method::POST, "/tenants", key, Some(r#"{"name":"Acme"}"#)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(error_code(&body), "invalid_api_key");
     }
     assert_eq!(item_count(&stack, &main).await, 0);
     // WHEN the admin creates one
-    let (status, body) = api
-        .post("/tenants", &stack.admin_token, &json!({"name": "Acme"}))
-        .await;
+    let (status, body) = api.post("/tenants", &stack.admin_token, &json!({"name": "Acme"})).await;
     // THEN both keys come back, and only their hashes are stored (tenant + 2 key items)
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["object"], "tenant");
     let test_key = body["api_keys"]["test"].as_str().unwrap();
     assert!(test_key.starts_with("sk_test_"));
-    assert!(
-        body["api_keys"]["live"]
-            .as_str()
-            .unwrap()
-            .starts_with("sk_live_")
-    );
+    assert!(body["api_keys"]["live"].as_str().unwrap().starts_with("sk_live_"));
     assert_eq!(item_count(&stack, &main).await, 3);
-    let dump = format!(
-        "{:?}",
-        stack
-            .aws
-            .dynamodb
-            .scan()
-            .table_name(&main)
-            .send()
-            .await
-            .unwrap()
-            .items
-    );
+    let dump = format!("{:?}", stack.aws.dynamodb.scan().table_name(&main).send().await.unwrap().items);
     assert!(!dump.contains(test_key), "the secret key is never stored");
     // AND bad bodies are 400s that store nothing
     for (bad, code) in [
@@ -117,14 +67,7 @@ async fn creating_a_tenant_needs_the_admin_token_and_returns_both_keys_once() {
         (r#"{"name": 5}"#, "parameter_invalid"),
         (r#"{"name": "A""#, "json_invalid"),
     ] {
-        let (status, body) = api
-            .raw(
-                Method::POST,
-                "/tenants",
-                Some(&stack.admin_token),
-                Some(bad),
-            )
-            .await;
+        let (status, body) = api.raw(Method::POST, "/tenants", Some(&stack.admin_token), Some(bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(error_code(&body), code, "{bad}");
     }
@@ -150,10 +93,7 @@ async fn a_customer_is_created_with_its_audit_event_and_read_back() {
     assert!(id.starts_with("cus_"));
     assert_eq!(created["object"], "customer");
     assert_eq!(created["livemode"], false);
-    assert!(
-        created["created"].as_str().unwrap().ends_with('Z'),
-        "UTC RFC 3339"
-    );
+    assert!(created["created"].as_str().unwrap().ends_with('Z'), "UTC RFC 3339");
     // THEN it reads back as created
     let (status, fetched) = api.get(&format!("/customers/{id}"), &key).await;
     assert_eq!(status, StatusCode::OK);
@@ -161,29 +101,13 @@ async fn a_customer_is_created_with_its_audit_event_and_read_back() {
     // AND its audit trail holds exactly one event, with the frozen snapshot and the request id
     let audit = DynamoAudit::new(stack.aws.dynamodb.clone(), stack.tables());
     let scope = Scope::new(Id::from_trusted(tenant), Mode::Test);
-    let events = audit
-        .for_entity(&scope, &Id::from_trusted(id.to_owned()))
-        .await
-        .unwrap();
+    let events = audit.for_entity(&scope, &Id::from_trusted(id.to_owned())).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].action, "customer.created");
-    assert_eq!(
-        events[0].after.as_ref().unwrap()["email"],
-        "ada@example.com"
-    );
+    assert_eq!(events[0].after.as_ref().unwrap()["email"], "ada@example.com");
     assert!(events[0].request_id.is_some());
-    assert!(matches!(
-        events[0].actor,
-        billy_core::audit::Actor::ApiKey { .. }
-    ));
-    assert_eq!(
-        audit
-            .for_account(&scope, &Id::from_trusted(id.to_owned()))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(matches!(events[0].actor, billy_core::audit::Actor::ApiKey { .. }));
+    assert_eq!(audit.for_account(&scope, &Id::from_trusted(id.to_owned())).await.unwrap().len(), 1);
     stack.stop().await;
 }
 
@@ -194,9 +118,7 @@ async fn customers_list_newest_first_with_cursor_pagination() {
     let (_, key, _) = api.tenant(&stack, "Acme").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (_, c) = api
-            .post("/customers", &key, &json!({"name": format!("c{i}")}))
-            .await;
+        let (_, c) = api.post("/customers", &key, &json!({"name": format!("c{i}")})).await;
         ids.push(c["id"].as_str().unwrap().to_owned());
         // Ids are time-ordered to the millisecond.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
@@ -205,29 +127,15 @@ async fn customers_list_newest_first_with_cursor_pagination() {
     let (status, page1) = api.get("/customers?limit=2", &key).await;
     assert_eq!(status, StatusCode::OK);
     let page_ids = |p: &serde_json::Value| -> Vec<String> {
-        p["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_owned())
-            .collect()
+        p["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(page_ids(&page1), ids[..2]);
     assert_eq!(page1["has_more"], true);
     let cursor = page1["next_cursor"].as_str().unwrap();
-    let (_, page2) = api
-        .get(&format!("/customers?limit=2&starting_after={cursor}"), &key)
-        .await;
+    let (_, page2) = api.get(&format!("/customers?limit=2&starting_after={cursor}"), &key).await;
     assert_eq!(page_ids(&page2), ids[2..4]);
-    let (_, page3) = api
-        .get(
-            &format!(
-                "/customers?limit=2&starting_after={}",
-                page2["next_cursor"].as_str().unwrap()
-            ),
-            &key,
-        )
-        .await;
+    let (_, page3) =
+        api.get(&format!("/customers?limit=2&starting_after={}", page2["next_cursor"].as_str().unwrap()), &key).await;
     assert_eq!(page_ids(&page3), ids[4..]);
     assert_eq!(page3["has_more"], false);
     assert!(page3["next_cursor"].is_null());
@@ -245,66 +153,21 @@ async fn bad_customer_input_is_a_clear_4xx_and_stores_nothing() {
     let api = Api::new(&stack);
     let (_, key, _) = api.tenant(&stack, "Acme").await;
     let (main, audit) = (stack.tables().main, stack.tables().audit);
-    let before = (
-        item_count(&stack, &main).await,
-        item_count(&stack, &audit).await,
-    );
+    let before = (item_count(&stack, &main).await, item_count(&stack, &audit).await);
     let oversize = format!(r#"{{"name": "{}"}}"#, "x".repeat(70 * 1024));
     let cases: Vec<(&str, StatusCode, &str, Option<&str>)> = vec![
         ("{not json", StatusCode::BAD_REQUEST, "json_invalid", None),
-        (
-            r#"{"name": "A"} trailing"#,
-            StatusCode::BAD_REQUEST,
-            "json_invalid",
-            None,
-        ),
-        (
-            r#"{"name": 42}"#,
-            StatusCode::BAD_REQUEST,
-            "parameter_invalid",
-            Some("name"),
-        ),
-        (
-            r#"{"nickname": "A"}"#,
-            StatusCode::BAD_REQUEST,
-            "parameter_invalid",
-            None,
-        ),
-        (
-            r#"{"email": "not-an-email"}"#,
-            StatusCode::BAD_REQUEST,
-            "email_invalid",
-            Some("email"),
-        ),
-        (
-            r#"{"email": "a@b"}"#,
-            StatusCode::BAD_REQUEST,
-            "email_invalid",
-            Some("email"),
-        ),
-        (
-            r#"{"metadata": {"k": 1}}"#,
-            StatusCode::BAD_REQUEST,
-            "parameter_invalid",
-            Some("metadata.k"),
-        ),
-        (
-            r#"[1, 2]"#,
-            StatusCode::BAD_REQUEST,
-            "parameter_invalid",
-            None,
-        ),
-        (
-            &oversize,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            None,
-        ),
+        (r#"{"name": "A"} trailing"#, StatusCode::BAD_REQUEST, "json_invalid", None),
+        (r#"{"name": 42}"#, StatusCode::BAD_REQUEST, "parameter_invalid", Some("name")),
+        (r#"{"nickname": "A"}"#, StatusCode::BAD_REQUEST, "parameter_invalid", None),
+        (r#"{"email": "not-an-email"}"#, StatusCode::BAD_REQUEST, "email_invalid", Some("email")),
+        (r#"{"email": "a@b"}"#, StatusCode::BAD_REQUEST, "email_invalid", Some("email")),
+        (r#"{"metadata": {"k": 1}}"#, StatusCode::BAD_REQUEST, "parameter_invalid", Some("metadata.k")),
+        (r#"[1, 2]"#, StatusCode::BAD_REQUEST, "parameter_invalid", None),
+        (&oversize, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
     ];
     for (body, status, code, param) in cases {
-        let (got, answer) = api
-            .raw(Method::POST, "/customers", Some(&key), Some(body))
-            .await;
+        let (got, answer) = api.raw(Method::POST, "/customers", Some(&key), Some(body)).await;
         assert_eq!(got, status, "{}: {answer}", &body[..body.len().min(40)]);
         assert_eq!(error_code(&answer), code, "{}", &body[..body.len().min(40)]);
         if let Some(param) = param {
@@ -312,29 +175,12 @@ async fn bad_customer_input_is_a_clear_4xx_and_stores_nothing() {
         }
     }
     // A metadata map past its limits
-    let many: serde_json::Map<String, serde_json::Value> =
-        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
-    let (status, body) = api
-        .post("/customers", &key, &json!({"metadata": many}))
-        .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "metadata_invalid".to_owned())
-    );
-    assert_eq!(
-        (
-            item_count(&stack, &main).await,
-            item_count(&stack, &audit).await
-        ),
-        before,
-        "nothing stored"
-    );
+    let many: serde_json::Map<String, serde_json::Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let (status, body) = api.post("/customers", &key, &json!({"metadata": many})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "metadata_invalid".to_owned()));
+    assert_eq!((item_count(&stack, &main).await, item_count(&stack, &audit).await), before, "nothing stored");
     // Unknown ids and malformed ids are both plain 404s
-    for id in [
-        "cus_01m7zzzzzzzzzzzzzzzzzzzzzz",
-        "cus_bad",
-        "inv_01m7zzzzzzzzzzzzzzzzzzzzzz",
-    ] {
+    for id in ["cus_01m7zzzzzzzzzzzzzzzzzzzzzz", "cus_bad", "inv_01m7zzzzzzzzzzzzzzzzzzzzzz"] {
         let (status, body) = api.get(&format!("/customers/{id}"), &key).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(error_code(&body), "resource_missing");
@@ -342,15 +188,10 @@ async fn bad_customer_input_is_a_clear_4xx_and_stores_nothing() {
     // Missing or malformed keys are 401s; unknown routes 404
     let (status, _) = api.raw(Method::GET, "/customers", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = api
-        .get("/customers", "sk_test_00000000000000000000000000000000")
-        .await;
+    let (status, _) = api.get("/customers", "sk_test_00000000000000000000000000000000").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = api.get("/nowhere", &key).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, "route_not_found".to_owned())
-    );
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "route_not_found".to_owned()));
     stack.stop().await;
 }
 
@@ -360,9 +201,7 @@ async fn tenants_and_modes_never_see_each_others_customers() {
     let api = Api::new(&stack);
     let (_, a_test, a_live) = api.tenant(&stack, "A").await;
     let (_, b_test, _) = api.tenant(&stack, "B").await;
-    let (_, customer) = api
-        .post("/customers", &a_test, &json!({"name": "Only A test"}))
-        .await;
+    let (_, customer) = api.post("/customers", &a_test, &json!({"name": "Only A test"})).await;
     let path = format!("/customers/{}", customer["id"].as_str().unwrap());
     // Another tenant, and the same tenant's live mode, get 404 (not 403) and empty lists
     for key in [&b_test, &a_live] {
@@ -375,9 +214,7 @@ async fn tenants_and_modes_never_see_each_others_customers() {
     let (status, _) = api.get(&path, &a_test).await;
     assert_eq!(status, StatusCode::OK);
     // Live-mode objects say so
-    let (_, live) = api
-        .post("/customers", &a_live, &json!({"name": "Live"}))
-        .await;
+    let (_, live) = api.post("/customers", &a_live, &json!({"name": "Live"})).await;
     assert_eq!(live["livemode"], true);
     stack.stop().await;
 }

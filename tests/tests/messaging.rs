@@ -13,15 +13,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 async fn queue(aws: &AwsClients, name: &str) -> (String, String) {
-    let url = aws
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = aws.sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap();
     let arn = aws
         .sqs
         .get_queue_attributes()
@@ -53,13 +45,7 @@ async fn drain(aws: &AwsClients, url: &str, want: usize, patience: Duration) -> 
             .unwrap();
         for m in out.messages.unwrap_or_default() {
             bodies.push(m.body.unwrap_or_default());
-            aws.sqs
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle.unwrap())
-                .send()
-                .await
-                .unwrap();
+            aws.sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
         }
     }
     bodies
@@ -70,17 +56,9 @@ async fn messages_are_sent_in_batches_as_versioned_envelopes() {
     let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
     let (url, _) = queue(&aws, &format!("{}-bill", unique_prefix())).await;
     // 25 messages: three SendMessageBatch calls (10 + 10 + 5)
-    let messages: Vec<QueueMessage> = (0..25)
-        .map(|n| QueueMessage {
-            version: 1,
-            kind: "bill_period".into(),
-            body: json!({"n": n}),
-        })
-        .collect();
-    SqsPublisher::new(aws.sqs.clone())
-        .send(&url, &messages)
-        .await
-        .unwrap();
+    let messages: Vec<QueueMessage> =
+        (0..25).map(|n| QueueMessage { version: 1, kind: "bill_period".into(), body: json!({"n": n}) }).collect();
+    SqsPublisher::new(aws.sqs.clone()).send(&url, &messages).await.unwrap();
     let bodies = drain(&aws, &url, 25, Duration::from_secs(20)).await;
     let mut got: Vec<u64> = bodies
         .iter()
@@ -99,17 +77,8 @@ async fn messages_are_sent_in_batches_as_versioned_envelopes() {
 async fn an_oversized_message_is_refused_with_a_clear_error() {
     let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
     let (url, _) = queue(&aws, &format!("{}-big", unique_prefix())).await;
-    let huge = QueueMessage {
-        version: 1,
-        kind: "x".into(),
-        body: json!({"pad": "x".repeat(300 * 1024)}),
-    };
-    assert!(
-        SqsPublisher::new(aws.sqs.clone())
-            .send(&url, &[huge])
-            .await
-            .is_err()
-    );
+    let huge = QueueMessage { version: 1, kind: "x".into(), body: json!({"pad": "x".repeat(300 * 1024)}) };
+    assert!(SqsPublisher::new(aws.sqs.clone()).send(&url, &[huge]).await.is_err());
     aws.sqs.delete_queue().queue_url(&url).send().await.unwrap();
 }
 
@@ -118,12 +87,7 @@ async fn domain_events_reach_a_rule_target_with_the_stable_schema() {
     let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
     let prefix = unique_prefix();
     let bus = format!("{prefix}-bus");
-    aws.eventbridge
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .unwrap();
+    aws.eventbridge.create_event_bus().name(&bus).send().await.unwrap();
     let (url, arn) = queue(&aws, &format!("{prefix}-events")).await;
     let rule = format!("{prefix}-paid");
     aws.eventbridge
@@ -134,38 +98,20 @@ async fn domain_events_reach_a_rule_target_with_the_stable_schema() {
         .send()
         .await
         .unwrap();
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("q")
-        .arn(&arn)
-        .build()
-        .unwrap();
-    aws.eventbridge
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(target)
-        .send()
-        .await
-        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder().id("q").arn(&arn).build().unwrap();
+    aws.eventbridge.put_targets().rule(&rule).event_bus_name(&bus).targets(target).send().await.unwrap();
     // 12 events (two PutEvents calls), of which 11 match the rule
     let scope = Scope::new(Id::from_trusted("ten_a".into()), Mode::Test);
     let events: Vec<DomainEvent> = (0..12)
         .map(|n| DomainEvent {
             id: Id::from_trusted(format!("evt_{n}")),
-            kind: if n == 5 {
-                "invoice.payment_failed".into()
-            } else {
-                "invoice.paid".into()
-            },
+            kind: if n == 5 { "invoice.payment_failed".into() } else { "invoice.paid".into() },
             scope: scope.clone(),
             occurred_at: chrono::Utc::now(),
             data: json!({"invoice": format!("inv_{n}")}),
         })
         .collect();
-    EventBridgePublisher::new(aws.eventbridge.clone(), &bus)
-        .publish(&events)
-        .await
-        .unwrap();
+    EventBridgePublisher::new(aws.eventbridge.clone(), &bus).publish(&events).await.unwrap();
     let bodies = drain(&aws, &url, 11, Duration::from_secs(20)).await;
     assert_eq!(bodies.len(), 11);
     for body in &bodies {
@@ -176,31 +122,9 @@ async fn domain_events_reach_a_rule_target_with_the_stable_schema() {
         assert_eq!(detail.scope, scope);
     }
     // nothing more arrives (the failed-payment event did not match)
-    assert!(
-        drain(&aws, &url, 1, Duration::from_secs(3))
-            .await
-            .is_empty()
-    );
-    aws.eventbridge
-        .remove_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .ids("q")
-        .send()
-        .await
-        .unwrap();
-    aws.eventbridge
-        .delete_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .send()
-        .await
-        .unwrap();
-    aws.eventbridge
-        .delete_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .unwrap();
+    assert!(drain(&aws, &url, 1, Duration::from_secs(3)).await.is_empty());
+    aws.eventbridge.remove_targets().rule(&rule).event_bus_name(&bus).ids("q").send().await.unwrap();
+    aws.eventbridge.delete_rule().name(&rule).event_bus_name(&bus).send().await.unwrap();
+    aws.eventbridge.delete_event_bus().name(&bus).send().await.unwrap();
     aws.sqs.delete_queue().queue_url(&url).send().await.unwrap();
 }

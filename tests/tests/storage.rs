@@ -19,8 +19,8 @@ use billy_core::money::Currency;
 use billy_core::page::PageRequest;
 use billy_core::plan::{Direction, NewPlan, Plan, PlanKind};
 use billy_core::ports::{
-    AuditJournal, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter,
-    InvoiceRepository, PlanRepository, SubscriptionRepository,
+    AuditJournal, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter, InvoiceRepository,
+    PlanRepository, SubscriptionRepository,
 };
 use billy_core::schedule::{Cadence, Frequency};
 use billy_core::subscription::Subscription;
@@ -29,7 +29,7 @@ use billy_e2e::item_count_in;
 use billy_local::testing::TestResources;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-const SHARDS: u32 = 4;
+const SHARDS: u32 = billy_aws::dynamo::DUE_SHARDS;
 
 struct Repos {
     res: TestResources,
@@ -48,8 +48,8 @@ impl Repos {
         Self {
             customers: DynamoCustomers::new(ddb.clone(), t.clone()),
             plans: DynamoPlans::new(ddb.clone(), t.clone()),
-            subs: DynamoSubscriptions::new(ddb.clone(), t.clone(), SHARDS),
-            invoices: DynamoInvoices::new(ddb.clone(), t.clone(), SHARDS),
+            subs: DynamoSubscriptions::new(ddb.clone(), t.clone()),
+            invoices: DynamoInvoices::new(ddb.clone(), t.clone()),
             audit: DynamoAudit::new(ddb, t),
             ids: RandomIds::new(SystemClock),
             res,
@@ -63,9 +63,7 @@ impl Repos {
     fn ctx(&self, tenant: &str) -> Context {
         Context {
             scope: Scope::new(Id::from_trusted(tenant.into()), Mode::Test),
-            actor: Actor::System {
-                function: "test".into(),
-            },
+            actor: Actor::System { function: "test".into() },
             request_id: None,
         }
     }
@@ -96,22 +94,8 @@ impl Repos {
     }
 
     async fn customer(&self, ctx: &Context) -> Id {
-        let deps = CustomerDeps {
-            customers: &self.customers,
-            clock: &SystemClock,
-            ids: &self.ids,
-        };
-        create_customer(
-            deps,
-            ctx,
-            NewCustomer {
-                name: Some("c".into()),
-                ..NewCustomer::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id
+        let deps = CustomerDeps { customers: &self.customers, clock: &SystemClock, ids: &self.ids };
+        create_customer(deps, ctx, NewCustomer { name: Some("c".into()), ..NewCustomer::default() }).await.unwrap().id
     }
 
     async fn plan(&self, ctx: &Context) -> Plan {
@@ -129,19 +113,11 @@ impl Repos {
             false,
         )
         .unwrap();
-        self.plans
-            .insert(&plan, &self.event(ctx, &plan.id, "plan", 1, &plan))
-            .await
-            .unwrap();
+        self.plans.insert(&plan, &self.event(ctx, &plan.id, "plan", 1, &plan)).await.unwrap();
         plan
     }
 
-    async fn subscription(
-        &self,
-        ctx: &Context,
-        customer: &Id,
-        start: DateTime<Utc>,
-    ) -> Subscription {
+    async fn subscription(&self, ctx: &Context, customer: &Id, start: DateTime<Utc>) -> Subscription {
         let sub = Subscription::new(
             self.ids.next(IdKind::Subscription),
             customer.clone(),
@@ -151,10 +127,7 @@ impl Repos {
             start,
         )
         .unwrap();
-        self.subs
-            .insert(&sub, &self.event(ctx, &sub.id, "subscription", 1, &sub))
-            .await
-            .unwrap();
+        self.subs.insert(&sub, &self.event(ctx, &sub.id, "subscription", 1, &sub)).await.unwrap();
         sub
     }
 
@@ -170,8 +143,7 @@ impl Repos {
             Utc::now(),
             false,
         );
-        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()])
-            .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
         inv
     }
 }
@@ -194,11 +166,8 @@ async fn eight_concurrent_generators_of_one_period_make_exactly_one_invoice_and_
         let repo = r.invoices.clone();
         async move { repo.create_for_period(&inv, &event).await }
     });
-    let results: Vec<(Invoice, bool)> = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let results: Vec<(Invoice, bool)> =
+        futures::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
     // THEN one of them created it and all seven others got that same invoice back
     assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
     let winner = &results.iter().find(|(_, c)| *c).unwrap().0.id;
@@ -208,19 +177,13 @@ async fn eight_concurrent_generators_of_one_period_make_exactly_one_invoice_and_
         .invoices
         .list(
             &ctx.scope,
-            &InvoiceFilter {
-                subscription: Some(sub.id.clone()),
-                ..InvoiceFilter::default()
-            },
+            &InvoiceFilter { subscription: Some(sub.id.clone()), ..InvoiceFilter::default() },
             &PageRequest::default(),
         )
         .await
         .unwrap();
     assert_eq!(page.data.len(), 1);
-    assert_eq!(
-        item_count_in(r.aws(), &r.res.tables().audit).await,
-        audit_before + 1
-    );
+    assert_eq!(item_count_in(r.aws(), &r.res.tables().audit).await, audit_before + 1);
     r.res.teardown().await;
 }
 
@@ -231,20 +194,14 @@ async fn a_stale_version_update_is_rejected_and_changes_neither_the_entity_nor_t
     let customer = r.customer(&ctx).await;
     let sub = r.subscription(&ctx, &customer, day(1, 1)).await;
     let mut inv = r.period_invoice(&sub, 0);
-    r.invoices
-        .create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv))
-        .await
-        .unwrap();
+    r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
     // GIVEN two workers that both read version 1
+    let stored_version = inv.version;
     let mut first = inv.clone();
     first.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
     inv.apply(InvoiceAction::Cancel, Utc::now()).unwrap();
     r.invoices
-        .update(
-            &first,
-            1,
-            &[r.event(&ctx, &first.id, "invoice", first.version, &first)],
-        )
+        .update(&first, stored_version, &[r.event(&ctx, &first.id, "invoice", first.version, &first)])
         .await
         .unwrap();
     let stored = r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap();
@@ -252,33 +209,14 @@ async fn a_stale_version_update_is_rejected_and_changes_neither_the_entity_nor_t
     // WHEN the second writes with its stale version
     let err = r
         .invoices
-        .update(
-            &inv,
-            1,
-            &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)],
-        )
+        .update(&inv, stored_version, &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)])
         .await
         .unwrap_err();
     // THEN it is a typed conflict and nothing changed
-    assert!(
-        matches!(
-            err,
-            DomainError::Conflict {
-                code: "version_conflict",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap(),
-        stored
-    );
+    assert!(matches!(err, DomainError::Conflict { code: "version_conflict", .. }), "{err:?}");
+    assert_eq!(r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap(), stored);
     assert_eq!(stored.status, InvoiceStatus::Pending);
-    assert_eq!(
-        r.audit.for_entity(&ctx.scope, &inv.id).await.unwrap(),
-        journal
-    );
+    assert_eq!(r.audit.for_entity(&ctx.scope, &inv.id).await.unwrap(), journal);
     r.res.teardown().await;
 }
 
@@ -289,28 +227,15 @@ async fn an_audit_event_for_an_existing_version_cancels_the_whole_change() {
     let customer = r.customer(&ctx).await;
     let sub = r.subscription(&ctx, &customer, day(1, 1)).await;
     let inv = r.period_invoice(&sub, 0);
-    r.invoices
-        .create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv))
-        .await
-        .unwrap();
+    r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
     // An update that claims version 1 again in the journal (a replayed event) is refused whole.
+    let stored_version = inv.version;
     let mut next = inv.clone();
     next.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
-    let err = r
-        .invoices
-        .update(&next, 1, &[r.event(&ctx, &inv.id, "invoice", 1, &next)])
-        .await
-        .unwrap_err();
+    let err =
+        r.invoices.update(&next, stored_version, &[r.event(&ctx, &inv.id, "invoice", 1, &next)]).await.unwrap_err();
     assert!(matches!(err, DomainError::Conflict { .. }));
-    assert_eq!(
-        r.invoices
-            .get(&ctx.scope, &inv.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        InvoiceStatus::Draft
-    );
+    assert_eq!(r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap().status, InvoiceStatus::Draft);
     r.res.teardown().await;
 }
 
@@ -323,104 +248,45 @@ async fn every_list_access_pattern_stays_inside_its_tenant() {
         let customer = r.customer(ctx).await;
         let sub = r.subscription(ctx, &customer, day(1, 1)).await;
         let inv = r.period_invoice(&sub, 0);
-        r.invoices
-            .create_for_period(&inv, &r.event(ctx, &inv.id, "invoice", 1, &inv))
-            .await
-            .unwrap();
+        r.invoices.create_for_period(&inv, &r.event(ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
         seen.push((customer, sub, inv));
     }
     let (a_customer, a_sub, a_inv) = &seen[0];
-    let b_ids: Vec<String> = [&seen[1].0, &seen[1].1.id, &seen[1].2.id]
-        .iter()
-        .map(|i| i.to_string())
-        .collect();
+    let b_ids: Vec<String> = [&seen[1].0, &seen[1].1.id, &seen[1].2.id].iter().map(|i| i.to_string()).collect();
     let page = PageRequest::default();
     // customers and plans
     let customers = r.customers.list(&a.scope, &page).await.unwrap();
-    assert_eq!(
-        customers.data.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        vec![a_customer]
-    );
+    assert_eq!(customers.data.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![a_customer]);
     let plans = r.plans.list(&a.scope, &page).await.unwrap();
     assert_eq!(plans.data.len(), 1);
     assert_eq!(plans.data[0].id, a_sub.plan.id);
     // invoices: unfiltered, by customer, by status, by subscription, by period
     let filters = [
         InvoiceFilter::default(),
-        InvoiceFilter {
-            customer: Some(a_customer.clone()),
-            ..InvoiceFilter::default()
-        },
-        InvoiceFilter {
-            status: Some(InvoiceStatus::Draft),
-            ..InvoiceFilter::default()
-        },
-        InvoiceFilter {
-            subscription: Some(a_sub.id.clone()),
-            ..InvoiceFilter::default()
-        },
-        InvoiceFilter {
-            period_from: Some(day(1, 1)),
-            period_to: Some(day(2, 1)),
-            ..InvoiceFilter::default()
-        },
+        InvoiceFilter { customer: Some(a_customer.clone()), ..InvoiceFilter::default() },
+        InvoiceFilter { status: Some(InvoiceStatus::Draft), ..InvoiceFilter::default() },
+        InvoiceFilter { subscription: Some(a_sub.id.clone()), ..InvoiceFilter::default() },
+        InvoiceFilter { period_from: Some(day(1, 1)), period_to: Some(day(2, 1)), ..InvoiceFilter::default() },
     ];
     for filter in &filters {
         let got = r.invoices.list(&a.scope, filter, &page).await.unwrap();
-        assert_eq!(
-            got.data.iter().map(|i| &i.id).collect::<Vec<_>>(),
-            vec![&a_inv.id],
-            "{filter:?}"
-        );
+        assert_eq!(got.data.iter().map(|i| &i.id).collect::<Vec<_>>(), vec![&a_inv.id], "{filter:?}");
     }
     // naming tenant B's customer or subscription from tenant A finds nothing
     let cross = [
-        InvoiceFilter {
-            customer: Some(seen[1].0.clone()),
-            ..InvoiceFilter::default()
-        },
-        InvoiceFilter {
-            subscription: Some(seen[1].1.id.clone()),
-            ..InvoiceFilter::default()
-        },
+        InvoiceFilter { customer: Some(seen[1].0.clone()), ..InvoiceFilter::default() },
+        InvoiceFilter { subscription: Some(seen[1].1.id.clone()), ..InvoiceFilter::default() },
     ];
     for filter in &cross {
-        assert!(
-            r.invoices
-                .list(&a.scope, filter, &page)
-                .await
-                .unwrap()
-                .data
-                .is_empty(),
-            "{filter:?}"
-        );
+        assert!(r.invoices.list(&a.scope, filter, &page).await.unwrap().data.is_empty(), "{filter:?}");
     }
     // and gets of B's objects with A's scope miss
-    assert!(
-        r.customers
-            .get(&a.scope, &seen[1].0)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(r.customers.get(&a.scope, &seen[1].0).await.unwrap().is_none());
     assert!(r.subs.get(&a.scope, &seen[1].1.id).await.unwrap().is_none());
-    assert!(
-        r.invoices
-            .get(&a.scope, &seen[1].2.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(r.invoices.get(&a.scope, &seen[1].2.id).await.unwrap().is_none());
     // the live mode of the same tenant is another scope
     let live = Scope::new(a.scope.tenant.clone(), Mode::Live);
-    assert!(
-        r.invoices
-            .list(&live, &InvoiceFilter::default(), &page)
-            .await
-            .unwrap()
-            .data
-            .is_empty()
-    );
+    assert!(r.invoices.list(&live, &InvoiceFilter::default(), &page).await.unwrap().data.is_empty());
     let dump = format!("{customers:?}{plans:?}");
     assert!(b_ids.iter().all(|id| !dump.contains(id.as_str())));
     r.res.teardown().await;
@@ -435,18 +301,12 @@ async fn invoice_lists_filter_by_status_and_period_and_paginate() {
     let mut ids = Vec::new();
     for index in 0..5 {
         let mut inv = r.period_invoice(&sub, index);
-        r.invoices
-            .create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv))
-            .await
-            .unwrap();
+        r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
+        let stored_version = inv.version;
         if index % 2 == 0 {
             inv.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
             r.invoices
-                .update(
-                    &inv,
-                    1,
-                    &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)],
-                )
+                .update(&inv, stored_version, &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)])
                 .await
                 .unwrap();
         }
@@ -458,39 +318,21 @@ async fn invoice_lists_filter_by_status_and_period_and_paginate() {
         async move { repo.list(&scope, &filter, &page).await.unwrap() }
     };
     let pending = list(
-        InvoiceFilter {
-            status: Some(InvoiceStatus::Pending),
-            ..InvoiceFilter::default()
-        },
+        InvoiceFilter { status: Some(InvoiceStatus::Pending), ..InvoiceFilter::default() },
         PageRequest::default(),
     )
     .await;
     assert_eq!(
-        pending
-            .data
-            .iter()
-            .map(|i| i.id.clone())
-            .collect::<Vec<_>>(),
+        pending.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
         vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]
     );
     // periods starting in [1 Feb, 1 Apr): February and March
     let in_range = list(
-        InvoiceFilter {
-            period_from: Some(day(2, 1)),
-            period_to: Some(day(4, 1)),
-            ..InvoiceFilter::default()
-        },
+        InvoiceFilter { period_from: Some(day(2, 1)), period_to: Some(day(4, 1)), ..InvoiceFilter::default() },
         PageRequest::default(),
     )
     .await;
-    assert_eq!(
-        in_range
-            .data
-            .iter()
-            .map(|i| i.id.clone())
-            .collect::<Vec<_>>(),
-        vec![ids[2].clone(), ids[1].clone()]
-    );
+    assert_eq!(in_range.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
     // customer + status combine
     let both = list(
         InvoiceFilter {
@@ -504,33 +346,18 @@ async fn invoice_lists_filter_by_status_and_period_and_paginate() {
     assert_eq!(both.data.len(), 2);
     // pages of 2 through a subscription's invoices
     let first = list(
-        InvoiceFilter {
-            subscription: Some(sub.id.clone()),
-            ..InvoiceFilter::default()
-        },
-        PageRequest {
-            limit: 2,
-            starting_after: None,
-        },
+        InvoiceFilter { subscription: Some(sub.id.clone()), ..InvoiceFilter::default() },
+        PageRequest { limit: 2, starting_after: None },
     )
     .await;
     assert_eq!((first.data.len(), first.has_more), (2, true));
     let cursor = Id::from_trusted(first.next_cursor.clone().unwrap());
     let second = list(
-        InvoiceFilter {
-            subscription: Some(sub.id.clone()),
-            ..InvoiceFilter::default()
-        },
-        PageRequest {
-            limit: 2,
-            starting_after: Some(cursor),
-        },
+        InvoiceFilter { subscription: Some(sub.id.clone()), ..InvoiceFilter::default() },
+        PageRequest { limit: 2, starting_after: Some(cursor) },
     )
     .await;
-    assert_eq!(
-        second.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
-        vec![ids[2].clone(), ids[1].clone()]
-    );
+    assert_eq!(second.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
     r.res.teardown().await;
 }
 
@@ -541,10 +368,7 @@ async fn due_subscriptions_are_found_across_shards_and_leave_the_index_when_canc
     let mut due = Vec::new();
     for ctx in [&a, &b, &a, &b, &a, &b] {
         let customer = r.customer(ctx).await;
-        due.push((
-            ctx.scope.clone(),
-            r.subscription(ctx, &customer, day(3, 1)).await,
-        ));
+        due.push((ctx.scope.clone(), r.subscription(ctx, &customer, day(3, 1)).await));
     }
     let later_customer = r.customer(&a).await;
     let later = r.subscription(&a, &later_customer, day(5, 1)).await;
@@ -560,33 +384,16 @@ async fn due_subscriptions_are_found_across_shards_and_leave_the_index_when_canc
         }
     };
     // WHEN the sweep runs on 1 March THEN exactly the six started then are due, with their scopes
-    let mut expected: Vec<(Scope, Id)> = due
-        .iter()
-        .map(|(s, sub)| (s.clone(), sub.id.clone()))
-        .collect();
+    let mut expected: Vec<(Scope, Id)> = due.iter().map(|(s, sub)| (s.clone(), sub.id.clone())).collect();
     expected.sort();
     assert_eq!(sweep(day(3, 1)).await, expected);
     assert!(sweep(day(2, 28)).await.is_empty());
-    assert!(
-        sweep(day(5, 1))
-            .await
-            .contains(&(a.scope.clone(), later.id.clone()))
-    );
+    assert!(sweep(day(5, 1)).await.contains(&(a.scope.clone(), later.id.clone())));
     // AND a canceled subscription is no longer due
     let (scope, mut sub) = due[0].clone();
     sub.cancel(false, day(2, 1)).unwrap();
     r.subs
-        .update(
-            &sub,
-            1,
-            &[r.event(
-                &r.ctx(scope.tenant.as_str()),
-                &sub.id,
-                "subscription",
-                sub.version,
-                &sub,
-            )],
-        )
+        .update(&sub, 1, &[r.event(&r.ctx(scope.tenant.as_str()), &sub.id, "subscription", sub.version, &sub)])
         .await
         .unwrap();
     assert!(!sweep(day(3, 1)).await.contains(&(scope, sub.id)));
@@ -599,56 +406,26 @@ async fn idempotency_keys_process_once_replay_and_refuse_mismatches() {
     let store = DynamoIdempotency::new(r.aws().dynamodb.clone(), r.res.tables());
     let scope = r.ctx("ten_a").scope;
     let now = Utc::now();
+    assert_eq!(store.begin(&scope, "k1", "h1", now).await.unwrap(), IdempotencyDecision::Process);
+    assert_eq!(store.begin(&scope, "k1", "h1", now).await.unwrap(), IdempotencyDecision::InFlight);
+    assert_eq!(store.begin(&scope, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Mismatch);
+    store.complete(&scope, "k1", 201, r#"{"id":"cus_1"}"#).await.unwrap();
     assert_eq!(
         store.begin(&scope, "k1", "h1", now).await.unwrap(),
-        IdempotencyDecision::Process
-    );
-    assert_eq!(
-        store.begin(&scope, "k1", "h1", now).await.unwrap(),
-        IdempotencyDecision::InFlight
-    );
-    assert_eq!(
-        store.begin(&scope, "k1", "h2", now).await.unwrap(),
-        IdempotencyDecision::Mismatch
-    );
-    store
-        .complete(&scope, "k1", 201, r#"{"id":"cus_1"}"#)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.begin(&scope, "k1", "h1", now).await.unwrap(),
-        IdempotencyDecision::Replay {
-            status: 201,
-            body: r#"{"id":"cus_1"}"#.into()
-        }
+        IdempotencyDecision::Replay { status: 201, body: r#"{"id":"cus_1"}"#.into() }
     );
     // the same key in another scope is another key
     let other = r.ctx("ten_b").scope;
-    assert_eq!(
-        store.begin(&other, "k1", "h2", now).await.unwrap(),
-        IdempotencyDecision::Process
-    );
+    assert_eq!(store.begin(&other, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Process);
     // an abandoned key can be processed again; a crashed one after its lock expires
     store.abandon(&other, "k1").await.unwrap();
+    assert_eq!(store.begin(&other, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Process);
     assert_eq!(
-        store.begin(&other, "k1", "h2", now).await.unwrap(),
-        IdempotencyDecision::Process
-    );
-    assert_eq!(
-        store
-            .begin(&other, "k1", "h2", now + Duration::seconds(61))
-            .await
-            .unwrap(),
+        store.begin(&other, "k1", "h2", now + Duration::seconds(61)).await.unwrap(),
         IdempotencyDecision::Process
     );
     // and a key past its retention is free for a new request
-    assert_eq!(
-        store
-            .begin(&scope, "k1", "h9", now + Duration::hours(49))
-            .await
-            .unwrap(),
-        IdempotencyDecision::Process
-    );
+    assert_eq!(store.begin(&scope, "k1", "h9", now + Duration::hours(49)).await.unwrap(), IdempotencyDecision::Process);
     r.res.teardown().await;
 }
 
@@ -663,10 +440,7 @@ async fn a_duplicate_customer_insert_is_a_conflict_with_no_second_event() {
     let event = r.event(&ctx, &id, "customer", 2, &copy);
     let err = r.customers.insert(&copy, &event).await.unwrap_err();
     assert!(matches!(err, DomainError::Conflict { .. }));
-    assert_eq!(
-        r.customers.get(&ctx.scope, &id).await.unwrap().unwrap(),
-        existing
-    );
+    assert_eq!(r.customers.get(&ctx.scope, &id).await.unwrap().unwrap(), existing);
     assert_eq!(r.audit.for_entity(&ctx.scope, &id).await.unwrap().len(), 1);
     r.res.teardown().await;
 }

@@ -6,9 +6,7 @@ use billy_aws::customers::DynamoCustomers;
 use billy_aws::tenants::DynamoTenants;
 use billy_core::DomainResult;
 use billy_core::clock::SystemClock;
-use billy_core::customer::{
-    Customer, CustomerDeps, NewCustomer, create_customer, get_customer, list_customers,
-};
+use billy_core::customer::{Customer, CustomerDeps, NewCustomer, create_customer, get_customer, list_customers};
 use billy_core::ids::{IdKind, RandomIds};
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{CustomerRepository, TenantRepository};
@@ -84,27 +82,15 @@ impl App {
     async fn create(&self, request: &Request) -> DomainResult<CustomerView> {
         let ctx = authenticate(self.tenants.as_ref(), request).await?;
         let body: CreateCustomer = parse_json(request)?;
-        let deps = CustomerDeps {
-            customers: self.customers.as_ref(),
-            clock: &SystemClock,
-            ids: &self.ids,
-        };
-        let input = NewCustomer {
-            name: body.name,
-            email: body.email,
-            description: body.description,
-            metadata: body.metadata,
-        };
-        create_customer(deps, &ctx, input)
-            .await
-            .map(CustomerView::from)
+        let deps = CustomerDeps { customers: self.customers.as_ref(), clock: &SystemClock, ids: &self.ids };
+        let input =
+            NewCustomer { name: body.name, email: body.email, description: body.description, metadata: body.metadata };
+        create_customer(deps, &ctx, input).await.map(CustomerView::from)
     }
 
     async fn get(&self, request: &Request, id: &str) -> DomainResult<CustomerView> {
         let ctx = authenticate(self.tenants.as_ref(), request).await?;
-        get_customer(self.customers.as_ref(), &ctx, id)
-            .await
-            .map(CustomerView::from)
+        get_customer(self.customers.as_ref(), &ctx, id).await.map(CustomerView::from)
     }
 
     async fn list(&self, request: &Request) -> DomainResult<Page<CustomerView>> {
@@ -114,9 +100,7 @@ impl App {
             query_param(request, "starting_after").as_deref(),
             IdKind::Customer,
         )?;
-        Ok(list_customers(self.customers.as_ref(), &ctx, &page)
-            .await?
-            .map(CustomerView::from))
+        Ok(list_customers(self.customers.as_ref(), &ctx, &page).await?.map(CustomerView::from))
     }
 }
 

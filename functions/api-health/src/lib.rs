@@ -22,16 +22,9 @@ impl App {
         let queues = config
             .vars()
             .iter()
-            .filter_map(|(k, v)| {
-                k.strip_suffix("_QUEUE_URL")
-                    .map(|name| (name.to_lowercase(), v.clone()))
-            })
+            .filter_map(|(k, v)| k.strip_suffix("_QUEUE_URL").map(|name| (name.to_lowercase(), v.clone())))
             .collect();
-        Ok(Self::with_probe(Box::new(AwsHealth::new(
-            aws.clone(),
-            config.tables()?,
-            queues,
-        ))))
+        Ok(Self::with_probe(Box::new(AwsHealth::new(aws.clone(), config.tables()?, queues))))
     }
 
     pub fn with_probe(probe: Box<dyn HealthProbe>) -> Self {
@@ -45,11 +38,7 @@ impl HttpFunction for App {
         let dependencies = self.probe.check().await;
         let healthy = dependencies.iter().all(|d| d.ok);
         json_response(
-            if healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
+            if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
             &json!({"status": if healthy { "ok" } else { "degraded" }, "dependencies": dependencies}),
         )
     }

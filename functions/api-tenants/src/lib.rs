@@ -55,18 +55,8 @@ impl App {
             return Err(DomainError::Unauthenticated("invalid admin token".into()));
         }
         let body: CreateTenant = parse_json(request)?;
-        let CreatedTenant {
-            tenant,
-            test_key,
-            live_key,
-        } = create_tenant(
-            self.tenants.as_ref(),
-            &SystemClock,
-            &self.ids,
-            request_id(request),
-            &body.name,
-        )
-        .await?;
+        let CreatedTenant { tenant, test_key, live_key } =
+            create_tenant(self.tenants.as_ref(), &SystemClock, &self.ids, request_id(request), &body.name).await?;
         Ok(json!({
             "id": tenant.id,
             "object": "tenant",

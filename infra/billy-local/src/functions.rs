@@ -2,13 +2,14 @@
 //! must appear here (a test checks both directions), so the runner wires exactly what AWS would.
 
 use billy_aws::AwsClients;
-use billy_lambda::{Config, HttpFunction, SqsFunction};
+use billy_lambda::{Config, EventFunction, HttpFunction, SqsFunction};
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub enum Handler {
     Http(Arc<dyn HttpFunction>),
     Sqs(Arc<dyn SqsFunction>),
+    Event(Arc<dyn EventFunction>),
 }
 
 impl std::fmt::Debug for Handler {
@@ -16,6 +17,7 @@ impl std::fmt::Debug for Handler {
         f.write_str(match self {
             Self::Http(_) => "Handler::Http",
             Self::Sqs(_) => "Handler::Sqs",
+            Self::Event(_) => "Handler::Event",
         })
     }
 }
@@ -30,13 +32,9 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
     Ok(match name {
         "api-health" => Handler::Http(Arc::new(api_health::App::new(config, aws).map_err(err)?)),
         "api-tenants" => Handler::Http(Arc::new(api_tenants::App::new(config, aws).map_err(err)?)),
-        "api-customers" => {
-            Handler::Http(Arc::new(api_customers::App::new(config, aws).map_err(err)?))
-        }
+        "api-customers" => Handler::Http(Arc::new(api_customers::App::new(config, aws).map_err(err)?)),
         other => {
-            return Err(format!(
-                "function '{other}' in template.yaml has no handler in billy-local"
-            ));
+            return Err(format!("function '{other}' in template.yaml has no handler in billy-local"));
         }
     })
 }

@@ -15,31 +15,26 @@ const DEV_ADMIN_TOKEN: &str = "billy-dev-admin-token-0000000000000000";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     billy_lambda::telemetry::init();
-    let port: u16 = std::env::var("BILLY_PORT")
-        .ok()
-        .map_or(Ok(3000), |p| p.parse())?;
-    let admin_token =
-        std::env::var("BILLY_ADMIN_TOKEN").unwrap_or_else(|_| DEV_ADMIN_TOKEN.to_owned());
+    let port: u16 = std::env::var("BILLY_PORT").ok().map_or(Ok(3000), |p| p.parse())?;
+    let admin_token = std::env::var("BILLY_ADMIN_TOKEN").unwrap_or_else(|_| DEV_ADMIN_TOKEN.to_owned());
     let prefix = std::env::var("BILLY_PREFIX").unwrap_or_else(|_| "billy-dev".to_owned());
-    let template_path = std::env::var("BILLY_TEMPLATE")
-        .map_or_else(|_| billy_local::default_template_path(), Into::into);
+    let template_path =
+        std::env::var("BILLY_TEMPLATE").map_or_else(|_| billy_local::default_template_path(), Into::into);
 
     // The runner creates tables and queues: refuse to do that anywhere but a local stack.
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     if !(endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:")) {
-        return Err("billy-local runs only against a local stack: set AWS_ENDPOINT_URL to a loopback URL (make run does)".into());
+        return Err(
+            "billy-local runs only against a local stack: set AWS_ENDPOINT_URL to a loopback URL (make run does)"
+                .into(),
+        );
     }
     let template = Template::load(&template_path)?;
     let aws = AwsClients::from_env().await;
     let parameters = BTreeMap::from([("AdminToken".to_owned(), admin_token.clone())]);
     let provisioned = provision(&template, &prefix, &parameters, &aws).await?;
-    let runner = Runner::build(&template, &provisioned, &aws, |def, config| {
-        functions::build(&def.name, config, &aws)
-    })?;
-    let options = RunnerOptions {
-        bind: SocketAddr::from(([127, 0, 0, 1], port)),
-        ..RunnerOptions::default()
-    };
+    let runner = Runner::build(&template, &provisioned, &aws, |def, config| functions::build(&def.name, config, &aws))?;
+    let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], port)), ..RunnerOptions::default() };
     let running = runner.start(&options).await?;
 
     let tables = billy_aws::Tables {
@@ -47,33 +42,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         audit: provisioned.tables["AuditTable"].clone(),
     };
     let tenants = DynamoTenants::new(aws.dynamodb.clone(), tables);
-    let dev = billy_core::tenant::create_tenant(
-        &tenants,
-        &SystemClock,
-        &RandomIds::new(SystemClock),
-        None,
-        "Development",
-    )
-    .await?;
+    let dev =
+        billy_core::tenant::create_tenant(&tenants, &SystemClock, &RandomIds::new(SystemClock), None, "Development")
+            .await?;
 
-    println!(
-        "Billy is serving {}/v1 (stack prefix '{prefix}')",
-        running.url()
-    );
+    println!("Billy is serving {}/v1 (stack prefix '{prefix}')", running.url());
     println!("  health:        curl {}/v1/health", running.url());
     println!(
         "  admin token:   {admin_token}{}",
-        if admin_token == DEV_ADMIN_TOKEN {
-            " (development default)"
-        } else {
-            ""
-        }
+        if admin_token == DEV_ADMIN_TOKEN { " (development default)" } else { "" }
     );
-    println!(
-        "  test API key:  {}   (tenant {})",
-        dev.test_key.expose(),
-        dev.tenant.id
-    );
+    println!("  test API key:  {}   (tenant {})", dev.test_key.expose(), dev.tenant.id);
     println!(
         "  try:           curl -H 'Authorization: Bearer {}' -d '{{\"name\":\"Ada\"}}' -H 'Content-Type: application/json' {}/v1/customers",
         dev.test_key.expose(),

@@ -4,9 +4,8 @@
 
 use crate::template::{Resolver, Template, TemplateError, referenced_resource};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use billy_aws::AwsClients;
@@ -26,10 +25,7 @@ pub enum ProvisionError {
 }
 
 fn aws_error(resource: &str, err: impl std::fmt::Debug) -> ProvisionError {
-    ProvisionError::Aws {
-        resource: resource.to_owned(),
-        message: format!("{err:?}"),
-    }
+    ProvisionError::Aws { resource: resource.to_owned(), message: format!("{err:?}") }
 }
 
 /// The physical names of everything provisioned, and a resolver over them.
@@ -40,7 +36,20 @@ pub struct Provisioned {
     /// logical id → (queue name, queue URL, queue ARN)
     pub queues: BTreeMap<String, (String, String, String)>,
     pub rules: BTreeMap<String, String>,
+    pub buses: BTreeMap<String, String>,
+    /// (function logical id, event id) → the queue that stands in for a rule's function target,
+    /// with the rule's (name, bus).
+    pub bridges: BTreeMap<(String, String), Bridge>,
     pub resolver: Resolver,
+}
+
+/// LocalStack cannot invoke Lambda here: a rule whose target is a function targets this queue
+/// instead, and the runner invokes the function with each event it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub queue_url: String,
+    pub rule: String,
+    pub bus: String,
 }
 
 impl Provisioned {
@@ -57,26 +66,10 @@ impl Provisioned {
             let _ = aws.sqs.delete_queue().queue_url(url).send().await;
         }
         for name in self.rules.values() {
-            if let Ok(targets) = aws
-                .eventbridge
-                .list_targets_by_rule()
-                .rule(name)
-                .send()
-                .await
-            {
-                let ids: Vec<String> = targets
-                    .targets()
-                    .iter()
-                    .map(|t| t.id().to_owned())
-                    .collect();
+            if let Ok(targets) = aws.eventbridge.list_targets_by_rule().rule(name).send().await {
+                let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
                 if !ids.is_empty() {
-                    let _ = aws
-                        .eventbridge
-                        .remove_targets()
-                        .rule(name)
-                        .set_ids(Some(ids))
-                        .send()
-                        .await;
+                    let _ = aws.eventbridge.remove_targets().rule(name).set_ids(Some(ids)).send().await;
                 }
             }
             let _ = aws.eventbridge.delete_rule().name(name).send().await;
@@ -107,6 +100,8 @@ pub async fn provision(
         tables: BTreeMap::new(),
         queues: BTreeMap::new(),
         rules: BTreeMap::new(),
+        buses: BTreeMap::new(),
+        bridges: BTreeMap::new(),
         resolver: Resolver::default(),
     };
     let r = &mut out.resolver;
@@ -124,52 +119,51 @@ pub async fn provision(
     }
     for (id, resource) in &template.resources {
         if !HOSTED_BY_RUNNER.contains(&resource.kind.as_str())
-            && ![
-                "AWS::DynamoDB::Table",
-                "AWS::SQS::Queue",
-                "AWS::Events::Rule",
-            ]
-            .contains(&resource.kind.as_str())
+            && !["AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::Rule"].contains(&resource.kind.as_str())
         {
-            return Err(aws_error(
-                id,
-                format!("resource type {} has no local equivalent", resource.kind),
-            ));
+            return Err(aws_error(id, format!("resource type {} has no local equivalent", resource.kind)));
         }
         if resource.kind == "AWS::Serverless::HttpApi" {
-            out.resolver
-                .refs
-                .insert(id.clone(), format!("{prefix}-api"));
+            out.resolver.refs.insert(id.clone(), format!("{prefix}-api"));
         }
+    }
+    for (id, resource) in template.of_type("AWS::Events::EventBus") {
+        let name =
+            resource.properties["Name"].as_str().map_or_else(|| format!("{prefix}-{id}"), |n| format!("{prefix}-{n}"));
+        let exists = aws.eventbridge.describe_event_bus().name(&name).send().await.is_ok();
+        if !exists {
+            aws.eventbridge
+                .create_event_bus()
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| aws_error(id, e.into_service_error()))?;
+        }
+        out.resolver.refs.insert(id.clone(), name.clone());
+        out.resolver.attrs.insert((id.clone(), "Name".into()), name.clone());
+        out.resolver
+            .attrs
+            .insert((id.clone(), "Arn".into()), format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"));
+        out.buses.insert(id.clone(), name);
     }
     for (id, resource) in template.of_type("AWS::DynamoDB::Table") {
         let name = format!("{prefix}-{id}");
-        create_table(aws, &name, &resource.properties)
-            .await
-            .map_err(|e| aws_error(id, e))?;
+        create_table(aws, &name, &resource.properties).await.map_err(|e| aws_error(id, e))?;
         out.resolver.refs.insert(id.clone(), name.clone());
-        out.resolver.attrs.insert(
-            (id.clone(), "Arn".into()),
-            format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"),
-        );
+        out.resolver
+            .attrs
+            .insert((id.clone(), "Arn".into()), format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"));
         out.tables.insert(id.clone(), name);
     }
     // Dead-letter queues first: a redrive policy names its DLQ's ARN.
     let mut queues: Vec<_> = template.of_type("AWS::SQS::Queue").collect();
     queues.sort_by_key(|(_, q)| !q.properties["RedrivePolicy"].is_null());
     for (id, resource) in queues {
-        let (name, url, arn) =
-            create_queue(aws, prefix, id, &resource.properties, &out.resolver).await?;
+        let (name, url, arn) = create_queue(aws, prefix, id, &resource.properties, &out.resolver).await?;
         out.resolver.refs.insert(id.clone(), url.clone());
-        out.resolver
-            .attrs
-            .insert((id.clone(), "Arn".into()), arn.clone());
-        out.resolver
-            .attrs
-            .insert((id.clone(), "QueueName".into()), name.clone());
-        out.resolver
-            .attrs
-            .insert((id.clone(), "QueueUrl".into()), url.clone());
+        out.resolver.attrs.insert((id.clone(), "Arn".into()), arn.clone());
+        out.resolver.attrs.insert((id.clone(), "QueueName".into()), name.clone());
+        out.resolver.attrs.insert((id.clone(), "QueueUrl".into()), url.clone());
         out.queues.insert(id.clone(), (name, url, arn));
     }
     for (id, resource) in template.of_type("AWS::Events::Rule") {
@@ -180,13 +174,23 @@ pub async fn provision(
     }
     // Functions are hosted by the runner: their ARN names them for rule targets.
     for (id, _) in template.of_type("AWS::Serverless::Function") {
+        out.resolver.refs.insert(id.clone(), format!("{prefix}-{id}"));
         out.resolver
-            .refs
-            .insert(id.clone(), format!("{prefix}-{id}"));
-        out.resolver.attrs.insert(
-            (id.clone(), "Arn".into()),
-            format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{prefix}-{id}"),
-        );
+            .attrs
+            .insert((id.clone(), "Arn".into()), format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{prefix}-{id}"));
+    }
+    for def in template.functions()? {
+        for (event_id, event) in &def.events {
+            if let crate::template::EventSource::Rule { pattern, bus } = event {
+                let bus = match bus {
+                    Some(b) => out.resolver.resolve(b)?,
+                    None => "default".to_owned(),
+                };
+                let bridge =
+                    create_bridge(aws, &format!("{prefix}-{}-{event_id}", def.logical_id), pattern, &bus).await?;
+                out.bridges.insert((def.logical_id.clone(), event_id.clone()), bridge);
+            }
+        }
     }
     Ok(out)
 }
@@ -263,13 +267,7 @@ fn key_schema(keys: &[KeyDef]) -> Result<Vec<KeySchemaElement>, String> {
 /// accepted here without effect: the key schema, indexes, streams and TTL are what code relies on.
 async fn create_table(aws: &AwsClients, name: &str, properties: &Value) -> Result<(), String> {
     let def: TableDef = serde_yaml::from_value(properties.clone()).map_err(|e| e.to_string())?;
-    let exists = aws
-        .dynamodb
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .is_ok();
+    let exists = aws.dynamodb.describe_table().table_name(name).send().await.is_ok();
     if !exists {
         let mut req = aws
             .dynamodb
@@ -290,8 +288,7 @@ async fn create_table(aws: &AwsClients, name: &str, properties: &Value) -> Resul
             let projection = Projection::builder()
                 .projection_type(ProjectionType::from(g.projection.projection_type.as_str()))
                 .set_non_key_attributes(
-                    (!g.projection.non_key_attributes.is_empty())
-                        .then(|| g.projection.non_key_attributes.clone()),
+                    (!g.projection.non_key_attributes.is_empty()).then(|| g.projection.non_key_attributes.clone()),
                 )
                 .build();
             req = req.global_secondary_indexes(
@@ -320,17 +317,10 @@ async fn create_table(aws: &AwsClients, name: &str, properties: &Value) -> Resul
         }
     }
     if let Some(ttl) = def.time_to_live_specification.filter(|t| t.enabled) {
-        let current = aws
-            .dynamodb
-            .describe_time_to_live()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let enabled = current
-            .time_to_live_description()
-            .and_then(|d| d.attribute_name())
-            == Some(ttl.attribute_name.as_str());
+        let current =
+            aws.dynamodb.describe_time_to_live().table_name(name).send().await.map_err(|e| format!("{e:?}"))?;
+        let enabled =
+            current.time_to_live_description().and_then(|d| d.attribute_name()) == Some(ttl.attribute_name.as_str());
         if !enabled {
             aws.dynamodb
                 .update_time_to_live()
@@ -358,30 +348,19 @@ async fn create_queue(
     resolver: &Resolver,
 ) -> Result<(String, String, String), ProvisionError> {
     let fifo = p["FifoQueue"].as_bool().unwrap_or(false);
-    let mut name = p["QueueName"]
-        .as_str()
-        .map_or_else(|| format!("{prefix}-{id}"), |n| format!("{prefix}-{n}"));
+    let mut name = p["QueueName"].as_str().map_or_else(|| format!("{prefix}-{id}"), |n| format!("{prefix}-{n}"));
     if fifo && !name.ends_with(".fifo") {
         name.push_str(".fifo");
     }
     let mut req = aws.sqs.create_queue().queue_name(&name);
     for (prop, attr) in [
         ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-        (
-            "MessageRetentionPeriod",
-            QueueAttributeName::MessageRetentionPeriod,
-        ),
-        (
-            "ReceiveMessageWaitTimeSeconds",
-            QueueAttributeName::ReceiveMessageWaitTimeSeconds,
-        ),
+        ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+        ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
         ("DelaySeconds", QueueAttributeName::DelaySeconds),
         ("MaximumMessageSize", QueueAttributeName::MaximumMessageSize),
         ("FifoQueue", QueueAttributeName::FifoQueue),
-        (
-            "ContentBasedDeduplication",
-            QueueAttributeName::ContentBasedDeduplication,
-        ),
+        ("ContentBasedDeduplication", QueueAttributeName::ContentBasedDeduplication),
     ] {
         if !p[prop].is_null() {
             req = req.attributes(attr, resolver.resolve(&p[prop])?);
@@ -394,12 +373,7 @@ async fn create_queue(
         let policy = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max});
         req = req.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
     }
-    let url = req
-        .send()
-        .await
-        .map_err(|e| aws_error(id, e.into_service_error()))?
-        .queue_url
-        .unwrap_or_default();
+    let url = req.send().await.map_err(|e| aws_error(id, e.into_service_error()))?.queue_url.unwrap_or_default();
     let arn = aws
         .sqs
         .get_queue_attributes()
@@ -434,9 +408,7 @@ async fn create_rule(
     if !p["EventBusName"].is_null() {
         req = req.event_bus_name(provisioned.resolver.resolve(&p["EventBusName"])?);
     }
-    req.send()
-        .await
-        .map_err(|e| aws_error(id, e.into_service_error()))?;
+    req.send().await.map_err(|e| aws_error(id, e.into_service_error()))?;
     for target in p["Targets"].as_sequence().cloned().unwrap_or_default() {
         let Some(logical) = referenced_resource(&target["Arn"]) else {
             continue;
@@ -460,4 +432,55 @@ async fn create_rule(
             .map_err(|e| aws_error(id, e.into_service_error()))?;
     }
     Ok(())
+}
+
+async fn create_bridge(
+    aws: &AwsClients,
+    name: &str,
+    pattern: &serde_json::Value,
+    bus: &str,
+) -> Result<Bridge, ProvisionError> {
+    // SQS names are at most 80 characters.
+    let queue_name: String = name.chars().take(80).collect();
+    let queue_url = aws
+        .sqs
+        .create_queue()
+        .queue_name(&queue_name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "5")
+        .send()
+        .await
+        .map_err(|e| aws_error(name, e.into_service_error()))?
+        .queue_url
+        .unwrap_or_default();
+    let arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_error(name, e.into_service_error()))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
+    let rule: String = name.chars().take(64).collect();
+    aws.eventbridge
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .map_err(|e| aws_error(name, e.into_service_error()))?;
+    let target =
+        aws_sdk_eventbridge::types::Target::builder().id("runner").arn(arn).build().map_err(|e| aws_error(name, e))?;
+    aws.eventbridge
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| aws_error(name, e.into_service_error()))?;
+    Ok(Bridge { queue_url, rule, bus: bus.to_owned() })
 }

@@ -5,11 +5,12 @@
 use crate::functions::Handler;
 use crate::provision::{Provisioned, REGION};
 use crate::template::{EventSource, FunctionDef, Template};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use axum::body::Body as AxumBody;
 use billy_aws::AwsClients;
-use billy_lambda::{Config, HttpFunction, SqsFunction};
+use billy_lambda::{Config, EventFunction, HttpFunction, SqsFunction};
 use http::{Request, Response, StatusCode};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::request::RequestContext;
@@ -35,11 +36,7 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            pollers_per_queue: 2,
-            poll_wait_secs: 1,
-        }
+        Self { bind: SocketAddr::from(([127, 0, 0, 1], 3000)), pollers_per_queue: 2, poll_wait_secs: 1 }
     }
 }
 
@@ -68,11 +65,44 @@ struct SqsSource {
     handler: Arc<dyn SqsFunction>,
 }
 
+/// A function invoked on a fixed rate, as an EventBridge schedule would.
+struct ScheduleSource {
+    function: String,
+    every: Duration,
+    handler: Arc<dyn EventFunction>,
+}
+
+/// A function invoked with each event its rule matches (delivered through a bridge queue).
+struct RuleSource {
+    function: String,
+    queue_url: String,
+    handler: Arc<dyn EventFunction>,
+}
+
 /// A runner ready to start: every function of the template has its handler.
 pub struct Runner {
     routes: Vec<Route>,
     sources: Vec<SqsSource>,
+    schedules: Vec<ScheduleSource>,
+    rules: Vec<RuleSource>,
     aws: AwsClients,
+}
+
+/// Parses `rate(N unit)`; cron expressions are not run locally (the template uses rates).
+pub fn parse_rate(expression: &str) -> Result<Duration, String> {
+    let inner = expression
+        .strip_prefix("rate(")
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("only rate(...) schedules run locally, not '{expression}'"))?;
+    let (n, unit) = inner.trim().split_once(' ').ok_or_else(|| format!("bad rate '{expression}'"))?;
+    let n: u64 = n.parse().map_err(|_| format!("bad rate '{expression}'"))?;
+    let secs = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        other => return Err(format!("bad rate unit '{other}'")),
+    };
+    Ok(Duration::from_secs(n * secs))
 }
 
 impl std::fmt::Debug for Runner {
@@ -80,6 +110,8 @@ impl std::fmt::Debug for Runner {
         f.debug_struct("Runner")
             .field("routes", &self.routes.len())
             .field("sqs_sources", &self.sources.len())
+            .field("schedules", &self.schedules.len())
+            .field("rules", &self.rules.len())
             .finish()
     }
 }
@@ -88,13 +120,7 @@ impl std::fmt::Debug for Runner {
 pub fn function_config(def: &FunctionDef, provisioned: &Provisioned) -> Result<Config, String> {
     let mut vars = BTreeMap::new();
     for (k, v) in &def.environment {
-        vars.insert(
-            k.clone(),
-            provisioned
-                .resolver
-                .resolve(v)
-                .map_err(|e| format!("{}: {k}: {e}", def.logical_id))?,
-        );
+        vars.insert(k.clone(), provisioned.resolver.resolve(v).map_err(|e| format!("{}: {k}: {e}", def.logical_id))?);
     }
     Ok(Config::from_map(vars))
 }
@@ -103,13 +129,11 @@ fn parse_path(path: &str) -> Vec<Segment> {
     path.trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(
-            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(p) if p.ends_with('+') => Segment::Greedy(p.trim_end_matches('+').to_owned()),
-                Some(p) => Segment::Param(p.to_owned()),
-                None => Segment::Literal(s.to_owned()),
-            },
-        )
+        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(p) if p.ends_with('+') => Segment::Greedy(p.trim_end_matches('+').to_owned()),
+            Some(p) => Segment::Param(p.to_owned()),
+            None => Segment::Literal(s.to_owned()),
+        })
         .collect()
 }
 
@@ -124,16 +148,14 @@ impl Runner {
     ) -> Result<Self, String> {
         let mut routes = Vec::new();
         let mut sources = Vec::new();
+        let mut schedules = Vec::new();
+        let mut rules = Vec::new();
         for def in template.functions().map_err(|e| e.to_string())? {
             let config = function_config(&def, provisioned)?;
             let handler = make(&def, &config)?;
             for (event_id, event) in &def.events {
-                let wrong = |want: &str| {
-                    format!(
-                        "{}.{event_id}: a {want} event needs a {want} handler",
-                        def.logical_id
-                    )
-                };
+                let wrong =
+                    |want: &str| format!("{}.{event_id}: a {want} event needs a {want} handler", def.logical_id);
                 match (event, &handler) {
                     (EventSource::Http { method, path }, Handler::Http(h)) => routes.push(Route {
                         method: method.clone(),
@@ -143,17 +165,13 @@ impl Runner {
                     }),
                     (EventSource::Http { .. }, _) => return Err(wrong("HTTP")),
                     (
-                        EventSource::Sqs {
-                            queue,
-                            batch_size,
-                            batching_window_secs,
-                            report_failures,
-                        },
+                        EventSource::Sqs { queue, batch_size, batching_window_secs, report_failures },
                         Handler::Sqs(h),
                     ) => {
-                        let (_, url, arn) = provisioned.queues.get(queue).ok_or_else(|| {
-                            format!("{}: queue {queue} was not provisioned", def.logical_id)
-                        })?;
+                        let (_, url, arn) = provisioned
+                            .queues
+                            .get(queue)
+                            .ok_or_else(|| format!("{}: queue {queue} was not provisioned", def.logical_id))?;
                         sources.push(SqsSource {
                             function: def.name.clone(),
                             queue_url: url.clone(),
@@ -166,20 +184,27 @@ impl Runner {
                         });
                     }
                     (EventSource::Sqs { .. }, _) => return Err(wrong("SQS")),
-                    (EventSource::Schedule { .. } | EventSource::Rule { .. }, _) => {
-                        return Err(format!(
-                            "{}.{event_id}: schedule and rule events are not wired by this runner yet",
-                            def.logical_id
-                        ));
+                    (EventSource::Schedule { expression }, Handler::Event(h)) => schedules.push(ScheduleSource {
+                        function: def.name.clone(),
+                        every: parse_rate(expression)?,
+                        handler: Arc::clone(h),
+                    }),
+                    (EventSource::Rule { .. }, Handler::Event(h)) => {
+                        let bridge = provisioned
+                            .bridges
+                            .get(&(def.logical_id.clone(), event_id.clone()))
+                            .ok_or_else(|| format!("{}.{event_id}: rule bridge was not provisioned", def.logical_id))?;
+                        rules.push(RuleSource {
+                            function: def.name.clone(),
+                            queue_url: bridge.queue_url.clone(),
+                            handler: Arc::clone(h),
+                        });
                     }
+                    (EventSource::Schedule { .. } | EventSource::Rule { .. }, _) => return Err(wrong("EventBridge")),
                 }
             }
         }
-        Ok(Self {
-            routes,
-            sources,
-            aws: aws.clone(),
-        })
+        Ok(Self { routes, sources, schedules, rules, aws: aws.clone() })
     }
 
     /// Binds the HTTP server and starts every poller.
@@ -198,6 +223,12 @@ impl Runner {
                 )));
             }
         }
+        for schedule in self.schedules {
+            tasks.push(tokio::spawn(run_schedule(schedule, stop_rx.clone())));
+        }
+        for rule in self.rules.into_iter().map(Arc::new) {
+            tasks.push(tokio::spawn(poll_rule(rule, self.aws.sqs.clone(), options.poll_wait_secs, stop_rx.clone())));
+        }
         let routes = Arc::new(self.routes);
         let app = axum::Router::new().fallback(move |req: Request<AxumBody>| {
             let routes = Arc::clone(&routes);
@@ -208,18 +239,11 @@ impl Runner {
             let shutdown = async move {
                 let _ = server_stop.wait_for(|stopped| *stopped).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
-        Ok(RunningRunner {
-            addr,
-            stop: stop_tx,
-            tasks,
-        })
+        Ok(RunningRunner { addr, stop: stop_tx, tasks })
     }
 }
 
@@ -249,23 +273,12 @@ fn route_not_found() -> Response<AxumBody> {
         r#"{"error":{"type":"invalid_request_error","code":"route_not_found","message":"no such route","param":null}}"#,
     ));
     *res.status_mut() = StatusCode::NOT_FOUND;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     res
 }
 
-fn match_route<'a>(
-    routes: &'a [Route],
-    method: &str,
-    path: &str,
-) -> Option<(&'a Route, HashMap<String, String>)> {
-    let parts: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+fn match_route<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<(&'a Route, HashMap<String, String>)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     'routes: for route in routes {
         if route.method != method && route.method != "ANY" {
             continue;
@@ -309,11 +322,8 @@ async fn serve(routes: &[Route], req: Request<AxumBody>) -> Response<AxumBody> {
         *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
         return res;
     };
-    let query: Vec<(String, String)> = parts
-        .uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default();
+    let query: Vec<(String, String)> =
+        parts.uri.query().and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
     let mut query_map: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in query {
         query_map.entry(k).or_default().push(v);
@@ -355,13 +365,74 @@ async fn serve(routes: &[Route], req: Request<AxumBody>) -> Response<AxumBody> {
     Response::from_parts(parts, body)
 }
 
+/// Invokes a scheduled function every period (the first time one period after start).
+async fn run_schedule(source: ScheduleSource, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + source.every, source.every);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {
+                let mut event = EventBridgeEvent::default();
+                event.detail_type = "Scheduled Event".into();
+                event.source = "aws.events".into();
+                event.time = Some(chrono::Utc::now());
+                event.detail = serde_json::json!({});
+                if let Err(e) = source.handler.handle(event).await {
+                    tracing::warn!(function = %source.function, error = %e, "scheduled invocation failed");
+                }
+            }
+        }
+    }
+}
+
+/// Delivers the events a rule matched to its function, one invocation per event. A failed
+/// invocation is retried twice (as Lambda retries asynchronous invocations), then dropped.
+async fn poll_rule(source: Arc<RuleSource>, sqs: aws_sdk_sqs::Client, wait_secs: i32, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let received = tokio::select! {
+            _ = stop.changed() => break,
+            r = sqs.receive_message()
+                .queue_url(&source.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(wait_secs)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send() => r,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(function = %source.function, error = ?e.into_service_error(), "receive failed; backing off");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for m in messages {
+            let receives: u32 = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let outcome = match serde_json::from_str::<EventBridgeEvent>(m.body.as_deref().unwrap_or_default()) {
+                Ok(event) => source.handler.handle(event).await.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("undecodable event: {e}")),
+            };
+            let done = match outcome {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(function = %source.function, error = %e, receives, "event invocation failed");
+                    receives >= 3
+                }
+            };
+            if done && let Some(receipt) = m.receipt_handle {
+                let _ = sqs.delete_message().queue_url(&source.queue_url).receipt_handle(receipt).send().await;
+            }
+        }
+    }
+}
+
 /// One poller of one event source, until stopped.
-async fn poll(
-    source: Arc<SqsSource>,
-    sqs: aws_sdk_sqs::Client,
-    wait_secs: i32,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn poll(source: Arc<SqsSource>, sqs: aws_sdk_sqs::Client, wait_secs: i32, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let batch = tokio::select! {
             _ = stop.changed() => break,
@@ -406,12 +477,8 @@ async fn receive_batch(
             record.receipt_handle = m.receipt_handle;
             record.body = m.body;
             record.md5_of_body = m.md5_of_body;
-            record.attributes = m
-                .attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v))
-                .collect();
+            record.attributes =
+                m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
             record.event_source = Some("aws:sqs".into());
             record.event_source_arn = Some(source.queue_arn.clone());
             record.aws_region = Some(REGION.into());
@@ -428,18 +495,13 @@ async fn receive_batch(
 async fn invoke(source: &SqsSource, sqs: &aws_sdk_sqs::Client, messages: Vec<SqsMessage>) {
     let mut event = SqsEvent::default();
     event.records = messages;
-    let handles: Vec<(String, String)> = event
-        .records
-        .iter()
-        .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
-        .collect();
+    let handles: Vec<(String, String)> =
+        event.records.iter().filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?))).collect();
     let outcome = tokio::time::timeout(source.timeout, source.handler.handle(event)).await;
     let failed: Vec<String> = match outcome {
-        Ok(Ok(response)) if source.report_failures => response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect(),
+        Ok(Ok(response)) if source.report_failures => {
+            response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+        }
         Ok(Ok(_)) => Vec::new(),
         Ok(Err(e)) => {
             tracing::warn!(function = %source.function, error = %e, "invocation failed; the whole batch returns to the queue");
@@ -450,28 +512,16 @@ async fn invoke(source: &SqsSource, sqs: &aws_sdk_sqs::Client, messages: Vec<Sqs
             return;
         }
     };
-    let done: Vec<_> = handles
-        .into_iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .collect();
+    let done: Vec<_> = handles.into_iter().filter(|(id, _)| !failed.contains(id)).collect();
     for chunk in done.chunks(10) {
         let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
             .iter()
             .enumerate()
             .filter_map(|(i, (_, receipt))| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .ok()
+                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt).build().ok()
             })
             .collect();
-        if let Err(e) = sqs
-            .delete_message_batch()
-            .queue_url(&source.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
+        if let Err(e) = sqs.delete_message_batch().queue_url(&source.queue_url).set_entries(Some(entries)).send().await
         {
             tracing::warn!(function = %source.function, error = ?e.into_service_error(), "delete failed; messages will be redelivered");
         }

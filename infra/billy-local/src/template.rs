@@ -9,10 +9,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("template is not valid YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
     #[error("resource {resource}: {message}")]
@@ -22,10 +19,7 @@ pub enum TemplateError {
 }
 
 fn resource_error(resource: &str, message: impl Into<String>) -> TemplateError {
-    TemplateError::Resource {
-        resource: resource.to_owned(),
-        message: message.into(),
-    }
+    TemplateError::Resource { resource: resource.to_owned(), message: message.into() }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,8 +59,10 @@ pub enum EventSource {
     Schedule {
         expression: String,
     },
+    /// An EventBridge rule on a bus (`None`: the default bus) whose target is the function.
     Rule {
         pattern: serde_json::Value,
+        bus: Option<Value>,
     },
 }
 
@@ -90,34 +86,23 @@ pub struct Template {
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TemplateError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text)
     }
 
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let raw: Raw = serde_yaml::from_str(text)?;
-        Ok(Self {
-            parameters: raw.parameters,
-            resources: raw.resources,
-            globals: raw.globals,
-        })
+        Ok(Self { parameters: raw.parameters, resources: raw.resources, globals: raw.globals })
     }
 
-    pub fn of_type<'a>(
-        &'a self,
-        kind: &'a str,
-    ) -> impl Iterator<Item = (&'a String, &'a Resource)> + 'a {
+    pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Resource)> + 'a {
         self.resources.iter().filter(move |(_, r)| r.kind == kind)
     }
 
     pub fn functions(&self) -> Result<Vec<FunctionDef>, TemplateError> {
         let global = &self.globals["Function"];
-        self.of_type("AWS::Serverless::Function")
-            .map(|(id, r)| function_def(id, r, global))
-            .collect()
+        self.of_type("AWS::Serverless::Function").map(|(id, r)| function_def(id, r, global)).collect()
     }
 }
 
@@ -129,23 +114,15 @@ fn function_def(id: &str, r: &Resource, global: &Value) -> Result<FunctionDef, T
         .ok_or_else(|| resource_error(id, "CodeUri must be functions/<name>"))?
         .to_owned();
     let mut environment = BTreeMap::new();
-    for vars in [
-        &global["Environment"]["Variables"],
-        &p["Environment"]["Variables"],
-    ] {
+    for vars in [&global["Environment"]["Variables"], &p["Environment"]["Variables"]] {
         if let Value::Mapping(map) = vars {
             for (k, v) in map {
-                let key = k
-                    .as_str()
-                    .ok_or_else(|| resource_error(id, "variable names must be strings"))?;
+                let key = k.as_str().ok_or_else(|| resource_error(id, "variable names must be strings"))?;
                 environment.insert(key.to_owned(), v.clone());
             }
         }
     }
-    let timeout_secs = p["Timeout"]
-        .as_u64()
-        .or_else(|| global["Timeout"].as_u64())
-        .unwrap_or(3);
+    let timeout_secs = p["Timeout"].as_u64().or_else(|| global["Timeout"].as_u64()).unwrap_or(3);
     let mut events = Vec::new();
     if let Value::Mapping(map) = &p["Events"] {
         for (event_id, event) in map {
@@ -153,20 +130,10 @@ fn function_def(id: &str, r: &Resource, global: &Value) -> Result<FunctionDef, T
             events.push((event_id.clone(), event_source(id, &event_id, event)?));
         }
     }
-    Ok(FunctionDef {
-        logical_id: id.to_owned(),
-        name,
-        environment,
-        timeout_secs,
-        events,
-    })
+    Ok(FunctionDef { logical_id: id.to_owned(), name, environment, timeout_secs, events })
 }
 
-fn event_source(
-    function: &str,
-    event_id: &str,
-    event: &Value,
-) -> Result<EventSource, TemplateError> {
+fn event_source(function: &str, event_id: &str, event: &Value) -> Result<EventSource, TemplateError> {
     let props = &event["Properties"];
     let where_ = format!("{function}.Events.{event_id}");
     match event["Type"].as_str() {
@@ -178,21 +145,13 @@ fn event_source(
                 .to_owned(),
         }),
         Some("SQS") => Ok(EventSource::Sqs {
-            queue: referenced_resource(&props["Queue"]).ok_or_else(|| {
-                resource_error(&where_, "SQS event Queue must be !GetAtt <Queue>.Arn")
-            })?,
-            batch_size: props["BatchSize"]
-                .as_u64()
-                .map_or(10, |b| usize::try_from(b).unwrap_or(10)),
-            batching_window_secs: props["MaximumBatchingWindowInSeconds"]
-                .as_u64()
-                .unwrap_or(0),
+            queue: referenced_resource(&props["Queue"])
+                .ok_or_else(|| resource_error(&where_, "SQS event Queue must be !GetAtt <Queue>.Arn"))?,
+            batch_size: props["BatchSize"].as_u64().map_or(10, |b| usize::try_from(b).unwrap_or(10)),
+            batching_window_secs: props["MaximumBatchingWindowInSeconds"].as_u64().unwrap_or(0),
             report_failures: props["FunctionResponseTypes"]
                 .as_sequence()
-                .is_some_and(|s| {
-                    s.iter()
-                        .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
-                }),
+                .is_some_and(|s| s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures"))),
         }),
         Some("Schedule" | "ScheduleV2") => Ok(EventSource::Schedule {
             expression: props["Schedule"]
@@ -202,13 +161,10 @@ fn event_source(
                 .to_owned(),
         }),
         Some("EventBridgeRule" | "CloudWatchEvent") => Ok(EventSource::Rule {
-            pattern: serde_json::to_value(&props["Pattern"])
-                .map_err(|e| resource_error(&where_, e.to_string()))?,
+            pattern: serde_json::to_value(&props["Pattern"]).map_err(|e| resource_error(&where_, e.to_string()))?,
+            bus: (!props["EventBusName"].is_null()).then(|| props["EventBusName"].clone()),
         }),
-        other => Err(resource_error(
-            &where_,
-            format!("event type {other:?} is not supported by the local runner"),
-        )),
+        other => Err(resource_error(&where_, format!("event type {other:?} is not supported by the local runner"))),
     }
 }
 
@@ -262,9 +218,7 @@ impl Resolver {
             return match (name, arg) {
                 ("Ref", Value::String(id)) => self.reference(id),
                 ("GetAtt", Value::String(s)) => {
-                    let (id, attr) = s
-                        .split_once('.')
-                        .ok_or_else(|| TemplateError::Unresolved(s.clone()))?;
+                    let (id, attr) = s.split_once('.').ok_or_else(|| TemplateError::Unresolved(s.clone()))?;
                     self.attribute(id, attr)
                 }
                 ("GetAtt", Value::Sequence(parts)) => {
@@ -276,8 +230,7 @@ impl Resolver {
                 ("Join", Value::Sequence(parts)) if parts.len() == 2 => {
                     let sep = parts[0].as_str().unwrap_or_default();
                     let items = parts[1].as_sequence().cloned().unwrap_or_default();
-                    let resolved: Result<Vec<String>, _> =
-                        items.iter().map(|i| self.resolve(i)).collect();
+                    let resolved: Result<Vec<String>, _> = items.iter().map(|i| self.resolve(i)).collect();
                     Ok(resolved?.join(sep))
                 }
                 _ => Err(TemplateError::Unresolved(format!("{name} {arg:?}"))),
@@ -292,10 +245,7 @@ impl Resolver {
     }
 
     fn reference(&self, id: &str) -> Result<String, TemplateError> {
-        self.refs
-            .get(id)
-            .cloned()
-            .ok_or_else(|| TemplateError::Unresolved(format!("!Ref {id}")))
+        self.refs.get(id).cloned().ok_or_else(|| TemplateError::Unresolved(format!("!Ref {id}")))
     }
 
     fn attribute(&self, id: &str, attr: &str) -> Result<String, TemplateError> {
@@ -311,10 +261,7 @@ impl Resolver {
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
-            let end = rest[start..]
-                .find('}')
-                .ok_or_else(|| TemplateError::Unresolved(text.to_owned()))?
-                + start;
+            let end = rest[start..].find('}').ok_or_else(|| TemplateError::Unresolved(text.to_owned()))? + start;
             let name = &rest[start + 2..end];
             out.push_str(&match name.split_once('.') {
                 Some((id, attr)) if !name.starts_with("AWS::") => self.attribute(id, attr)?,
@@ -360,21 +307,13 @@ Resources:
         assert_eq!(f.name, "do-thing");
         assert_eq!(f.timeout_secs, 9);
         assert_eq!(f.environment.len(), 4);
-        assert!(f.events.contains(&(
-            "Get".into(),
-            EventSource::Http {
-                method: "GET".into(),
-                path: "/v1/things/{id}".into()
-            }
-        )));
+        assert!(
+            f.events
+                .contains(&("Get".into(), EventSource::Http { method: "GET".into(), path: "/v1/things/{id}".into() }))
+        );
         assert!(f.events.contains(&(
             "Work".into(),
-            EventSource::Sqs {
-                queue: "Queue".into(),
-                batch_size: 5,
-                batching_window_secs: 0,
-                report_failures: true
-            }
+            EventSource::Sqs { queue: "Queue".into(), batch_size: 5, batching_window_secs: 0, report_failures: true }
         )));
     }
 
@@ -385,16 +324,11 @@ Resources:
         let mut r = Resolver::default();
         r.refs.insert("Table".into(), "p-Table".into());
         r.refs.insert("Token".into(), "secret".into());
-        r.attrs
-            .insert(("Queue".into(), "Arn".into()), "arn:q".into());
-        r.attrs
-            .insert(("Table".into(), "Arn".into()), "arn:t".into());
+        r.attrs.insert(("Queue".into(), "Arn".into()), "arn:q".into());
+        r.attrs.insert(("Table".into(), "Arn".into()), "arn:t".into());
         assert_eq!(r.resolve(&f.environment["TABLE"]).unwrap(), "p-Table");
         assert_eq!(r.resolve(&f.environment["QUEUE_ARN"]).unwrap(), "arn:q");
-        assert_eq!(
-            r.resolve(&f.environment["ARN_SUB"]).unwrap(),
-            "arn:t/index/*"
-        );
+        assert_eq!(r.resolve(&f.environment["ARN_SUB"]).unwrap(), "arn:t/index/*");
         assert_eq!(r.resolve(&f.environment["TOKEN"]).unwrap(), "secret");
         assert!(
             r.resolve(&Value::Tagged(Box::new(serde_yaml::value::TaggedValue {

@@ -34,8 +34,7 @@ pub struct TestResources {
 impl TestResources {
     pub async fn provision() -> Self {
         let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
-        let template =
-            Template::load(&crate::default_template_path()).expect("template.yaml loads");
+        let template = Template::load(&crate::default_template_path()).expect("template.yaml loads");
         let parameters = BTreeMap::from([("AdminToken".to_owned(), "x".repeat(32))]);
         let provisioned = provision(&template, &unique_prefix(), &parameters, &aws)
             .await
@@ -53,21 +52,14 @@ impl TestResources {
 }
 
 fn tables_of(provisioned: &Provisioned) -> Tables {
-    Tables {
-        main: provisioned.tables["BillyTable"].clone(),
-        audit: provisioned.tables["AuditTable"].clone(),
-    }
+    Tables { main: provisioned.tables["BillyTable"].clone(), audit: provisioned.tables["AuditTable"].clone() }
 }
 
 impl TestStack {
     /// Billy as `template.yaml` declares it.
     pub async fn start() -> Self {
-        let template =
-            Template::load(&crate::default_template_path()).expect("template.yaml loads");
-        Self::start_with(&template, |def, config, aws| {
-            functions::build(&def.name, config, aws)
-        })
-        .await
+        let template = Template::load(&crate::default_template_path()).expect("template.yaml loads");
+        Self::start_with(&template, |def, config, aws| functions::build(&def.name, config, aws)).await
     }
 
     /// Any template, with handlers from `make` (tests host their own functions this way).
@@ -81,25 +73,11 @@ impl TestStack {
         let provisioned = provision(template, &unique_prefix(), &parameters, &aws)
             .await
             .expect("local stack is up (run tests through `make test`)");
-        let runner = Runner::build(template, &provisioned, &aws, |def, config| {
-            make(def, config, &aws)
-        })
-        .expect("runner wires");
-        let options = RunnerOptions {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..RunnerOptions::default()
-        };
-        let runner = runner
-            .start(&options)
-            .await
-            .expect("runner binds a loopback port");
-        Self {
-            url: runner.url(),
-            aws,
-            provisioned,
-            admin_token,
-            runner,
-        }
+        let runner =
+            Runner::build(template, &provisioned, &aws, |def, config| make(def, config, &aws)).expect("runner wires");
+        let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], 0)), ..RunnerOptions::default() };
+        let runner = runner.start(&options).await.expect("runner binds a loopback port");
+        Self { url: runner.url(), aws, provisioned, admin_token, runner }
     }
 
     pub fn tables(&self) -> Tables {

@@ -24,11 +24,7 @@ impl SqsFunction for Worker {
         let mut response = SqsBatchResponse::default();
         for record in event.records {
             let body = record.body.clone().unwrap_or_default();
-            let count = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .cloned()
-                .unwrap_or_default();
+            let count = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
             self.deliveries.lock().unwrap().push((body.clone(), count));
             if body.starts_with("poison") {
                 let mut failure = BatchItemFailure::default();
@@ -51,11 +47,7 @@ async fn receive_all(stack: &TestStack, queue: &str) -> Vec<String> {
         .send()
         .await
         .unwrap();
-    out.messages
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.body)
-        .collect()
+    out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body).collect()
 }
 
 #[tokio::test]
@@ -64,21 +56,12 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_the_rest_are_deleted()
     let template = Template::parse(include_str!("fixtures/dlq-template.yaml")).unwrap();
     let worker = Arc::new(Worker::default());
     let hosted = Arc::clone(&worker);
-    let stack =
-        TestStack::start_with(&template, move |_, _, _| Ok(Handler::Sqs(hosted.clone()))).await;
+    let stack = TestStack::start_with(&template, move |_, _, _| Ok(Handler::Sqs(hosted.clone()))).await;
     let queue_url = stack.provisioned.queue_url("WorkQueue").unwrap().to_owned();
 
     // WHEN one good and one poison message are sent
     for body in ["good-1", "poison-1"] {
-        stack
-            .aws
-            .sqs
-            .send_message()
-            .queue_url(&queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        stack.aws.sqs.send_message().queue_url(&queue_url).message_body(body).send().await.unwrap();
     }
 
     // THEN the poison message lands in the DLQ after exactly 2 deliveries
@@ -89,17 +72,9 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_the_rest_are_deleted()
     }
     assert_eq!(in_dlq, vec!["poison-1".to_owned()]);
     let deliveries = worker.deliveries.lock().unwrap().clone();
-    let poison: Vec<&(String, String)> =
-        deliveries.iter().filter(|(b, _)| b == "poison-1").collect();
-    assert_eq!(
-        poison.len(),
-        2,
-        "delivered once per allowed receive: {deliveries:?}"
-    );
-    assert_eq!(
-        poison[1].1, "2",
-        "the second delivery says so in ApproximateReceiveCount"
-    );
+    let poison: Vec<&(String, String)> = deliveries.iter().filter(|(b, _)| b == "poison-1").collect();
+    assert_eq!(poison.len(), 2, "delivered once per allowed receive: {deliveries:?}");
+    assert_eq!(poison[1].1, "2", "the second delivery says so in ApproximateReceiveCount");
     // AND the good message was handled once and deleted, so the source queue is empty
     assert_eq!(deliveries.iter().filter(|(b, _)| b == "good-1").count(), 1);
     let attrs = stack
@@ -113,13 +88,7 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_the_rest_are_deleted()
         .unwrap()
         .attributes
         .unwrap();
-    let count = |name: &str| {
-        attrs
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
+    let count = |name: &str| attrs.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v.clone()).unwrap();
     assert_eq!(count("ApproximateNumberOfMessages"), "0");
     assert_eq!(count("ApproximateNumberOfMessagesNotVisible"), "0");
     stack.stop().await;
@@ -128,26 +97,16 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_the_rest_are_deleted()
 #[tokio::test]
 async fn every_function_in_the_template_has_a_handler_and_every_handler_is_in_the_template() {
     let template = Template::load(&billy_local::default_template_path()).unwrap();
-    let names: Vec<String> = template
-        .functions()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
+    let names: Vec<String> = template.functions().unwrap().into_iter().map(|f| f.name).collect();
     let mut sorted = names.clone();
     sorted.sort();
     let mut known: Vec<String> = functions::KNOWN.iter().map(|s| (*s).to_owned()).collect();
     known.sort();
     assert_eq!(sorted, known);
     // AND every folder under functions/ is a function of the template
-    let dir = billy_local::default_template_path()
-        .parent()
-        .unwrap()
-        .join("functions");
-    let mut folders: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let dir = billy_local::default_template_path().parent().unwrap().join("functions");
+    let mut folders: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     folders.sort();
     assert_eq!(folders, known);
 }
@@ -155,40 +114,16 @@ async fn every_function_in_the_template_has_a_handler_and_every_handler_is_in_th
 #[tokio::test]
 async fn the_real_template_provisions_its_tables_with_keys_indexes_and_ttl() {
     let stack = TestStack::start().await;
-    let main = stack
-        .aws
-        .dynamodb
-        .describe_table()
-        .table_name(&stack.tables().main)
-        .send()
-        .await
-        .unwrap();
+    let main = stack.aws.dynamodb.describe_table().table_name(&stack.tables().main).send().await.unwrap();
     let table = main.table.unwrap();
-    let mut indexes: Vec<&str> = table
-        .global_secondary_indexes()
-        .iter()
-        .filter_map(|g| g.index_name())
-        .collect();
+    let mut indexes: Vec<&str> = table.global_secondary_indexes().iter().filter_map(|g| g.index_name()).collect();
     indexes.sort_unstable();
     assert_eq!(indexes, vec!["GSI1", "GSI2", "GSI3", "GSI4"]);
-    let keys: BTreeMap<&str, &str> = table
-        .key_schema()
-        .iter()
-        .map(|k| (k.attribute_name(), k.key_type().as_str()))
-        .collect();
+    let keys: BTreeMap<&str, &str> =
+        table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
     assert_eq!(keys, BTreeMap::from([("PK", "HASH"), ("SK", "RANGE")]));
-    let ttl = stack
-        .aws
-        .dynamodb
-        .describe_time_to_live()
-        .table_name(&stack.tables().main)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ttl.time_to_live_description().unwrap().attribute_name(),
-        Some("expires_at")
-    );
+    let ttl = stack.aws.dynamodb.describe_time_to_live().table_name(&stack.tables().main).send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().unwrap().attribute_name(), Some("expires_at"));
     // AND provisioning again is a no-op that reuses what exists
     let again = billy_local::provision(
         &Template::load(&billy_local::default_template_path()).unwrap(),

@@ -20,12 +20,7 @@ impl DynamoAudit {
         Self { client, tables }
     }
 
-    async fn query(
-        &self,
-        index: Option<&str>,
-        key: &str,
-        pk: String,
-    ) -> DomainResult<Vec<AuditEvent>> {
+    async fn query(&self, index: Option<&str>, key: &str, pk: String) -> DomainResult<Vec<AuditEvent>> {
         let mut events = Vec::new();
         let mut start = None;
         loop {
@@ -58,7 +53,6 @@ impl AuditJournal for DynamoAudit {
     }
 
     async fn for_account(&self, scope: &Scope, account: &Id) -> DomainResult<Vec<AuditEvent>> {
-        self.query(Some(GSI1), "GSI1PK", entity_pk(scope, account))
-            .await
+        self.query(Some(GSI1), "GSI1PK", entity_pk(scope, account)).await
     }
 }

@@ -36,9 +36,7 @@ impl AwsClients {
             .endpoint_url(&endpoints.localstack)
             .load()
             .await;
-        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
-            .endpoint_url(&endpoints.dynamodb)
-            .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config).endpoint_url(&endpoints.dynamodb).build();
         Self {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             sqs: aws_sdk_sqs::Client::new(&config),
@@ -76,8 +74,7 @@ pub struct LocalEndpoints {
 
 impl LocalEndpoints {
     pub fn from_env() -> Self {
-        let port =
-            |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.to_owned());
+        let port = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.to_owned());
         Self {
             localstack: format!("http://127.0.0.1:{}", port("LOCALSTACK_PORT", "4566")),
             dynamodb: format!("http://127.0.0.1:{}", port("DYNAMODB_PORT", "8000")),

@@ -1,7 +1,7 @@
 //! Customers in the main table, listed newest first through GSI1 without a scan.
 
-use crate::dynamo::{ENTITY_SK, GSI1PK, GSI1SK, PK, SK, entity_pk, list_pk};
-use crate::store::{HasId, IndexQuery, Store, keyed};
+use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
+use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
@@ -20,9 +20,7 @@ pub struct DynamoCustomers {
 
 impl DynamoCustomers {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self {
-            store: Store::new(client, tables),
-        }
+        Self { store: Store::new(client, tables) }
     }
 }
 
@@ -35,23 +33,8 @@ impl HasId for Customer {
 #[async_trait]
 impl CustomerRepository for DynamoCustomers {
     async fn insert(&self, customer: &Customer, event: &AuditEvent) -> DomainResult<()> {
-        let scope = &event.scope;
-        let item = keyed(
-            customer,
-            &[
-                (PK, Some(entity_pk(scope, &customer.id))),
-                (SK, Some(ENTITY_SK.to_owned())),
-                (GSI1PK, Some(list_pk(scope, ENTITY))),
-                (GSI1SK, Some(customer.id.to_string())),
-            ],
-        )?;
-        self.store
-            .transact(
-                vec![self.store.put_new(item)?],
-                std::slice::from_ref(event),
-                ENTITY,
-            )
-            .await
+        let put = self.store.put_new(crate::items::customer(&event.scope, customer)?)?;
+        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
     }
 
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Customer>> {
@@ -59,12 +42,6 @@ impl CustomerRepository for DynamoCustomers {
     }
 
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>> {
-        self.store
-            .page(
-                scope,
-                &IndexQuery::new("GSI1", list_pk(scope, ENTITY)),
-                page,
-            )
-            .await
+        self.store.page(scope, &IndexQuery::new("GSI1", list_pk(scope, ENTITY)), page).await
     }
 }

@@ -45,16 +45,8 @@ pub fn shard_of(id: &impl std::fmt::Display, shards: u32) -> u32 {
 }
 
 /// The sort key of due work: the time first (so `<= T` finds what is due), then what it is.
-pub fn due_sk(
-    at: &chrono::DateTime<chrono::Utc>,
-    scope: &Scope,
-    id: &impl std::fmt::Display,
-) -> String {
-    format!(
-        "{}#{}#{id}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        scope.key()
-    )
+pub fn due_sk(at: &chrono::DateTime<chrono::Utc>, scope: &Scope, id: &impl std::fmt::Display) -> String {
+    format!("{}#{}#{id}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), scope.key())
 }
 
 /// Splits a `due_sk` back into its scope and id.
@@ -87,18 +79,32 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> DomainResult<T> {
 }
 
 /// The audit event's put: a conditional append that can never overwrite an earlier event.
+/// The due index is spread over this many partitions (see docs/table-design.md). Changing it moves
+/// items between shards, so it is a constant of the deployment, not a runtime setting.
+pub const DUE_SHARDS: u32 = 16;
+
+/// The audit sort key: `v<version>` for a state change (one per version), `note#<at>#<evt>` for
+/// an event that changed nothing (a stale webhook, say), so it still shows in the entity's history.
+pub fn audit_sk(event: &AuditEvent) -> String {
+    if event.version == 0 {
+        format!("note#{}#{}", event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), event.id)
+    } else {
+        format!("v{:012}", event.version)
+    }
+}
+
 pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
     let item = to_item(
         event,
         &[
             (PK, entity_pk(&event.scope, &event.entity)),
-            (SK, format!("v{:012}", event.version)),
+            (SK, audit_sk(event)),
             (
                 GSI1PK,
-                event.account.as_ref().map_or_else(
-                    || entity_pk(&event.scope, &event.entity),
-                    |a| entity_pk(&event.scope, a),
-                ),
+                event
+                    .account
+                    .as_ref()
+                    .map_or_else(|| entity_pk(&event.scope, &event.entity), |a| entity_pk(&event.scope, a)),
             ),
             (GSI1SK, format!("{}#{}", event.at.to_rfc3339(), event.id)),
         ],
@@ -117,10 +123,7 @@ pub fn map_transact_error(err: SdkError<TransactWriteItemsError>, what: &str) ->
     if let SdkError::ServiceError(service) = &err
         && let TransactWriteItemsError::TransactionCanceledException(cancel) = service.err()
     {
-        let conditional = cancel
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed"));
+        let conditional = cancel.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"));
         if conditional {
             return DomainError::conflict(
                 "version_conflict",
@@ -136,9 +139,5 @@ pub fn map_transact_error(err: SdkError<TransactWriteItemsError>, what: &str) ->
 }
 
 pub fn unexpected<E: ProvideErrorMetadata + std::fmt::Debug>(err: E) -> DomainError {
-    DomainError::unexpected(format!(
-        "{}: {}",
-        err.code().unwrap_or("unknown"),
-        err.message().unwrap_or("no message")
-    ))
+    DomainError::unexpected(format!("{}: {}", err.code().unwrap_or("unknown"), err.message().unwrap_or("no message")))
 }

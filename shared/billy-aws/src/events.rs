@@ -19,10 +19,7 @@ pub struct EventBridgePublisher {
 
 impl EventBridgePublisher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self {
-            client,
-            bus: bus.into(),
-        }
+        Self { client, bus: bus.into() }
     }
 }
 
@@ -37,9 +34,7 @@ impl EventBus for EventBridgePublisher {
                         .event_bus_name(&self.bus)
                         .source(SOURCE)
                         .detail_type(&e.kind)
-                        .time(aws_smithy_types::DateTime::from_millis(
-                            e.occurred_at.timestamp_millis(),
-                        ))
+                        .time(aws_smithy_types::DateTime::from_millis(e.occurred_at.timestamp_millis()))
                         .detail(serde_json::to_string(e).map_err(DomainError::unexpected)?)
                         .build())
                 })
@@ -63,10 +58,7 @@ impl EventBus for EventBridgePublisher {
                     .map(|(e, _)| e)
                     .collect();
                 if attempt == ATTEMPTS {
-                    return Err(DomainError::unexpected(format!(
-                        "{} events could not be published",
-                        pending.len()
-                    )));
+                    return Err(DomainError::unexpected(format!("{} events could not be published", pending.len())));
                 }
             }
         }

@@ -16,11 +16,7 @@ pub struct AwsHealth {
 
 impl AwsHealth {
     pub fn new(clients: AwsClients, tables: Tables, queues: Vec<(String, String)>) -> Self {
-        Self {
-            clients,
-            tables,
-            queues,
-        }
+        Self { clients, tables, queues }
     }
 }
 
@@ -38,10 +34,7 @@ fn timed<'a, E: std::fmt::Debug>(
             // The error kind only: health is public (no auth), so no internals.
             error: result.err().map(|e| {
                 let text = format!("{e:?}");
-                text.split(['(', '{', ' '])
-                    .next()
-                    .unwrap_or("error")
-                    .to_owned()
+                text.split(['(', '{', ' ']).next().unwrap_or("error").to_owned()
             }),
         }
     }
@@ -53,36 +46,18 @@ impl HealthProbe for AwsHealth {
     async fn check(&self) -> Vec<DependencyHealth> {
         let c = &self.clients;
         let mut checks = Vec::new();
-        for (label, table) in [
-            ("dynamodb:main", &self.tables.main),
-            ("dynamodb:audit", &self.tables.audit),
-        ] {
+        for (label, table) in [("dynamodb:main", &self.tables.main), ("dynamodb:audit", &self.tables.audit)] {
             checks.push(timed(label.to_owned(), async move {
-                c.dynamodb
-                    .describe_table()
-                    .table_name(table)
-                    .send()
-                    .await
-                    .map(drop)
+                c.dynamodb.describe_table().table_name(table).send().await.map(drop)
             }));
         }
         for (label, url) in &self.queues {
             checks.push(timed(format!("sqs:{label}"), async move {
-                c.sqs
-                    .get_queue_attributes()
-                    .queue_url(url)
-                    .send()
-                    .await
-                    .map(drop)
+                c.sqs.get_queue_attributes().queue_url(url).send().await.map(drop)
             }));
         }
         checks.push(timed("eventbridge".to_owned(), async move {
-            c.eventbridge
-                .list_event_buses()
-                .limit(1)
-                .send()
-                .await
-                .map(drop)
+            c.eventbridge.list_event_buses().limit(1).send().await.map(drop)
         }));
         join_all(checks).await
     }

@@ -23,9 +23,7 @@ pub struct DynamoIdempotency {
 
 impl DynamoIdempotency {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self {
-            store: Store::new(client, tables),
-        }
+        Self { store: Store::new(client, tables) }
     }
 }
 
@@ -99,13 +97,7 @@ impl IdempotencyStore for DynamoIdempotency {
         Ok(IdempotencyDecision::InFlight)
     }
 
-    async fn complete(
-        &self,
-        scope: &Scope,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> DomainResult<()> {
+    async fn complete(&self, scope: &Scope, key: &str, status: u16, body: &str) -> DomainResult<()> {
         self.store
             .client
             .update_item()
@@ -139,12 +131,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(unexpected(e.into_service_error())),
         }
     }

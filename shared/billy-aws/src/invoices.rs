@@ -1,22 +1,19 @@
 //! Invoices: exactly one per subscription period (a conditional claim on the period's natural
 //! key), optimistic updates with their audit events, the sparse retry index, and filtered lists.
 
-use crate::dynamo::{
-    ENTITY_SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK, GSI3SK, GSI4PK, GSI4SK, Item, PK, SK,
-    due_sk, entity_pk, list_pk, s, shard_of, to_item, unexpected,
-};
-use crate::store::{Filter, HasId, IndexQuery, Store, keyed};
+use crate::dynamo::{ENTITY_SK, entity_pk, from_item, list_pk, s, unexpected};
+use crate::items::{self, PeriodClaim, period_claim_key};
+use crate::store::{Filter, HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
-use billy_core::invoice::{Invoice, InvoiceStatus};
+use billy_core::invoice::Invoice;
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{InvoiceFilter, InvoiceRepository};
 use billy_core::tenant::Scope;
 use billy_core::{DomainError, DomainResult};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 const ENTITY: &str = "invoice";
@@ -24,90 +21,11 @@ const ENTITY: &str = "invoice";
 #[derive(Debug, Clone)]
 pub struct DynamoInvoices {
     store: Store,
-    shards: u32,
-}
-
-/// The natural-key item that makes a subscription period's invoice unique.
-#[derive(Debug, Serialize, Deserialize)]
-struct PeriodClaim {
-    invoice: Id,
-}
-
-fn millis(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn claim_key(scope: &Scope, subscription: &Id, period_start: &DateTime<Utc>) -> (String, String) {
-    (
-        entity_pk(scope, subscription),
-        format!("PERIOD#{}", millis(period_start)),
-    )
 }
 
 impl DynamoInvoices {
-    pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables, shards: u32) -> Self {
-        Self {
-            store: Store::new(client, tables),
-            shards: shards.max(1),
-        }
-    }
-
-    fn item(&self, scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
-        let retry = match (inv.status, inv.next_attempt_at) {
-            (InvoiceStatus::ChargedWithError | InvoiceStatus::PayoutFailed, Some(at)) => {
-                let partition = match &inv.test_clock {
-                    Some(clock) => format!("RETRY#CLOCK#{clock}"),
-                    None => format!("RETRY#{}", shard_of(&inv.id, self.shards)),
-                };
-                Some((partition, due_sk(&at, scope, &inv.id)))
-            }
-            _ => None,
-        };
-        let mut item = keyed(
-            inv,
-            &[
-                (PK, Some(entity_pk(scope, &inv.id))),
-                (SK, Some(ENTITY_SK.to_owned())),
-                (GSI1PK, Some(list_pk(scope, ENTITY))),
-                (GSI1SK, Some(inv.id.to_string())),
-                (GSI2PK, retry.as_ref().map(|(p, _)| p.clone())),
-                (GSI2SK, retry.map(|(_, s)| s)),
-                (
-                    GSI3PK,
-                    Some(format!("{}#{ENTITY}", entity_pk(scope, &inv.customer))),
-                ),
-                (GSI3SK, Some(inv.id.to_string())),
-                (
-                    GSI4PK,
-                    Some(format!(
-                        "{}#{}",
-                        list_pk(scope, ENTITY),
-                        inv.status.as_str()
-                    )),
-                ),
-                (GSI4SK, Some(inv.id.to_string())),
-            ],
-        )?;
-        // A fixed-width copy of the period start, so period filters compare strings correctly.
-        if let Some(period) = &inv.period {
-            item.insert("period_start_at".into(), s(millis(&period.start)));
-        }
-        Ok(item)
-    }
-
-    async fn existing_for_period(
-        &self,
-        scope: &Scope,
-        inv: &Invoice,
-    ) -> DomainResult<Option<Invoice>> {
-        let (Some(sub), Some(period)) = (&inv.subscription, &inv.period) else {
-            return Ok(None);
-        };
-        let (pk, sk) = claim_key(scope, sub, &period.start);
-        let Some(claim) = self.store.get::<PeriodClaim>(pk, &sk).await? else {
-            return Ok(None);
-        };
-        self.get(scope, &claim.invoice).await
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
+        Self { store: Store::new(client, tables) }
     }
 
     fn period_filter(filter: &InvoiceFilter) -> (Vec<String>, HashMap<String, AttributeValue>) {
@@ -115,23 +33,17 @@ impl DynamoInvoices {
         let mut values = HashMap::new();
         if let Some(from) = &filter.period_from {
             clauses.push("period_start_at >= :pfrom".to_owned());
-            values.insert(":pfrom".to_owned(), s(millis(from)));
+            values.insert(":pfrom".to_owned(), s(items::millis(from)));
         }
         if let Some(to) = &filter.period_to {
             clauses.push("period_start_at < :pto".to_owned());
-            values.insert(":pto".to_owned(), s(millis(to)));
+            values.insert(":pto".to_owned(), s(items::millis(to)));
         }
         (clauses, values)
     }
 
-    /// Invoices of one subscription, through its period claims, newest first.
-    async fn list_for_subscription(
-        &self,
-        scope: &Scope,
-        subscription: &Id,
-        filter: &InvoiceFilter,
-        page: &PageRequest,
-    ) -> DomainResult<Page<Invoice>> {
+    /// The ids of a subscription's invoices, from its period claims.
+    async fn claimed_ids(&self, scope: &Scope, subscription: &Id) -> DomainResult<Vec<Id>> {
         let mut ids = Vec::new();
         let mut start = None;
         loop {
@@ -143,18 +55,31 @@ impl DynamoInvoices {
                 .key_condition_expression("PK = :pk AND begins_with(SK, :claim)")
                 .expression_attribute_values(":pk", s(entity_pk(scope, subscription)))
                 .expression_attribute_values(":claim", s("PERIOD#"))
+                .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(|e| unexpected(e.into_service_error()))?;
             for item in out.items.unwrap_or_default() {
-                ids.push(crate::dynamo::from_item::<PeriodClaim>(item)?.invoice);
+                ids.push(from_item::<PeriodClaim>(item)?.invoice);
             }
             start = out.last_evaluated_key;
             if start.is_none() {
-                break;
+                return Ok(ids);
             }
         }
+    }
+
+    /// Invoices of one subscription, through its period claims, newest first. A subscription has
+    /// one claim per billed period (at most a few thousand over its life), read in one query.
+    async fn list_for_subscription(
+        &self,
+        scope: &Scope,
+        subscription: &Id,
+        filter: &InvoiceFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Invoice>> {
+        let mut ids = self.claimed_ids(scope, subscription).await?;
         ids.sort_unstable_by(|a, b| b.cmp(a));
         if let Some(after) = &page.starting_after {
             ids.retain(|id| id < after);
@@ -165,12 +90,8 @@ impl DynamoInvoices {
             data.extend(found.into_iter().filter(|inv| {
                 filter.status.is_none_or(|s| inv.status == s)
                     && filter.customer.as_ref().is_none_or(|c| &inv.customer == c)
-                    && filter
-                        .period_from
-                        .is_none_or(|f| inv.period.is_some_and(|p| p.start >= f))
-                    && filter
-                        .period_to
-                        .is_none_or(|t| inv.period.is_some_and(|p| p.start < t))
+                    && filter.period_from.is_none_or(|f| inv.period.is_some_and(|p| p.start >= f))
+                    && filter.period_to.is_none_or(|t| inv.period.is_some_and(|p| p.start < t))
             }));
             if data.len() > page.limit {
                 break;
@@ -178,15 +99,7 @@ impl DynamoInvoices {
         }
         let has_more = data.len() > page.limit;
         data.truncate(page.limit);
-        Ok(Page {
-            next_cursor: if has_more {
-                data.last().map(|i| i.id.to_string())
-            } else {
-                None
-            },
-            data,
-            has_more,
-        })
+        Ok(Page { next_cursor: if has_more { data.last().map(|i| i.id.to_string()) } else { None }, data, has_more })
     }
 
     /// Invoices whose retry is due, from one partition of the retry index (a shard, or a clock's).
@@ -196,31 +109,7 @@ impl DynamoInvoices {
         before: DateTime<Utc>,
         limit: usize,
     ) -> DomainResult<Vec<(Scope, Id)>> {
-        let upper = format!("{}~", millis(&before));
-        let out = self
-            .store
-            .client
-            .query()
-            .table_name(&self.store.tables.main)
-            .index_name("GSI2")
-            .key_condition_expression("GSI2PK = :p AND GSI2SK <= :upper")
-            .expression_attribute_values(":p", s(partition))
-            .expression_attribute_values(":upper", s(upper))
-            .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
-            .send()
-            .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| match item.get(GSI2SK) {
-                Some(AttributeValue::S(sk)) => Some(
-                    crate::dynamo::parse_due_sk(sk)
-                        .ok_or_else(|| DomainError::unexpected(format!("bad due key {sk}"))),
-                ),
-                _ => None,
-            })
-            .collect()
+        crate::subscriptions::due_in(&self.store, partition, before, limit).await
     }
 }
 
@@ -232,88 +121,50 @@ impl HasId for Invoice {
 
 #[async_trait]
 impl InvoiceRepository for DynamoInvoices {
-    async fn create_for_period(
-        &self,
-        invoice: &Invoice,
-        event: &AuditEvent,
-    ) -> DomainResult<(Invoice, bool)> {
+    async fn create_for_period(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<(Invoice, bool)> {
         let scope = &event.scope;
         let (Some(sub), Some(period)) = (&invoice.subscription, &invoice.period) else {
-            return Err(DomainError::unexpected(
-                "a period invoice needs its subscription and period",
-            ));
+            return Err(DomainError::unexpected("a period invoice needs its subscription and period"));
         };
-        let (pk, sk) = claim_key(scope, sub, &period.start);
-        let claim = to_item(
-            &PeriodClaim {
-                invoice: invoice.id.clone(),
-            },
-            &[(PK, pk), (SK, sk)],
-        )?;
-        let puts = vec![
-            self.store.put_new(claim)?,
-            self.store.put_new(self.item(scope, invoice)?)?,
-        ];
-        match self
-            .store
-            .transact(puts, std::slice::from_ref(event), ENTITY)
-            .await
-        {
+        let claim = items::period_claim(scope, invoice)?.ok_or_else(|| DomainError::unexpected("no claim"))?;
+        let puts = vec![self.store.put_new(claim)?, self.store.put_new(items::invoice(scope, invoice)?)?];
+        match self.store.transact(puts, std::slice::from_ref(event), ENTITY).await {
             Ok(()) => Ok((invoice.clone(), true)),
             // Lost the race (or a redelivery): the period already has its invoice.
-            Err(DomainError::Conflict { .. }) => {
-                match self.existing_for_period(scope, invoice).await? {
-                    Some(existing) => Ok((existing, false)),
-                    None => Err(DomainError::conflict(
-                        "transaction_conflict",
-                        "invoice creation conflicted; retry",
-                    )),
-                }
-            }
+            Err(DomainError::Conflict { .. }) => match self.for_period(scope, sub, period.start).await? {
+                Some(existing) => Ok((existing, false)),
+                None => Err(DomainError::conflict("transaction_conflict", "invoice creation conflicted; retry")),
+            },
             Err(other) => Err(other),
         }
     }
 
     async fn insert(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<()> {
-        let put = self.store.put_new(self.item(&event.scope, invoice)?)?;
-        self.store
-            .transact(vec![put], std::slice::from_ref(event), ENTITY)
-            .await
+        let put = self.store.put_new(items::invoice(&event.scope, invoice)?)?;
+        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
     }
 
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
-    async fn update(
-        &self,
-        invoice: &Invoice,
-        expected_version: u64,
-        events: &[AuditEvent],
-    ) -> DomainResult<()> {
+    async fn update(&self, invoice: &Invoice, expected_version: u64, events: &[AuditEvent]) -> DomainResult<()> {
         let scope = events
             .first()
             .map(|e| e.scope.clone())
             .ok_or_else(|| DomainError::unexpected("a change needs its audit event"))?;
-        let put = self
-            .store
-            .put_versioned(self.item(&scope, invoice)?, expected_version)?;
+        let put = self.store.put_versioned(items::invoice(&scope, invoice)?, expected_version)?;
         self.store.transact(vec![put], events, ENTITY).await
     }
 
-    async fn list(
-        &self,
-        scope: &Scope,
-        filter: &InvoiceFilter,
-        page: &PageRequest,
-    ) -> DomainResult<Page<Invoice>> {
+    async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>> {
         if let Some(sub) = &filter.subscription {
             return self.list_for_subscription(scope, sub, filter, page).await;
         }
         // The most selective index first; remaining criteria become a filter on that query.
         let (mut clauses, mut values) = Self::period_filter(filter);
         let mut names = HashMap::new();
-        let query_partition = if let Some(customer) = &filter.customer {
+        let (index, partition) = if let Some(customer) = &filter.customer {
             if let Some(status) = filter.status {
                 clauses.push("#st = :st".into());
                 names.insert("#st".to_owned(), "status".to_owned());
@@ -321,21 +172,33 @@ impl InvoiceRepository for DynamoInvoices {
             }
             ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))
         } else if let Some(status) = filter.status {
-            (
-                "GSI4",
-                format!("{}#{}", list_pk(scope, ENTITY), status.as_str()),
-            )
+            ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str()))
         } else {
             ("GSI1", list_pk(scope, ENTITY))
         };
-        let mut query = IndexQuery::new(query_partition.0, query_partition.1);
+        let mut query = IndexQuery::new(index, partition);
         if !clauses.is_empty() {
-            query.filter = Some(Filter {
-                expression: clauses.join(" AND "),
-                values,
-                names,
-            });
+            query.filter = Some(Filter { expression: clauses.join(" AND "), values, names });
         }
         self.store.page(scope, &query, page).await
+    }
+
+    async fn for_period(
+        &self,
+        scope: &Scope,
+        subscription: &Id,
+        period_start: DateTime<Utc>,
+    ) -> DomainResult<Option<Invoice>> {
+        let (pk, sk) = period_claim_key(scope, subscription, &period_start);
+        let Some(claim) = self.store.get::<PeriodClaim>(pk, &sk).await? else { return Ok(None) };
+        self.get(scope, &claim.invoice).await
+    }
+
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>> {
+        self.store.all(&IndexQuery::new("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))).await
+    }
+
+    async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64> {
+        Ok(u64::try_from(self.claimed_ids(scope, subscription).await?.len()).unwrap_or(u64::MAX))
     }
 }

@@ -9,10 +9,15 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod invoices;
+pub mod items;
+pub mod payment_methods;
 pub mod plans;
 pub mod sqs;
 pub mod store;
 pub mod subscriptions;
 pub mod tenants;
+pub mod test_clocks;
+pub mod transactions;
+pub mod unit;
 
 pub use clients::{AwsClients, LocalEndpoints, Tables};

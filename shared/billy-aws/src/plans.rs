@@ -1,7 +1,7 @@
 //! Plans: immutable once created, listed per scope through GSI1.
 
-use crate::dynamo::{ENTITY_SK, GSI1PK, GSI1SK, PK, SK, entity_pk, list_pk};
-use crate::store::{HasId, IndexQuery, Store, keyed};
+use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
+use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
@@ -20,9 +20,7 @@ pub struct DynamoPlans {
 
 impl DynamoPlans {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self {
-            store: Store::new(client, tables),
-        }
+        Self { store: Store::new(client, tables) }
     }
 }
 
@@ -35,23 +33,8 @@ impl HasId for Plan {
 #[async_trait]
 impl PlanRepository for DynamoPlans {
     async fn insert(&self, plan: &Plan, event: &AuditEvent) -> DomainResult<()> {
-        let scope = &event.scope;
-        let item = keyed(
-            plan,
-            &[
-                (PK, Some(entity_pk(scope, &plan.id))),
-                (SK, Some(ENTITY_SK.to_owned())),
-                (GSI1PK, Some(list_pk(scope, ENTITY))),
-                (GSI1SK, Some(plan.id.to_string())),
-            ],
-        )?;
-        self.store
-            .transact(
-                vec![self.store.put_new(item)?],
-                std::slice::from_ref(event),
-                ENTITY,
-            )
-            .await
+        let put = self.store.put_new(crate::items::plan(&event.scope, plan)?)?;
+        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
     }
 
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Plan>> {
@@ -59,12 +42,6 @@ impl PlanRepository for DynamoPlans {
     }
 
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Plan>> {
-        self.store
-            .page(
-                scope,
-                &IndexQuery::new("GSI1", list_pk(scope, ENTITY)),
-                page,
-            )
-            .await
+        self.store.page(scope, &IndexQuery::new("GSI1", list_pk(scope, ENTITY)), page).await
     }
 }

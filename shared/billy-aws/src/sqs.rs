@@ -58,11 +58,8 @@ impl QueuePublisher for SqsPublisher {
             .map(|m| serde_json::to_string(m).map_err(DomainError::unexpected))
             .collect::<DomainResult<Vec<_>>>()?;
         for batch in batches(encoded)? {
-            let mut pending: Vec<(String, String)> = batch
-                .into_iter()
-                .enumerate()
-                .map(|(i, body)| (i.to_string(), body))
-                .collect();
+            let mut pending: Vec<(String, String)> =
+                batch.into_iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
             for attempt in 1..=ATTEMPTS {
                 let entries: Vec<SendMessageBatchRequestEntry> = pending
                     .iter()
@@ -82,12 +79,7 @@ impl QueuePublisher for SqsPublisher {
                     .send()
                     .await
                     .map_err(|e| unexpected(e.into_service_error()))?;
-                let failed: Vec<String> = out
-                    .failed
-                    .iter()
-                    .filter(|f| !f.sender_fault)
-                    .map(|f| f.id.clone())
-                    .collect();
+                let failed: Vec<String> = out.failed.iter().filter(|f| !f.sender_fault).map(|f| f.id.clone()).collect();
                 if let Some(bad) = out.failed.iter().find(|f| f.sender_fault) {
                     return Err(DomainError::unexpected(format!(
                         "SQS refused a message: {}",
@@ -117,23 +109,9 @@ mod tests {
     #[test]
     fn batches_hold_at_most_ten_messages_and_256_kib() {
         let small: Vec<String> = (0..25).map(|i| i.to_string()).collect();
-        assert_eq!(
-            batches(small)
-                .unwrap()
-                .iter()
-                .map(Vec::len)
-                .collect::<Vec<_>>(),
-            vec![10, 10, 5]
-        );
+        assert_eq!(batches(small).unwrap().iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
         let big: Vec<String> = (0..3).map(|_| "x".repeat(100 * 1024)).collect();
-        assert_eq!(
-            batches(big)
-                .unwrap()
-                .iter()
-                .map(Vec::len)
-                .collect::<Vec<_>>(),
-            vec![2, 1]
-        );
+        assert_eq!(batches(big).unwrap().iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
         assert!(batches(vec!["x".repeat(MAX_BATCH_BYTES + 1)]).is_err());
     }
 }

@@ -3,9 +3,7 @@
 //! say which keys an entity has.
 
 use crate::Tables;
-use crate::dynamo::{
-    ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, to_item, unexpected,
-};
+use crate::dynamo::{ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, to_item, unexpected};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
@@ -45,12 +43,7 @@ pub struct IndexQuery {
 
 impl IndexQuery {
     pub fn new(index: &'static str, partition: String) -> Self {
-        Self {
-            index,
-            partition,
-            filter: None,
-            newest_first: true,
-        }
+        Self { index, partition, filter: None, newest_first: true }
     }
 }
 
@@ -82,28 +75,14 @@ impl Store {
     }
 
     /// Writes `puts` and appends `events`, all or nothing.
-    pub async fn transact(
-        &self,
-        puts: Vec<Put>,
-        events: &[AuditEvent],
-        what: &str,
-    ) -> DomainResult<()> {
-        let mut items: Vec<TransactWriteItem> = puts
-            .into_iter()
-            .map(|p| TransactWriteItem::builder().put(p).build())
-            .collect();
+    pub async fn transact(&self, puts: Vec<Put>, events: &[AuditEvent], what: &str) -> DomainResult<()> {
+        let mut items: Vec<TransactWriteItem> =
+            puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
         for event in events {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(audit_put(&self.tables.audit, event)?)
-                    .build(),
-            );
+            items.push(TransactWriteItem::builder().put(audit_put(&self.tables.audit, event)?).build());
         }
         if items.len() > MAX_TRANSACTION_ITEMS {
-            return Err(DomainError::unexpected(format!(
-                "{what}: {} items exceed one transaction",
-                items.len()
-            )));
+            return Err(DomainError::unexpected(format!("{what}: {} items exceed one transaction", items.len())));
         }
         self.client
             .transact_write_items()
@@ -133,11 +112,7 @@ impl Store {
     }
 
     /// Fetches entities by id (in the order given), skipping missing ones.
-    pub async fn get_many<T: DeserializeOwned>(
-        &self,
-        scope: &Scope,
-        ids: &[Id],
-    ) -> DomainResult<Vec<T>> {
+    pub async fn get_many<T: DeserializeOwned>(&self, scope: &Scope, ids: &[Id]) -> DomainResult<Vec<T>> {
         let mut found: HashMap<String, Item> = HashMap::new();
         for chunk in ids.chunks(100) {
             let keys: Vec<Item> = chunk
@@ -164,25 +139,15 @@ impl Store {
                     .send()
                     .await
                     .map_err(|e| unexpected(e.into_service_error()))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.main)
-                    .unwrap_or_default()
-                {
+                for item in out.responses.unwrap_or_default().remove(&self.tables.main).unwrap_or_default() {
                     if let Some(AttributeValue::S(pk)) = item.get(PK) {
                         found.insert(pk.clone(), item);
                     }
                 }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.main));
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.tables.main));
             }
         }
-        ids.iter()
-            .filter_map(|id| found.remove(&crate::dynamo::entity_pk(scope, id)))
-            .map(from_item)
-            .collect()
+        ids.iter().filter_map(|id| found.remove(&crate::dynamo::entity_pk(scope, id))).map(from_item).collect()
     }
 
     /// One page of an index, newest first, resuming after the entity `starting_after`. Filters may
@@ -224,10 +189,7 @@ impl Store {
                     req = req.expression_attribute_names(k, v);
                 }
             }
-            let out = req
-                .send()
-                .await
-                .map_err(|e| unexpected(e.into_service_error()))?;
+            let out = req.send().await.map_err(|e| unexpected(e.into_service_error()))?;
             for item in out.items.unwrap_or_default() {
                 data.push(from_item(item)?);
             }
@@ -238,15 +200,35 @@ impl Store {
         }
         let has_more = data.len() > page.limit;
         data.truncate(page.limit);
-        Ok(Page {
-            next_cursor: if has_more {
-                data.last().map(|e| e.id().to_string())
-            } else {
-                None
-            },
-            data,
-            has_more,
-        })
+        Ok(Page { next_cursor: if has_more { data.last().map(|e| e.id().to_string()) } else { None }, data, has_more })
+    }
+}
+
+impl Store {
+    /// Every entity of an index partition (small partitions only: a customer's children).
+    pub async fn all<T: DeserializeOwned>(&self, query: &IndexQuery) -> DomainResult<Vec<T>> {
+        let (pk_attr, mut start, mut out) = (format!("{}PK", query.index), None, Vec::new());
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .index_name(query.index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_attr.clone())
+                .expression_attribute_values(":pk", s(query.partition.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unexpected(e.into_service_error()))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 }
 
@@ -257,9 +239,6 @@ pub trait HasId {
 
 /// Serialises an entity with its keys; `None` keys are left out (sparse indexes).
 pub fn keyed<T: Serialize>(value: &T, keys: &[(&str, Option<String>)]) -> DomainResult<Item> {
-    let present: Vec<(&str, String)> = keys
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
-        .collect();
+    let present: Vec<(&str, String)> = keys.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect();
     to_item(value, &present)
 }

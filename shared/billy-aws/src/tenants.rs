@@ -15,9 +15,7 @@ pub struct DynamoTenants {
 
 impl DynamoTenants {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self {
-            store: Store::new(client, tables),
-        }
+        Self { store: Store::new(client, tables) }
     }
 }
 
@@ -27,28 +25,14 @@ fn key_pk(hash: &ApiKeyHash) -> String {
 
 #[async_trait]
 impl TenantRepository for DynamoTenants {
-    async fn create(
-        &self,
-        tenant: &Tenant,
-        keys: &[ApiKeyRecord],
-        event: &AuditEvent,
-    ) -> DomainResult<()> {
-        let mut puts = vec![self.store.put_new(to_item(
-            tenant,
-            &[
-                (PK, format!("TENANT#{}", tenant.id)),
-                (SK, ENTITY_SK.into()),
-            ],
-        )?)?];
+    async fn create(&self, tenant: &Tenant, keys: &[ApiKeyRecord], event: &AuditEvent) -> DomainResult<()> {
+        let mut puts = vec![
+            self.store.put_new(to_item(tenant, &[(PK, format!("TENANT#{}", tenant.id)), (SK, ENTITY_SK.into())])?)?,
+        ];
         for key in keys {
-            puts.push(self.store.put_new(to_item(
-                key,
-                &[(PK, key_pk(&key.hash)), (SK, ENTITY_SK.into())],
-            )?)?);
+            puts.push(self.store.put_new(to_item(key, &[(PK, key_pk(&key.hash)), (SK, ENTITY_SK.into())])?)?);
         }
-        self.store
-            .transact(puts, std::slice::from_ref(event), "tenant")
-            .await
+        self.store.transact(puts, std::slice::from_ref(event), "tenant").await
     }
 
     async fn key_by_hash(&self, hash: &ApiKeyHash) -> DomainResult<Option<ApiKeyRecord>> {

@@ -72,12 +72,7 @@ pub struct Change<'a, T> {
 
 impl Context {
     /// Freezes `change` into the audit event that is written in the same transaction as it.
-    pub fn record<T: Serialize>(
-        &self,
-        ids: &dyn IdGenerator,
-        at: DateTime<Utc>,
-        change: Change<'_, T>,
-    ) -> AuditEvent {
+    pub fn record<T: Serialize>(&self, ids: &dyn IdGenerator, at: DateTime<Utc>, change: Change<'_, T>) -> AuditEvent {
         let snapshot = |v: Option<&T>| v.and_then(|v| serde_json::to_value(v).ok());
         AuditEvent {
             id: ids.next(IdKind::Event),

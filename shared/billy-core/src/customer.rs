@@ -79,28 +79,16 @@ fn validate_email(email: Option<String>) -> DomainResult<Option<String>> {
 }
 
 pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> DomainResult<()> {
-    let bad = |message: String| {
-        Err(DomainError::invalid(
-            "metadata_invalid",
-            message,
-            Some("metadata"),
-        ))
-    };
+    let bad = |message: String| Err(DomainError::invalid("metadata_invalid", message, Some("metadata")));
     if metadata.len() > MAX_METADATA_KEYS {
-        return bad(format!(
-            "metadata can have at most {MAX_METADATA_KEYS} keys"
-        ));
+        return bad(format!("metadata can have at most {MAX_METADATA_KEYS} keys"));
     }
     for (k, v) in metadata {
         if k.is_empty() || k.chars().count() > MAX_METADATA_KEY_LEN {
-            return bad(format!(
-                "metadata keys must be 1 to {MAX_METADATA_KEY_LEN} characters"
-            ));
+            return bad(format!("metadata keys must be 1 to {MAX_METADATA_KEY_LEN} characters"));
         }
         if v.chars().count() > MAX_METADATA_VALUE_LEN {
-            return bad(format!(
-                "metadata values must be at most {MAX_METADATA_VALUE_LEN} characters"
-            ));
+            return bad(format!("metadata values must be at most {MAX_METADATA_VALUE_LEN} characters"));
         }
     }
     Ok(())
@@ -115,11 +103,7 @@ pub struct CustomerDeps<'a> {
 }
 
 /// Validates and stores a new customer with its `customer.created` audit event.
-pub async fn create_customer(
-    deps: CustomerDeps<'_>,
-    ctx: &Context,
-    input: NewCustomer,
-) -> DomainResult<Customer> {
+pub async fn create_customer(deps: CustomerDeps<'_>, ctx: &Context, input: NewCustomer) -> DomainResult<Customer> {
     let name = bounded_text(input.name, "name", 256)?;
     let email = validate_email(input.email)?;
     let description = bounded_text(input.description, "description", 1000)?;
@@ -157,16 +141,9 @@ pub async fn create_customer(
     Ok(customer)
 }
 
-pub async fn get_customer(
-    customers: &dyn CustomerRepository,
-    ctx: &Context,
-    raw_id: &str,
-) -> DomainResult<Customer> {
+pub async fn get_customer(customers: &dyn CustomerRepository, ctx: &Context, raw_id: &str) -> DomainResult<Customer> {
     let id = Id::parse(IdKind::Customer, raw_id, "")?;
-    customers
-        .get(&ctx.scope, &id)
-        .await?
-        .ok_or_else(|| DomainError::not_found("customer", raw_id))
+    customers.get(&ctx.scope, &id).await?.ok_or_else(|| DomainError::not_found("customer", raw_id))
 }
 
 pub async fn list_customers(
@@ -202,11 +179,7 @@ mod tests {
         let store = MemoryStore::default();
         let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
         let ids = RandomIds::new(&clock);
-        let deps = CustomerDeps {
-            customers: &store,
-            clock: &clock,
-            ids: &ids,
-        };
+        let deps = CustomerDeps { customers: &store, clock: &clock, ids: &ids };
         // WHEN a customer is created with padded input
         let input = NewCustomer {
             name: Some("  Ada  ".into()),
@@ -219,14 +192,8 @@ mod tests {
         assert_eq!(c.created, clock.now());
         let events = store.for_entity(&ctx().scope, &c.id).await.unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(
-            (events[0].action.as_str(), events[0].request_id.as_deref()),
-            ("customer.created", Some("req-1"))
-        );
-        assert_eq!(
-            get_customer(&store, &ctx(), c.id.as_str()).await.unwrap(),
-            c
-        );
+        assert_eq!((events[0].action.as_str(), events[0].request_id.as_deref()), ("customer.created", Some("req-1")));
+        assert_eq!(get_customer(&store, &ctx(), c.id.as_str()).await.unwrap(), c);
     }
 
     #[tokio::test]
@@ -234,63 +201,20 @@ mod tests {
         let store = MemoryStore::default();
         let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
         let ids = RandomIds::new(&clock);
-        let deps = CustomerDeps {
-            customers: &store,
-            clock: &clock,
-            ids: &ids,
-        };
+        let deps = CustomerDeps { customers: &store, clock: &clock, ids: &ids };
         let long_name = "x".repeat(257);
         let cases = [
-            (
-                NewCustomer {
-                    email: Some("no-at-sign".into()),
-                    ..NewCustomer::default()
-                },
-                "email",
-            ),
-            (
-                NewCustomer {
-                    email: Some("a b@c.io".into()),
-                    ..NewCustomer::default()
-                },
-                "email",
-            ),
-            (
-                NewCustomer {
-                    name: Some(long_name),
-                    ..NewCustomer::default()
-                },
-                "name",
-            ),
-            (
-                NewCustomer {
-                    name: Some("tab\there".into()),
-                    ..NewCustomer::default()
-                },
-                "name",
-            ),
-            (
-                NewCustomer {
-                    metadata: [(String::new(), "v".into())].into(),
-                    ..NewCustomer::default()
-                },
-                "metadata",
-            ),
+            (NewCustomer { email: Some("no-at-sign".into()), ..NewCustomer::default() }, "email"),
+            (NewCustomer { email: Some("a b@c.io".into()), ..NewCustomer::default() }, "email"),
+            (NewCustomer { name: Some(long_name), ..NewCustomer::default() }, "name"),
+            (NewCustomer { name: Some("tab\there".into()), ..NewCustomer::default() }, "name"),
+            (NewCustomer { metadata: [(String::new(), "v".into())].into(), ..NewCustomer::default() }, "metadata"),
         ];
         for (input, param) in cases {
             let err = create_customer(deps, &ctx(), input).await.unwrap_err();
-            assert!(
-                matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param),
-                "{err:?}"
-            );
+            assert!(matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param), "{err:?}");
         }
         assert_eq!(store.audit_len(), 0);
-        assert!(
-            list_customers(&store, &ctx(), &PageRequest::default())
-                .await
-                .unwrap()
-                .data
-                .is_empty()
-        );
+        assert!(list_customers(&store, &ctx(), &PageRequest::default()).await.unwrap().data.is_empty());
     }
 }

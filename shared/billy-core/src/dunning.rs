@@ -23,10 +23,7 @@ pub struct DunningPolicy {
 
 impl Default for DunningPolicy {
     fn default() -> Self {
-        Self {
-            retry_gaps_hours: vec![3 * 24, 7 * 24, 11 * 24],
-            final_action: FinalAction::PastDue,
-        }
+        Self { retry_gaps_hours: vec![3 * 24, 7 * 24, 11 * 24], final_action: FinalAction::PastDue }
     }
 }
 
@@ -35,13 +32,7 @@ pub const MAX_SPAN_DAYS: u32 = 60;
 
 impl DunningPolicy {
     pub fn new(retry_gaps_hours: Vec<u32>, final_action: FinalAction) -> DomainResult<Self> {
-        let bad = |m: String| {
-            Err(DomainError::invalid(
-                "dunning_invalid",
-                m,
-                Some("retry_gaps_hours"),
-            ))
-        };
+        let bad = |m: String| Err(DomainError::invalid("dunning_invalid", m, Some("retry_gaps_hours")));
         if retry_gaps_hours.len() + 1 > MAX_ATTEMPTS {
             return bad(format!("at most {MAX_ATTEMPTS} attempts"));
         }
@@ -52,10 +43,7 @@ impl DunningPolicy {
         if span > u64::from(MAX_SPAN_DAYS) * 24 {
             return bad(format!("retries must end within {MAX_SPAN_DAYS} days"));
         }
-        Ok(Self {
-            retry_gaps_hours,
-            final_action,
-        })
+        Ok(Self { retry_gaps_hours, final_action })
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -64,15 +52,9 @@ impl DunningPolicy {
 
     /// After attempt number `attempts_made` (1-based) failed at `failed_at`, when is the next one
     /// due? `None` means the policy is exhausted.
-    pub fn next_attempt_at(
-        &self,
-        attempts_made: u32,
-        failed_at: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    pub fn next_attempt_at(&self, attempts_made: u32, failed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let index = usize::try_from(attempts_made.checked_sub(1)?).ok()?;
-        self.retry_gaps_hours
-            .get(index)
-            .map(|h| failed_at + Duration::hours(i64::from(*h)))
+        self.retry_gaps_hours.get(index).map(|h| failed_at + Duration::hours(i64::from(*h)))
     }
 }
 
@@ -105,11 +87,6 @@ mod tests {
         assert!(DunningPolicy::new(vec![0], FinalAction::Cancel).is_err());
         assert!(DunningPolicy::new(vec![61 * 24], FinalAction::Cancel).is_err());
         // a single attempt (no retries) is allowed
-        assert_eq!(
-            DunningPolicy::new(vec![], FinalAction::PastDue)
-                .unwrap()
-                .max_attempts(),
-            1
-        );
+        assert_eq!(DunningPolicy::new(vec![], FinalAction::PastDue).unwrap().max_attempts(), 1);
     }
 }

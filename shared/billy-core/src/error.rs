@@ -9,11 +9,7 @@ pub type DomainResult<T> = Result<T, DomainError>;
 pub enum DomainError {
     /// Bad input: nothing was changed.
     #[error("{message}")]
-    Invalid {
-        code: &'static str,
-        message: String,
-        param: Option<String>,
-    },
+    Invalid { code: &'static str, message: String, param: Option<String> },
     /// The object does not exist for this tenant and mode (other tenants' objects look the same).
     #[error("no such {entity}: '{id}'")]
     NotFound { entity: &'static str, id: String },
@@ -22,11 +18,7 @@ pub enum DomainError {
     Conflict { code: &'static str, message: String },
     /// A lifecycle transition that the state machine does not allow.
     #[error("cannot {action} a {entity} that is {from}")]
-    IllegalTransition {
-        entity: &'static str,
-        from: String,
-        action: String,
-    },
+    IllegalTransition { entity: &'static str, from: String, action: String },
     #[error("{0}")]
     Unauthenticated(String),
     /// A dependency failed; the message is for logs, never for API clients.
@@ -36,25 +28,15 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(code: &'static str, message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::Invalid {
-            code,
-            message: message.into(),
-            param: param.map(str::to_owned),
-        }
+        Self::Invalid { code, message: message.into(), param: param.map(str::to_owned) }
     }
 
     pub fn not_found(entity: &'static str, id: impl Into<String>) -> Self {
-        Self::NotFound {
-            entity,
-            id: id.into(),
-        }
+        Self::NotFound { entity, id: id.into() }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
-        }
+        Self::Conflict { code, message: message.into() }
     }
 
     pub fn unexpected(message: impl std::fmt::Display) -> Self {

@@ -26,11 +26,7 @@ pub enum GatewayResponse {
     /// Accepted; the result will come by webhook.
     Accepted { reference: String },
     /// Refused at once (e.g. invalid instrument); final for this attempt.
-    Declined {
-        reference: Option<String>,
-        code: String,
-        message: String,
-    },
+    Declined { reference: Option<String>, code: String, message: String },
 }
 
 /// Why a call did not reach a decision: the router tries the next gateway.
@@ -87,18 +83,10 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     fn supports(&self, method: MethodType) -> bool;
     async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
-    async fn refund(
-        &self,
-        charge_reference: &str,
-        request: &MoneyMovement,
-    ) -> Result<GatewayResponse, Unavailable>;
+    async fn refund(&self, charge_reference: &str, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
     async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
     /// Voids an open attempt (an invoice canceled while its charge is pending).
-    async fn cancel(
-        &self,
-        reference: &str,
-        idempotency_key: &str,
-    ) -> Result<GatewayResponse, Unavailable>;
+    async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<GatewayResponse, Unavailable>;
     /// Verifies a webhook's signature (with its timestamp tolerance) and parses it.
     fn verify_webhook(
         &self,

@@ -68,9 +68,7 @@ impl IdKind {
 }
 
 /// A validated id of a known kind.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Id(String);
 
@@ -79,9 +77,7 @@ impl Id {
     /// like a missing one (as a 404 for a path id, or a 400 naming `param` for a body field), so
     /// error messages never reveal which ids exist.
     pub fn parse(kind: IdKind, raw: &str, param: &str) -> Result<Self, DomainError> {
-        let body = raw
-            .strip_prefix(kind.prefix())
-            .and_then(|rest| rest.strip_prefix('_'));
+        let body = raw.strip_prefix(kind.prefix()).and_then(|rest| rest.strip_prefix('_'));
         if body.is_some_and(|b| b.len() == BODY_LEN && b.bytes().all(|c| ALPHABET.contains(&c))) {
             return Ok(Self(raw.to_owned()));
         }
@@ -89,11 +85,7 @@ impl Id {
         Err(if param.is_empty() {
             DomainError::not_found(kind.entity(), shown)
         } else {
-            DomainError::invalid(
-                "resource_missing",
-                format!("no such {}: '{shown}'", kind.entity()),
-                Some(param),
-            )
+            DomainError::invalid("resource_missing", format!("no such {}: '{shown}'", kind.entity()), Some(param))
         })
     }
 
@@ -132,22 +124,21 @@ impl<C: Clock> RandomIds<C> {
 
 impl<C: Clock> IdGenerator for RandomIds<C> {
     fn next(&self, kind: IdKind) -> Id {
-        Id(format!(
-            "{}_{}",
-            kind.prefix(),
-            encode_body(self.clock.now(), rand::rng().random())
-        ))
+        Id(format!("{}_{}", kind.prefix(), encode_body(self.clock.now(), rand::rng().random())))
     }
+}
+
+/// The smallest id of `kind` that can be made at or after `at`: time-ordered ids turn a creation
+/// time range into an id range.
+pub fn time_floor(kind: IdKind, at: DateTime<Utc>) -> String {
+    format!("{}_{}", kind.prefix(), encode_body(at, 0))
 }
 
 fn encode_body(at: DateTime<Utc>, random: u128) -> String {
     let millis = u128::try_from(at.timestamp_millis().max(0)).unwrap_or_default();
     // 48 bits of time then 80 of randomness, like a ULID.
     let value = (millis << 80) | (random & ((1u128 << 80) - 1));
-    (0..BODY_LEN)
-        .rev()
-        .map(|i| char::from(ALPHABET[usize::try_from((value >> (i * 5)) & 31).unwrap_or(0)]))
-        .collect()
+    (0..BODY_LEN).rev().map(|i| char::from(ALPHABET[usize::try_from((value >> (i * 5)) & 31).unwrap_or(0)])).collect()
 }
 
 #[cfg(test)]
@@ -159,9 +150,7 @@ mod tests {
     #[test]
     fn generated_ids_carry_their_prefix_and_parse_back() {
         // GIVEN a generator at a fixed time
-        let ids = RandomIds::new(FixedClock::new(
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        ));
+        let ids = RandomIds::new(FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()));
         // WHEN a customer id is made
         let id = ids.next(IdKind::Customer);
         // THEN it is "cus_" + 26 base32 characters and parses as a customer id only
@@ -183,24 +172,9 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_not_found_errors() {
-        for raw in [
-            "",
-            "cus_",
-            "cus_0",
-            "inv_01234567890123456789012345",
-            "cus_0123456789012345678901234U",
-        ] {
+        for raw in ["", "cus_", "cus_0", "inv_01234567890123456789012345", "cus_0123456789012345678901234U"] {
             let err = Id::parse(IdKind::Customer, raw, "").unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    DomainError::NotFound {
-                        entity: "customer",
-                        ..
-                    }
-                ),
-                "{raw}: {err:?}"
-            );
+            assert!(matches!(err, DomainError::NotFound { entity: "customer", .. }), "{raw}: {err:?}");
         }
     }
 }

@@ -123,24 +123,18 @@ pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] =
     (S::PayoutFailed, A::Cancel, S::Canceled),
 ];
 
-pub fn transition(
-    direction: Direction,
-    from: InvoiceStatus,
-    action: InvoiceAction,
-) -> DomainResult<InvoiceStatus> {
+pub fn transition(direction: Direction, from: InvoiceStatus, action: InvoiceAction) -> DomainResult<InvoiceStatus> {
     let table = match direction {
         Direction::Debit => DEBIT_TRANSITIONS,
         Direction::Payout => PAYOUT_TRANSITIONS,
     };
-    table
-        .iter()
-        .find(|(f, a, _)| *f == from && *a == action)
-        .map(|(_, _, to)| *to)
-        .ok_or_else(|| DomainError::IllegalTransition {
+    table.iter().find(|(f, a, _)| *f == from && *a == action).map(|(_, _, to)| *to).ok_or_else(|| {
+        DomainError::IllegalTransition {
             entity: "invoice",
             from: from.as_str().to_owned(),
             action: action.as_str().to_owned(),
-        })
+        }
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,15 +177,9 @@ impl InvoiceItem {
     }
 
     /// A metered line with a possibly fractional unit price, rounded once.
-    pub fn metered(
-        description: &str,
-        quantity: u64,
-        unit_amount: Decimal,
-        flat_amount: i64,
-    ) -> DomainResult<Self> {
-        let qty = i64::try_from(quantity).map_err(|_| {
-            DomainError::invalid("quantity_invalid", "usage quantity too large", None)
-        })?;
+    pub fn metered(description: &str, quantity: u64, unit_amount: Decimal, flat_amount: i64) -> DomainResult<Self> {
+        let qty = i64::try_from(quantity)
+            .map_err(|_| DomainError::invalid("quantity_invalid", "usage quantity too large", None))?;
         let variable = round_minor(Decimal::from(quantity) * unit_amount)?;
         Ok(Self {
             description: description.to_owned(),
@@ -306,17 +294,8 @@ impl Invoice {
     }
 
     /// Items + adjustments, checked; a debit invoice can never total below zero.
-    fn computed_total(
-        &self,
-        items: &[InvoiceItem],
-        adjustments: &[Adjustment],
-    ) -> DomainResult<i64> {
-        let total = checked_sum(
-            items
-                .iter()
-                .map(|i| i.amount)
-                .chain(adjustments.iter().map(|a| a.amount)),
-        )?;
+    fn computed_total(&self, items: &[InvoiceItem], adjustments: &[Adjustment]) -> DomainResult<i64> {
+        let total = checked_sum(items.iter().map(|i| i.amount).chain(adjustments.iter().map(|a| a.amount)))?;
         if total < 0 {
             return Err(DomainError::invalid(
                 "total_negative",
@@ -331,16 +310,13 @@ impl Invoice {
     pub fn add_items(&mut self, items: Vec<InvoiceItem>) -> DomainResult<()> {
         self.require_draft("add items to")?;
         if self.items.len() + items.len() > 250 {
-            return Err(DomainError::invalid(
-                "too_many_items",
-                "an invoice has at most 250 items",
-                Some("items"),
-            ));
+            return Err(DomainError::invalid("too_many_items", "an invoice has at most 250 items", Some("items")));
         }
         let mut all = self.items.clone();
         all.extend(items);
         self.total = self.computed_total(&all, &self.adjustments)?;
         self.items = all;
+        self.version += 1;
         Ok(())
     }
 
@@ -351,15 +327,12 @@ impl Invoice {
         all.push(adjustment);
         self.total = self.computed_total(&self.items, &all)?;
         self.adjustments = all;
+        self.version += 1;
         Ok(())
     }
 
     /// Applies `action`, returning the status before. The invoice is unchanged on error.
-    pub fn apply(
-        &mut self,
-        action: InvoiceAction,
-        at: DateTime<Utc>,
-    ) -> DomainResult<InvoiceStatus> {
+    pub fn apply(&mut self, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
         let from = self.status;
         let mut to = transition(self.direction, from, action)?;
         match action {
@@ -408,16 +381,11 @@ impl Invoice {
         at: DateTime<Utc>,
     ) -> DomainResult<InvoiceAction> {
         let action = self.refund_action(amount)?;
-        let paid_at = self
-            .paid_at
-            .ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
+        let paid_at = self.paid_at.ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
         if at > paid_at + Duration::days(i64::from(policy.window_days)) {
             return Err(DomainError::invalid(
                 "refund_window_expired",
-                format!(
-                    "refunds are possible for {} days after payment",
-                    policy.window_days
-                ),
+                format!("refunds are possible for {} days after payment", policy.window_days),
                 Some("amount"),
             ));
         }
@@ -444,11 +412,7 @@ impl Invoice {
                 Some("amount"),
             ));
         }
-        Ok(if amount == refundable {
-            A::RefundFull
-        } else {
-            A::RefundPartial
-        })
+        Ok(if amount == refundable { A::RefundFull } else { A::RefundPartial })
     }
 
     /// Applies a gateway-confirmed refund of `amount`; the sum refunded never passes the amount paid.
@@ -485,11 +449,7 @@ pub fn prorate_change(
             amount: -credit,
             reason: "unused time on the previous plan".into(),
         },
-        Adjustment {
-            kind: AdjustmentKind::Proration,
-            amount: charge,
-            reason: "remaining time on the new plan".into(),
-        },
+        Adjustment { kind: AdjustmentKind::Proration, amount: charge, reason: "remaining time on the new plan".into() },
     ))
 }
 
@@ -521,8 +481,7 @@ mod tests {
 
     fn paid(total_each: i64) -> Invoice {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Seat", 2, total_each).unwrap()])
-            .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Seat", 2, total_each).unwrap()]).unwrap();
         inv.apply(A::Finalize, t(1, 0)).unwrap();
         inv.apply(A::Succeed, t(1, 1)).unwrap();
         inv
@@ -532,17 +491,10 @@ mod tests {
     fn totals_are_items_plus_adjustments() {
         // GIVEN 3 × 19.99 and 1 × 5.00, with a 10.00 discount
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![
-            InvoiceItem::new("Seat", 3, 1999).unwrap(),
-            InvoiceItem::new("Setup", 1, 500).unwrap(),
-        ])
-        .unwrap();
-        inv.add_adjustment(Adjustment {
-            kind: AdjustmentKind::Discount,
-            amount: -1000,
-            reason: "welcome".into(),
-        })
-        .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Seat", 3, 1999).unwrap(), InvoiceItem::new("Setup", 1, 500).unwrap()])
+            .unwrap();
+        inv.add_adjustment(Adjustment { kind: AdjustmentKind::Discount, amount: -1000, reason: "welcome".into() })
+            .unwrap();
         // THEN 5997 + 500 - 1000 = 5497
         assert_eq!(inv.items[0].amount, 5997);
         assert_eq!(inv.total, 5497);
@@ -551,23 +503,12 @@ mod tests {
     #[test]
     fn a_debit_total_never_goes_negative() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Seat", 1, 500).unwrap()])
-            .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Seat", 1, 500).unwrap()]).unwrap();
         let before = inv.clone();
         let err = inv
-            .add_adjustment(Adjustment {
-                kind: AdjustmentKind::Credit,
-                amount: -501,
-                reason: "x".into(),
-            })
+            .add_adjustment(Adjustment { kind: AdjustmentKind::Credit, amount: -501, reason: "x".into() })
             .unwrap_err();
-        assert!(matches!(
-            err,
-            DomainError::Invalid {
-                code: "total_negative",
-                ..
-            }
-        ));
+        assert!(matches!(err, DomainError::Invalid { code: "total_negative", .. }));
         assert_eq!(inv, before, "nothing changed");
     }
 
@@ -576,17 +517,13 @@ mod tests {
         assert!(InvoiceItem::new("", 1, 100).is_err());
         assert!(InvoiceItem::new("x", 0, 100).is_err());
         assert!(InvoiceItem::new("x", 1, -5).is_err());
-        assert!(
-            InvoiceItem::new("x", 1_000_000_000, 999_999_999_999).is_err(),
-            "product overflows the bound"
-        );
+        assert!(InvoiceItem::new("x", 1_000_000_000, 999_999_999_999).is_err(), "product overflows the bound");
     }
 
     #[test]
     fn a_zero_total_invoice_is_paid_at_finalization_without_a_gateway() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Free tier", 1, 0).unwrap()])
-            .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Free tier", 1, 0).unwrap()]).unwrap();
         inv.apply(A::Finalize, t(2, 0)).unwrap();
         assert_eq!(inv.status, S::Paid);
         assert_eq!(inv.attempt_count, 0, "no charge attempt");
@@ -598,21 +535,14 @@ mod tests {
     #[test]
     fn the_debit_happy_path_and_dunning_path_follow_the_table() {
         let mut inv = invoice(Direction::Debit);
-        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()])
-            .unwrap();
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
         assert_eq!(inv.apply(A::Finalize, t(1, 0)).unwrap(), S::Draft);
         inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
-        assert_eq!(
-            (inv.status, inv.failure_reason.as_deref()),
-            (S::ChargedWithError, Some("card_declined"))
-        );
+        assert_eq!((inv.status, inv.failure_reason.as_deref()), (S::ChargedWithError, Some("card_declined")));
         inv.apply(A::Retry, t(4, 0)).unwrap();
         assert_eq!((inv.status, inv.attempt_count), (S::Pending, 2));
         inv.apply(A::Succeed, t(4, 1)).unwrap();
-        assert_eq!(
-            (inv.status, inv.amount_paid, inv.failure_reason.clone()),
-            (S::Paid, 1000, None)
-        );
+        assert_eq!((inv.status, inv.amount_paid, inv.failure_reason.clone()), (S::Paid, 1000, None));
     }
 
     #[test]
@@ -646,17 +576,12 @@ mod tests {
             A::DisputeLost,
         ];
         for direction in [Direction::Debit, Direction::Payout] {
-            let table = if direction == Direction::Debit {
-                DEBIT_TRANSITIONS
-            } else {
-                PAYOUT_TRANSITIONS
-            };
+            let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };
             for status in all_status {
                 for action in all_actions {
                     let legal = table.iter().any(|(f, a, _)| *f == status && *a == action);
                     let mut inv = invoice(direction);
-                    inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()])
-                        .unwrap();
+                    inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()]).unwrap();
                     inv.status = status;
                     let before = inv.clone();
                     let result = inv.apply(action, t(2, 0));
@@ -682,48 +607,19 @@ mod tests {
         let mut inv = paid(1000);
         let policy = RefundPolicy::default();
         // WHEN 5.00 then 15.00 are refunded THEN partially_refunded then refunded
-        assert_eq!(
-            inv.check_refund_request(500, policy, t(2, 0)).unwrap(),
-            A::RefundPartial
-        );
+        assert_eq!(inv.check_refund_request(500, policy, t(2, 0)).unwrap(), A::RefundPartial);
         inv.refund(500, t(2, 0)).unwrap();
-        assert_eq!(
-            (inv.status, inv.amount_refunded),
-            (S::PartiallyRefunded, 500)
-        );
-        assert!(matches!(
-            inv.refund(1501, t(2, 0)),
-            Err(DomainError::Invalid {
-                code: "refund_amount_invalid",
-                ..
-            })
-        ));
-        assert_eq!(
-            inv.check_refund_request(1500, policy, t(3, 0)).unwrap(),
-            A::RefundFull
-        );
+        assert_eq!((inv.status, inv.amount_refunded), (S::PartiallyRefunded, 500));
+        assert!(matches!(inv.refund(1501, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
+        assert_eq!(inv.check_refund_request(1500, policy, t(3, 0)).unwrap(), A::RefundFull);
         inv.refund(1500, t(3, 0)).unwrap();
         assert_eq!((inv.status, inv.amount_refunded), (S::Refunded, 2000));
-        assert!(matches!(
-            inv.refund(1, t(3, 0)),
-            Err(DomainError::IllegalTransition { .. })
-        ));
+        assert!(matches!(inv.refund(1, t(3, 0)), Err(DomainError::IllegalTransition { .. })));
         // AND no refund can be requested after the window (8 March 01:00 + 1 s)
         let late = paid(1000);
-        let err = late
-            .check_refund_request(100, policy, t(8, 1) + Duration::seconds(1))
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            DomainError::Invalid {
-                code: "refund_window_expired",
-                ..
-            }
-        ));
-        assert!(
-            late.check_refund_request(100, policy, t(8, 1)).is_ok(),
-            "the window's last second is inside"
-        );
+        let err = late.check_refund_request(100, policy, t(8, 1) + Duration::seconds(1)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "refund_window_expired", .. }));
+        assert!(late.check_refund_request(100, policy, t(8, 1)).is_ok(), "the window's last second is inside");
         assert!(late.check_refund_request(0, policy, t(2, 0)).is_err());
     }
 
@@ -743,11 +639,7 @@ mod tests {
     #[test]
     fn proration_halfway_from_10_to_20_nets_plus_5() {
         // GIVEN a 30-day period and a change exactly halfway
-        let period = Period {
-            index: 0,
-            start: t(1, 0),
-            end: t(31, 0),
-        };
+        let period = Period { index: 0, start: t(1, 0), end: t(31, 0) };
         let (credit, charge) = prorate_change(1000, 2000, &period, t(16, 0)).unwrap();
         // THEN credit -5.00, charge +10.00, net +5.00
         assert_eq!((credit.amount, charge.amount), (-500, 1000));
@@ -759,13 +651,8 @@ mod tests {
     fn proration_is_to_the_second_and_rounds_once_half_away_from_zero() {
         // 1 second left of a 3-second period: 1000 × 1/3 = 333.33 → 333; 500 × 1/3 = 166.67 → 167
         let start = t(1, 0);
-        let period = Period {
-            index: 0,
-            start,
-            end: start + Duration::seconds(3),
-        };
-        let (credit, charge) =
-            prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
+        let period = Period { index: 0, start, end: start + Duration::seconds(3) };
+        let (credit, charge) = prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
         assert_eq!((credit.amount, charge.amount), (-333, 167));
     }
 

@@ -47,26 +47,13 @@ impl InvoiceChange {
             (_, None) => Err(replay_error("change before creation")),
             (Self::ItemsAdded { items }, Some(mut inv)) => {
                 inv.add_items(items.clone())?;
-                inv.version += 1;
                 Ok(inv)
             }
             (Self::AdjustmentAdded { adjustment }, Some(mut inv)) => {
                 inv.add_adjustment(adjustment.clone())?;
-                inv.version += 1;
                 Ok(inv)
             }
-            (
-                Self::Transitioned {
-                    action,
-                    from,
-                    to,
-                    at,
-                    reason,
-                    next_attempt_at,
-                    amount,
-                },
-                Some(mut inv),
-            ) => {
+            (Self::Transitioned { action, from, to, at, reason, next_attempt_at, amount }, Some(mut inv)) => {
                 if inv.status != *from {
                     return Err(replay_error(&format!(
                         "expected {} before {}, found {}",
@@ -77,11 +64,7 @@ impl InvoiceChange {
                 }
                 match (action, amount) {
                     (InvoiceAction::Fail, _) => {
-                        inv.fail(
-                            reason.as_deref().unwrap_or("unknown"),
-                            *next_attempt_at,
-                            *at,
-                        )?;
+                        inv.fail(reason.as_deref().unwrap_or("unknown"), *next_attempt_at, *at)?;
                     }
                     (InvoiceAction::RefundFull | InvoiceAction::RefundPartial, Some(amount)) => {
                         inv.refund(*amount, *at)?;
@@ -105,11 +88,7 @@ impl InvoiceChange {
 }
 
 /// Records a transition on a live invoice and returns the journal entry that replays it.
-pub fn transition(
-    inv: &mut Invoice,
-    action: InvoiceAction,
-    at: DateTime<Utc>,
-) -> DomainResult<InvoiceChange> {
+pub fn transition(inv: &mut Invoice, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
     let from = inv.apply(action, at)?;
     Ok(InvoiceChange::Transitioned {
         action,
@@ -145,11 +124,8 @@ pub fn fail(
 pub fn refund(inv: &mut Invoice, amount: i64, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
     let before = inv.status;
     inv.refund(amount, at)?;
-    let action = if inv.status == InvoiceStatus::Refunded {
-        InvoiceAction::RefundFull
-    } else {
-        InvoiceAction::RefundPartial
-    };
+    let action =
+        if inv.status == InvoiceStatus::Refunded { InvoiceAction::RefundFull } else { InvoiceAction::RefundPartial };
     Ok(InvoiceChange::Transitioned {
         action,
         from: before,
@@ -165,12 +141,7 @@ fn change_of(event: &AuditEvent) -> DomainResult<Option<InvoiceChange>> {
     match (&event.entity_type[..], &event.change) {
         ("invoice", Some(value)) => serde_json::from_value(value.clone())
             .map(Some)
-            .map_err(|e| {
-                DomainError::unexpected(format!(
-                    "audit event {} has an unreadable change: {e}",
-                    event.id
-                ))
-            }),
+            .map_err(|e| DomainError::unexpected(format!("audit event {} has an unreadable change: {e}", event.id))),
         _ => Ok(None),
     }
 }
@@ -272,32 +243,17 @@ pub fn fold_account(events: &[AuditEvent]) -> DomainResult<AccountBalance> {
         let state = invoices.remove(&event.entity);
         let before_total = state.as_ref().map_or(0, |i| i.total);
         let next = change.apply(state)?;
-        if let InvoiceChange::Transitioned {
-            action,
-            from,
-            amount,
-            at,
-            ..
-        } = &change
-        {
+        if let InvoiceChange::Transitioned { action, from, amount, at, .. } = &change {
             let totals = balance.currencies.entry(next.currency).or_default();
             let t = before_total;
             let (receivable, payable, description) = match (next.direction, action, from) {
-                (Direction::Debit, InvoiceAction::Finalize, _) if t > 0 => {
-                    (t, 0, "invoice finalized")
-                }
+                (Direction::Debit, InvoiceAction::Finalize, _) if t > 0 => (t, 0, "invoice finalized"),
                 (Direction::Debit, InvoiceAction::Succeed, _) => (-t, 0, "payment received"),
-                (
-                    Direction::Debit,
-                    InvoiceAction::Cancel,
-                    InvoiceStatus::Pending | InvoiceStatus::ChargedWithError,
-                ) => (-t, 0, "invoice voided"),
-                (Direction::Debit, InvoiceAction::GiveUp, _) => {
-                    (-t, 0, "written off as uncollectible")
+                (Direction::Debit, InvoiceAction::Cancel, InvoiceStatus::Pending | InvoiceStatus::ChargedWithError) => {
+                    (-t, 0, "invoice voided")
                 }
-                (Direction::Payout, InvoiceAction::Finalize, _) if t > 0 => {
-                    (0, t, "payout finalized")
-                }
+                (Direction::Debit, InvoiceAction::GiveUp, _) => (-t, 0, "written off as uncollectible"),
+                (Direction::Payout, InvoiceAction::Finalize, _) if t > 0 => (0, t, "payout finalized"),
                 (Direction::Payout, InvoiceAction::Succeed, _) => (0, -t, "paid out"),
                 (
                     Direction::Payout,
@@ -307,24 +263,16 @@ pub fn fold_account(events: &[AuditEvent]) -> DomainResult<AccountBalance> {
                 _ => (0, 0, ""),
             };
             match (next.direction, action) {
-                (Direction::Debit, InvoiceAction::Finalize) => {
-                    totals.invoiced = checked_sum([totals.invoiced, t])?
-                }
-                (Direction::Debit, InvoiceAction::Succeed) => {
-                    totals.paid = checked_sum([totals.paid, t])?
-                }
-                (Direction::Debit, InvoiceAction::GiveUp) => {
-                    totals.written_off = checked_sum([totals.written_off, t])?
-                }
+                (Direction::Debit, InvoiceAction::Finalize) => totals.invoiced = checked_sum([totals.invoiced, t])?,
+                (Direction::Debit, InvoiceAction::Succeed) => totals.paid = checked_sum([totals.paid, t])?,
+                (Direction::Debit, InvoiceAction::GiveUp) => totals.written_off = checked_sum([totals.written_off, t])?,
                 (Direction::Debit, InvoiceAction::RefundFull | InvoiceAction::RefundPartial) => {
                     totals.refunded = checked_sum([totals.refunded, amount.unwrap_or(0)])?;
                 }
                 (Direction::Debit, InvoiceAction::DisputeLost) => {
                     totals.charged_back = checked_sum([totals.charged_back, next.amount_paid])?
                 }
-                (Direction::Payout, InvoiceAction::Succeed) => {
-                    totals.paid_out = checked_sum([totals.paid_out, t])?
-                }
+                (Direction::Payout, InvoiceAction::Succeed) => totals.paid_out = checked_sum([totals.paid_out, t])?,
                 _ => {}
             }
             totals.receivable = checked_sum([totals.receivable, receivable])?;
@@ -380,9 +328,7 @@ mod tests {
                 ids: RandomIds::new(FixedClock::new(t0())),
                 ctx: Context {
                     scope: Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
-                    actor: Actor::System {
-                        function: "test".into(),
-                    },
+                    actor: Actor::System { function: "test".into() },
                     request_id: None,
                 },
                 events: Vec::new(),
@@ -420,15 +366,9 @@ mod tests {
             t0(),
             false,
         );
-        j.record(
-            &inv,
-            InvoiceChange::Created {
-                invoice: Box::new(inv.clone()),
-            },
-        );
+        j.record(&inv, InvoiceChange::Created { invoice: Box::new(inv.clone()) });
         let items = vec![InvoiceItem::new("Plan", 1, amount).unwrap()];
         inv.add_items(items.clone()).unwrap();
-        inv.version += 1;
         j.record(&inv, InvoiceChange::ItemsAdded { items });
         inv
     }
@@ -443,16 +383,10 @@ mod tests {
         let mut bad = new_invoice(&mut j, Direction::Debit, 500);
         let mut payout = new_invoice(&mut j, Direction::Payout, 700);
         for (inv, actions) in [
-            (
-                &mut paid,
-                vec![InvoiceAction::Finalize, InvoiceAction::Succeed],
-            ),
+            (&mut paid, vec![InvoiceAction::Finalize, InvoiceAction::Succeed]),
             (&mut open, vec![InvoiceAction::Finalize]),
             (&mut bad, vec![InvoiceAction::Finalize]),
-            (
-                &mut payout,
-                vec![InvoiceAction::Finalize, InvoiceAction::Succeed],
-            ),
+            (&mut payout, vec![InvoiceAction::Finalize, InvoiceAction::Succeed]),
         ] {
             for a in actions {
                 let c = transition(inv, a, t0()).unwrap();
@@ -470,18 +404,11 @@ mod tests {
         let usd = &balance.currencies[&Currency::parse("usd", "c").unwrap()];
         // THEN the customer owes 10.00 (30 + 10 + 5 invoiced − 30 paid − 5 written off)
         assert_eq!(usd.receivable, 1000);
-        assert_eq!(
-            (usd.invoiced, usd.paid, usd.written_off, usd.refunded),
-            (4500, 3000, 500, 1200)
-        );
+        assert_eq!((usd.invoiced, usd.paid, usd.written_off, usd.refunded), (4500, 3000, 500, 1200));
         // AND nothing is owed to the customer after the payout went out
         assert_eq!((usd.payable, usd.paid_out), (0, 700));
         // AND every movement has a line with its reason
-        let why: Vec<&str> = balance
-            .lines
-            .iter()
-            .map(|l| l.description.as_str())
-            .collect();
+        let why: Vec<&str> = balance.lines.iter().map(|l| l.description.as_str()).collect();
         assert_eq!(
             why,
             vec![
@@ -495,10 +422,7 @@ mod tests {
                 "refunded 1200",
             ]
         );
-        assert_eq!(
-            balance.lines.iter().map(|l| l.receivable).sum::<i64>(),
-            usd.receivable
-        );
+        assert_eq!(balance.lines.iter().map(|l| l.receivable).sum::<i64>(), usd.receivable);
     }
 
     #[test]
@@ -559,11 +483,11 @@ mod tests {
                     9 => transition(&mut inv, InvoiceAction::DisputeLost, at),
                     10 => {
                         let items = vec![InvoiceItem::new("Extra", 1, value).unwrap()];
-                        inv.add_items(items.clone()).map(|()| { inv.version += 1; InvoiceChange::ItemsAdded { items } })
+                        inv.add_items(items.clone()).map(|()| InvoiceChange::ItemsAdded { items })
                     }
                     _ => {
                         let adjustment = Adjustment { kind: crate::invoice::AdjustmentKind::Discount, amount: -value, reason: "promo".into() };
-                        inv.add_adjustment(adjustment.clone()).map(|()| { inv.version += 1; InvoiceChange::AdjustmentAdded { adjustment } })
+                        inv.add_adjustment(adjustment.clone()).map(|()| InvoiceChange::AdjustmentAdded { adjustment })
                     }
                 };
                 // Illegal steps are rejected and leave no journal entry, as in the live path.

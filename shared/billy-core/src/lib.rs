@@ -18,6 +18,7 @@ pub mod ports;
 pub mod schedule;
 pub mod subscription;
 pub mod tenant;
+pub mod test_clock;
 pub mod transaction;
 pub mod usage;
 

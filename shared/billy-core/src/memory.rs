@@ -34,15 +34,10 @@ impl MemoryStore {
 }
 
 fn append(state: &mut State, event: &AuditEvent) -> DomainResult<()> {
-    let taken = state
-        .audit
-        .iter()
-        .any(|e| e.scope == event.scope && e.entity == event.entity && e.version == event.version);
+    let taken =
+        state.audit.iter().any(|e| e.scope == event.scope && e.entity == event.entity && e.version == event.version);
     if taken {
-        return Err(DomainError::conflict(
-            "version_conflict",
-            format!("{} was changed concurrently", event.entity),
-        ));
+        return Err(DomainError::conflict("version_conflict", format!("{} was changed concurrently", event.entity)));
     }
     state.audit.push(event.clone());
     Ok(())
@@ -50,12 +45,7 @@ fn append(state: &mut State, event: &AuditEvent) -> DomainResult<()> {
 
 #[async_trait]
 impl TenantRepository for MemoryStore {
-    async fn create(
-        &self,
-        tenant: &Tenant,
-        keys: &[ApiKeyRecord],
-        event: &AuditEvent,
-    ) -> DomainResult<()> {
+    async fn create(&self, tenant: &Tenant, keys: &[ApiKeyRecord], event: &AuditEvent) -> DomainResult<()> {
         self.with(|s| {
             if s.tenants.contains_key(&tenant.id) {
                 return Err(DomainError::conflict("already_exists", "tenant exists"));
@@ -94,26 +84,17 @@ impl CustomerRepository for MemoryStore {
 
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>> {
         self.with(|s| {
-            let mut all: Vec<&Customer> = s
-                .customers
-                .iter()
-                .filter(|((sc, _), _)| sc == scope)
-                .map(|(_, c)| c)
-                .collect();
+            let mut all: Vec<&Customer> =
+                s.customers.iter().filter(|((sc, _), _)| sc == scope).map(|(_, c)| c).collect();
             all.sort_by(|a, b| b.id.cmp(&a.id));
-            let start = page.starting_after.as_ref().map_or(0, |after| {
-                all.iter().position(|c| &c.id < after).unwrap_or(all.len())
-            });
+            let start = page
+                .starting_after
+                .as_ref()
+                .map_or(0, |after| all.iter().position(|c| &c.id < after).unwrap_or(all.len()));
             let rest = &all[start..];
             let data: Vec<Customer> = rest.iter().take(page.limit).map(|c| (*c).clone()).collect();
             let has_more = rest.len() > page.limit;
-            Ok(Page {
-                next_cursor: has_more
-                    .then(|| data.last().map(|c| c.id.to_string()))
-                    .flatten(),
-                data,
-                has_more,
-            })
+            Ok(Page { next_cursor: has_more.then(|| data.last().map(|c| c.id.to_string())).flatten(), data, has_more })
         })
     }
 }
@@ -121,22 +102,12 @@ impl CustomerRepository for MemoryStore {
 #[async_trait]
 impl AuditJournal for MemoryStore {
     async fn for_entity(&self, scope: &Scope, entity: &Id) -> DomainResult<Vec<AuditEvent>> {
-        Ok(self.with(|s| {
-            s.audit
-                .iter()
-                .filter(|e| &e.scope == scope && &e.entity == entity)
-                .cloned()
-                .collect()
-        }))
+        Ok(self.with(|s| s.audit.iter().filter(|e| &e.scope == scope && &e.entity == entity).cloned().collect()))
     }
 
     async fn for_account(&self, scope: &Scope, account: &Id) -> DomainResult<Vec<AuditEvent>> {
         Ok(self.with(|s| {
-            s.audit
-                .iter()
-                .filter(|e| &e.scope == scope && e.account.as_ref() == Some(account))
-                .cloned()
-                .collect()
+            s.audit.iter().filter(|e| &e.scope == scope && e.account.as_ref() == Some(account)).cloned().collect()
         }))
     }
 }

@@ -86,18 +86,12 @@ impl Currency {
             .find(|(code, _)| *code == upper)
             .map(|(code, exponent)| {
                 let b = code.as_bytes();
-                Self {
-                    code: [b[0], b[1], b[2]],
-                    exponent: *exponent,
-                }
+                Self { code: [b[0], b[1], b[2]], exponent: *exponent }
             })
             .ok_or_else(|| {
                 DomainError::invalid(
                     "currency_invalid",
-                    format!(
-                        "'{}' is not a supported ISO 4217 currency",
-                        raw.chars().take(16).collect::<String>()
-                    ),
+                    format!("'{}' is not a supported ISO 4217 currency", raw.chars().take(16).collect::<String>()),
                     Some(param),
                 )
             })
@@ -113,9 +107,7 @@ impl Currency {
     }
 
     pub fn all() -> impl Iterator<Item = Self> {
-        CURRENCIES
-            .iter()
-            .filter_map(|(c, _)| Self::parse(c, "currency").ok())
+        CURRENCIES.iter().filter_map(|(c, _)| Self::parse(c, "currency").ok())
     }
 }
 
@@ -146,21 +138,13 @@ pub struct Money {
 }
 
 fn overflow() -> DomainError {
-    DomainError::invalid(
-        "amount_too_large",
-        format!("amounts are limited to {MAX_AMOUNT} minor units"),
-        None,
-    )
+    DomainError::invalid("amount_too_large", format!("amounts are limited to {MAX_AMOUNT} minor units"), None)
 }
 
 /// Validates an amount given by a client: an integer from 0 to `MAX_AMOUNT`.
 pub fn validate_amount(amount: i64, param: &str) -> DomainResult<i64> {
     if amount < 0 {
-        return Err(DomainError::invalid(
-            "amount_invalid",
-            format!("{param} must not be negative"),
-            Some(param),
-        ));
+        return Err(DomainError::invalid("amount_invalid", format!("{param} must not be negative"), Some(param)));
     }
     if amount > MAX_AMOUNT {
         return Err(DomainError::invalid(
@@ -174,19 +158,14 @@ pub fn validate_amount(amount: i64, param: &str) -> DomainResult<i64> {
 
 /// Checked sum that reports overflow (or passing `MAX_AMOUNT` in size) as an error, never a wrap.
 pub fn checked_sum(values: impl IntoIterator<Item = i64>) -> DomainResult<i64> {
-    values.into_iter().try_fold(0i64, |acc, v| {
-        acc.checked_add(v)
-            .filter(|s| s.abs() <= MAX_AMOUNT)
-            .ok_or_else(overflow)
-    })
+    values
+        .into_iter()
+        .try_fold(0i64, |acc, v| acc.checked_add(v).filter(|s| s.abs() <= MAX_AMOUNT).ok_or_else(overflow))
 }
 
 /// `quantity × unit_amount` with overflow as an error.
 pub fn checked_product(quantity: i64, unit_amount: i64) -> DomainResult<i64> {
-    quantity
-        .checked_mul(unit_amount)
-        .filter(|p| p.abs() <= MAX_AMOUNT)
-        .ok_or_else(overflow)
+    quantity.checked_mul(unit_amount).filter(|p| p.abs() <= MAX_AMOUNT).ok_or_else(overflow)
 }
 
 impl Money {
@@ -195,10 +174,7 @@ impl Money {
     }
 
     pub fn zero(currency: Currency) -> Self {
-        Self {
-            amount: 0,
-            currency,
-        }
+        Self { amount: 0, currency }
     }
 
     fn same_currency(&self, other: &Self) -> DomainResult<()> {
@@ -215,19 +191,13 @@ impl Money {
 
     pub fn checked_add(self, other: Self) -> DomainResult<Self> {
         self.same_currency(&other)?;
-        Ok(Self::new(
-            checked_sum([self.amount, other.amount])?,
-            self.currency,
-        ))
+        Ok(Self::new(checked_sum([self.amount, other.amount])?, self.currency))
     }
 
     pub fn checked_sub(self, other: Self) -> DomainResult<Self> {
         self.same_currency(&other)?;
         let negated = other.amount.checked_neg().ok_or_else(overflow)?;
-        Ok(Self::new(
-            checked_sum([self.amount, negated])?,
-            self.currency,
-        ))
+        Ok(Self::new(checked_sum([self.amount, negated])?, self.currency))
     }
 
     /// Formats in major units, e.g. `19.99 USD`, `1000 JPY`, `1.500 BHD`.
@@ -240,10 +210,7 @@ impl Money {
 /// Rounds a minor-unit decimal to an integer, half away from zero: the one rounding of a line item.
 pub fn round_minor(value: Decimal) -> DomainResult<i64> {
     let rounded = value.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    i64::try_from(rounded)
-        .ok()
-        .filter(|v| v.abs() <= MAX_AMOUNT)
-        .ok_or_else(overflow)
+    i64::try_from(rounded).ok().filter(|v| v.abs() <= MAX_AMOUNT).ok_or_else(overflow)
 }
 
 /// Splits `total` into parts proportional to `weights` that sum exactly to `total`: each part is
@@ -251,39 +218,21 @@ pub fn round_minor(value: Decimal) -> DomainResult<i64> {
 /// (earlier parts first on ties). Negative totals split symmetrically.
 pub fn allocate(total: i64, weights: &[Decimal]) -> DomainResult<Vec<i64>> {
     if weights.is_empty() {
-        return Err(DomainError::invalid(
-            "allocation_invalid",
-            "at least one part is needed",
-            None,
-        ));
+        return Err(DomainError::invalid("allocation_invalid", "at least one part is needed", None));
     }
     if weights.iter().any(|w| w.is_sign_negative()) {
-        return Err(DomainError::invalid(
-            "allocation_invalid",
-            "weights must not be negative",
-            None,
-        ));
+        return Err(DomainError::invalid("allocation_invalid", "weights must not be negative", None));
     }
-    let sum: Decimal = weights
-        .iter()
-        .try_fold(Decimal::ZERO, |a, w| a.checked_add(*w))
-        .ok_or_else(overflow)?;
+    let sum: Decimal = weights.iter().try_fold(Decimal::ZERO, |a, w| a.checked_add(*w)).ok_or_else(overflow)?;
     if sum.is_zero() {
-        return Err(DomainError::invalid(
-            "allocation_invalid",
-            "weights must not all be zero",
-            None,
-        ));
+        return Err(DomainError::invalid("allocation_invalid", "weights must not all be zero", None));
     }
     let sign = if total < 0 { -1 } else { 1 };
     let magnitude = Decimal::from(total.checked_abs().ok_or_else(overflow)?);
     let mut parts = Vec::with_capacity(weights.len());
     let mut remainders = Vec::with_capacity(weights.len());
     for (i, w) in weights.iter().enumerate() {
-        let exact = magnitude
-            .checked_mul(*w)
-            .and_then(|p| p.checked_div(sum))
-            .ok_or_else(overflow)?;
+        let exact = magnitude.checked_mul(*w).and_then(|p| p.checked_div(sum)).ok_or_else(overflow)?;
         let floor = exact.floor();
         parts.push(i64::try_from(floor).map_err(|_| overflow())?);
         remainders.push((exact - floor, i));
@@ -291,10 +240,7 @@ pub fn allocate(total: i64, weights: &[Decimal]) -> DomainResult<Vec<i64>> {
     let assigned: i64 = parts.iter().sum();
     let left = total.abs() - assigned;
     remainders.sort_by(|(ra, ia), (rb, ib)| rb.cmp(ra).then(ia.cmp(ib)));
-    for (_, i) in remainders
-        .into_iter()
-        .take(usize::try_from(left).unwrap_or(0))
-    {
+    for (_, i) in remainders.into_iter().take(usize::try_from(left).unwrap_or(0)) {
         parts[i] += 1;
     }
     Ok(parts.into_iter().map(|p| p * sign).collect())
@@ -314,29 +260,11 @@ mod tests {
     fn currencies_know_their_minor_unit_exponent() {
         // GIVEN codes in any case WHEN parsed THEN the ISO 4217 exponent comes with them
         assert!(Currency::all().count() >= 30);
-        for (code, exp) in [
-            ("usd", 2),
-            ("EUR", 2),
-            ("jpy", 0),
-            ("KRW", 0),
-            ("bhd", 3),
-            ("KWD", 3),
-            ("brl", 2),
-        ] {
-            assert_eq!(
-                Currency::parse(code, "currency").unwrap().exponent(),
-                exp,
-                "{code}"
-            );
+        for (code, exp) in [("usd", 2), ("EUR", 2), ("jpy", 0), ("KRW", 0), ("bhd", 3), ("KWD", 3), ("brl", 2)] {
+            assert_eq!(Currency::parse(code, "currency").unwrap().exponent(), exp, "{code}");
         }
         let err = Currency::parse("xyz", "currency").unwrap_err();
-        assert!(matches!(
-            err,
-            DomainError::Invalid {
-                code: "currency_invalid",
-                ..
-            }
-        ));
+        assert!(matches!(err, DomainError::Invalid { code: "currency_invalid", .. }));
     }
 
     #[test]
@@ -351,30 +279,10 @@ mod tests {
     #[test]
     fn arithmetic_is_checked_and_currency_safe() {
         let eur = Currency::parse("EUR", "c").unwrap();
-        assert_eq!(
-            Money::new(1000, usd())
-                .checked_add(Money::new(99, usd()))
-                .unwrap()
-                .amount,
-            1099
-        );
-        assert_eq!(
-            Money::new(1000, usd())
-                .checked_sub(Money::new(1500, usd()))
-                .unwrap()
-                .amount,
-            -500
-        );
-        assert!(
-            Money::new(1, usd())
-                .checked_add(Money::new(1, eur))
-                .is_err()
-        );
-        assert!(
-            Money::new(MAX_AMOUNT, usd())
-                .checked_add(Money::new(1, usd()))
-                .is_err()
-        );
+        assert_eq!(Money::new(1000, usd()).checked_add(Money::new(99, usd())).unwrap().amount, 1099);
+        assert_eq!(Money::new(1000, usd()).checked_sub(Money::new(1500, usd())).unwrap().amount, -500);
+        assert!(Money::new(1, usd()).checked_add(Money::new(1, eur)).is_err());
+        assert!(Money::new(MAX_AMOUNT, usd()).checked_add(Money::new(1, usd())).is_err());
         assert!(checked_product(i64::MAX, 2).is_err());
         assert!(checked_sum([i64::MAX, 1]).is_err());
         assert_eq!(checked_product(3, 1999).unwrap(), 5997);
@@ -383,19 +291,10 @@ mod tests {
     #[test]
     fn amounts_from_clients_are_bounded() {
         assert_eq!(validate_amount(0, "amount").unwrap(), 0);
-        assert!(matches!(
-            validate_amount(-1, "amount"),
-            Err(DomainError::Invalid {
-                code: "amount_invalid",
-                ..
-            })
-        ));
+        assert!(matches!(validate_amount(-1, "amount"), Err(DomainError::Invalid { code: "amount_invalid", .. })));
         assert!(matches!(
             validate_amount(MAX_AMOUNT + 1, "amount"),
-            Err(DomainError::Invalid {
-                code: "amount_too_large",
-                ..
-            })
+            Err(DomainError::Invalid { code: "amount_too_large", .. })
         ));
     }
 
@@ -411,20 +310,11 @@ mod tests {
     #[test]
     fn allocation_gives_leftover_cents_to_the_largest_remainders() {
         // 100 in three equal parts: 33.33 each, one cent left → to the first part
-        assert_eq!(
-            allocate(100, &[dec!(1), dec!(1), dec!(1)]).unwrap(),
-            vec![34, 33, 33]
-        );
+        assert_eq!(allocate(100, &[dec!(1), dec!(1), dec!(1)]).unwrap(), vec![34, 33, 33]);
         // 1000 split 1:2:3 → 166.67, 333.33, 500 → floors 166, 333, 500; one left → part 0 (.67)
-        assert_eq!(
-            allocate(1000, &[dec!(1), dec!(2), dec!(3)]).unwrap(),
-            vec![167, 333, 500]
-        );
+        assert_eq!(allocate(1000, &[dec!(1), dec!(2), dec!(3)]).unwrap(), vec![167, 333, 500]);
         // negative totals mirror positive ones
-        assert_eq!(
-            allocate(-100, &[dec!(1), dec!(1), dec!(1)]).unwrap(),
-            vec![-34, -33, -33]
-        );
+        assert_eq!(allocate(-100, &[dec!(1), dec!(1), dec!(1)]).unwrap(), vec![-34, -33, -33]);
         assert!(allocate(100, &[]).is_err());
         assert!(allocate(100, &[dec!(0)]).is_err());
     }

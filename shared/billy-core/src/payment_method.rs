@@ -21,11 +21,7 @@ impl MethodType {
             "card" => Ok(Self::Card),
             "bank_account" => Ok(Self::BankAccount),
             "pix" => Ok(Self::Pix),
-            _ => Err(DomainError::invalid(
-                "type_invalid",
-                "type must be one of card, bank_account, pix",
-                Some(param),
-            )),
+            _ => Err(DomainError::invalid("type_invalid", "type must be one of card, bank_account, pix", Some(param))),
         }
     }
 }
@@ -35,17 +31,9 @@ impl MethodType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Instrument {
-    Card {
-        token: String,
-        last4: String,
-    },
-    BankAccount {
-        account_number: String,
-        last4: String,
-    },
-    Pix {
-        key: String,
-    },
+    Card { token: String, last4: String },
+    BankAccount { account_number: String, last4: String },
+    Pix { key: String },
 }
 
 impl Instrument {
@@ -59,24 +47,15 @@ impl Instrument {
 
     /// A card given by number (sandbox test numbers) must pass the Luhn check.
     pub fn card(number: &str) -> DomainResult<Self> {
-        let digits: String = number
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .collect();
-        if !(12..=19).contains(&digits.len())
-            || !digits.chars().all(|c| c.is_ascii_digit())
-            || !luhn(&digits)
-        {
+        let digits: String = number.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        if !(12..=19).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) || !luhn(&digits) {
             return Err(DomainError::invalid(
                 "card_number_invalid",
                 "the card number is not valid",
                 Some("card.number"),
             ));
         }
-        Ok(Self::Card {
-            last4: digits[digits.len() - 4..].to_owned(),
-            token: digits,
-        })
+        Ok(Self::Card { last4: digits[digits.len() - 4..].to_owned(), token: digits })
     }
 
     pub fn bank_account(number: &str) -> DomainResult<Self> {
@@ -88,10 +67,7 @@ impl Instrument {
                 Some("bank_account.account_number"),
             ));
         }
-        Ok(Self::BankAccount {
-            last4: n[n.len() - 4..].to_owned(),
-            account_number: n.to_owned(),
-        })
+        Ok(Self::BankAccount { last4: n[n.len() - 4..].to_owned(), account_number: n.to_owned() })
     }
 
     pub fn pix(key: &str) -> DomainResult<Self> {
@@ -114,11 +90,7 @@ fn luhn(digits: &str) -> bool {
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
     sum.is_multiple_of(10)
@@ -160,32 +132,20 @@ impl PayoutDestination {
                 Some("type"),
             ));
         }
-        Ok(Self {
-            id,
-            customer,
-            instrument,
-            created,
-            livemode,
-        })
+        Ok(Self { id, customer, instrument, created, livemode })
     }
 }
 
 /// The method a charge uses: the subscription's own, else the customer's default, else an error
 /// the invoice records.
-pub fn method_for_charge(
-    subscription_method: Option<&Id>,
-    customer_default: Option<&Id>,
-) -> DomainResult<Id> {
-    subscription_method
-        .or(customer_default)
-        .cloned()
-        .ok_or_else(|| {
-            DomainError::invalid(
-                "no_payment_method",
-                "the customer has no default payment method and the subscription names none",
-                Some("payment_method"),
-            )
-        })
+pub fn method_for_charge(subscription_method: Option<&Id>, customer_default: Option<&Id>) -> DomainResult<Id> {
+    subscription_method.or(customer_default).cloned().ok_or_else(|| {
+        DomainError::invalid(
+            "no_payment_method",
+            "the customer has no default payment method and the subscription names none",
+            Some("payment_method"),
+        )
+    })
 }
 
 /// One routing rule: for this method type (and currency, if given), try these gateways in order.
@@ -206,11 +166,7 @@ pub struct RoutingTable {
 impl RoutingTable {
     pub fn new(rules: Vec<RoutingRule>, known_gateways: &[&str]) -> DomainResult<Self> {
         if rules.is_empty() || rules.len() > 50 {
-            return Err(DomainError::invalid(
-                "routes_invalid",
-                "give 1 to 50 routing rules",
-                Some("rules"),
-            ));
+            return Err(DomainError::invalid("routes_invalid", "give 1 to 50 routing rules", Some("rules")));
         }
         for rule in &rules {
             if rule.gateways.is_empty() {
@@ -220,11 +176,7 @@ impl RoutingTable {
                     Some("rules.gateways"),
                 ));
             }
-            if let Some(unknown) = rule
-                .gateways
-                .iter()
-                .find(|g| !known_gateways.contains(&g.as_str()))
-            {
+            if let Some(unknown) = rule.gateways.iter().find(|g| !known_gateways.contains(&g.as_str())) {
                 return Err(DomainError::invalid(
                     "gateway_unknown",
                     format!("unknown gateway '{unknown}'"),
@@ -237,18 +189,9 @@ impl RoutingTable {
 
     /// Gateways to try, in order, for a method type and currency, skipping unavailable ones
     /// (`available` answers from recent timeouts and 5xx answers).
-    pub fn candidates(
-        &self,
-        method: MethodType,
-        currency: Currency,
-        available: impl Fn(&str) -> bool,
-    ) -> Vec<String> {
+    pub fn candidates(&self, method: MethodType, currency: Currency, available: impl Fn(&str) -> bool) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for rule in self
-            .rules
-            .iter()
-            .filter(|r| r.method_type == method && r.currency.is_none_or(|c| c == currency))
-        {
+        for rule in self.rules.iter().filter(|r| r.method_type == method && r.currency.is_none_or(|c| c == currency)) {
             for g in &rule.gateways {
                 if available(g) && !out.contains(g) {
                     out.push(g.clone());
@@ -265,41 +208,23 @@ mod tests {
 
     #[test]
     fn sandbox_test_cards_pass_luhn_and_typos_do_not() {
-        for n in [
-            "4242424242424242",
-            "4000000000000002",
-            "4000000000009995",
-            "4000000000000119",
-            "4000000000000259",
-        ] {
+        for n in ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119", "4000000000000259"] {
             assert!(Instrument::card(n).is_ok(), "{n}");
         }
         assert!(Instrument::card("4242424242424241").is_err());
         assert!(Instrument::card("4242").is_err());
         assert_eq!(
             Instrument::card("4242 4242 4242 4242").unwrap(),
-            Instrument::Card {
-                token: "4242424242424242".into(),
-                last4: "4242".into()
-            }
+            Instrument::Card { token: "4242424242424242".into(), last4: "4242".into() }
         );
     }
 
     #[test]
     fn the_subscription_method_wins_then_the_default_then_an_error() {
-        let (sub, def) = (
-            Id::from_trusted("pm_sub".into()),
-            Id::from_trusted("pm_def".into()),
-        );
+        let (sub, def) = (Id::from_trusted("pm_sub".into()), Id::from_trusted("pm_def".into()));
         assert_eq!(method_for_charge(Some(&sub), Some(&def)).unwrap(), sub);
         assert_eq!(method_for_charge(None, Some(&def)).unwrap(), def);
-        assert!(matches!(
-            method_for_charge(None, None),
-            Err(DomainError::Invalid {
-                code: "no_payment_method",
-                ..
-            })
-        ));
+        assert!(matches!(method_for_charge(None, None), Err(DomainError::Invalid { code: "no_payment_method", .. })));
     }
 
     #[test]
@@ -318,39 +243,18 @@ mod tests {
                     currency: None,
                     gateways: vec!["stripe".into(), "sandbox".into()],
                 },
-                RoutingRule {
-                    method_type: MethodType::Pix,
-                    currency: None,
-                    gateways: vec!["pagbank".into()],
-                },
+                RoutingRule { method_type: MethodType::Pix, currency: None, gateways: vec!["pagbank".into()] },
             ],
             &["stripe", "pagbank", "sandbox"],
         )
         .unwrap();
-        assert_eq!(
-            table.candidates(MethodType::Card, brl, |_| true),
-            vec!["pagbank", "stripe", "sandbox"]
-        );
-        assert_eq!(
-            table.candidates(MethodType::Card, usd, |_| true),
-            vec!["stripe", "sandbox"]
-        );
-        assert_eq!(
-            table.candidates(MethodType::Card, usd, |g| g != "stripe"),
-            vec!["sandbox"]
-        );
-        assert!(
-            table
-                .candidates(MethodType::BankAccount, usd, |_| true)
-                .is_empty()
-        );
+        assert_eq!(table.candidates(MethodType::Card, brl, |_| true), vec!["pagbank", "stripe", "sandbox"]);
+        assert_eq!(table.candidates(MethodType::Card, usd, |_| true), vec!["stripe", "sandbox"]);
+        assert_eq!(table.candidates(MethodType::Card, usd, |g| g != "stripe"), vec!["sandbox"]);
+        assert!(table.candidates(MethodType::BankAccount, usd, |_| true).is_empty());
         assert!(
             RoutingTable::new(
-                vec![RoutingRule {
-                    method_type: MethodType::Card,
-                    currency: None,
-                    gateways: vec!["nope".into()]
-                }],
+                vec![RoutingRule { method_type: MethodType::Card, currency: None, gateways: vec!["nope".into()] }],
                 &["stripe"]
             )
             .is_err()
@@ -364,14 +268,7 @@ mod tests {
         let cus = Id::from_trusted("cus_1".into());
         assert!(PayoutDestination::new(id.clone(), cus.clone(), card, Utc::now(), false).is_err());
         assert!(
-            PayoutDestination::new(
-                id,
-                cus,
-                Instrument::pix("pix-ok@example.com").unwrap(),
-                Utc::now(),
-                false
-            )
-            .is_ok()
+            PayoutDestination::new(id, cus, Instrument::pix("pix-ok@example.com").unwrap(), Utc::now(), false).is_ok()
         );
     }
 }

@@ -67,11 +67,7 @@ fn validate_unit(unit: Decimal, param: &str) -> DomainResult<()> {
 
 fn validate_tiers(tiers: &[Tier]) -> DomainResult<()> {
     if tiers.is_empty() || tiers.len() > 20 {
-        return Err(invalid(
-            "tiers_invalid",
-            "a tiered price needs 1 to 20 tiers",
-            "tiers",
-        ));
+        return Err(invalid("tiers_invalid", "a tiered price needs 1 to 20 tiers", "tiers"));
     }
     let mut previous = 0u64;
     for (i, tier) in tiers.iter().enumerate() {
@@ -81,25 +77,13 @@ fn validate_tiers(tiers: &[Tier]) -> DomainResult<()> {
         match (tier.up_to, last) {
             (None, true) => {}
             (None, false) => {
-                return Err(invalid(
-                    "tiers_invalid",
-                    "only the last tier may be unbounded",
-                    "tiers",
-                ));
+                return Err(invalid("tiers_invalid", "only the last tier may be unbounded", "tiers"));
             }
             (Some(_), true) => {
-                return Err(invalid(
-                    "tiers_invalid",
-                    "the last tier must be unbounded (up_to: null)",
-                    "tiers",
-                ));
+                return Err(invalid("tiers_invalid", "the last tier must be unbounded (up_to: null)", "tiers"));
             }
             (Some(up_to), false) if up_to <= previous => {
-                return Err(invalid(
-                    "tiers_invalid",
-                    "tier bounds must increase",
-                    "tiers",
-                ));
+                return Err(invalid("tiers_invalid", "tier bounds must increase", "tiers"));
             }
             (Some(up_to), false) => previous = up_to,
         }
@@ -117,23 +101,12 @@ impl Pricing {
 
     /// Prices `quantity` units of `metric` into invoice lines.
     pub fn price(&self, metric: &str, quantity: u64) -> DomainResult<Vec<PricedLine>> {
-        let line =
-            |description: String, qty: u64, unit: Decimal, flat: i64| -> DomainResult<PricedLine> {
-                let variable = round_minor(Decimal::from(qty) * unit)?;
-                Ok(PricedLine {
-                    description,
-                    quantity: qty,
-                    unit_amount: unit,
-                    amount: checked_sum([variable, flat])?,
-                })
-            };
+        let line = |description: String, qty: u64, unit: Decimal, flat: i64| -> DomainResult<PricedLine> {
+            let variable = round_minor(Decimal::from(qty) * unit)?;
+            Ok(PricedLine { description, quantity: qty, unit_amount: unit, amount: checked_sum([variable, flat])? })
+        };
         match self {
-            Self::PerUnit { unit_amount } => Ok(vec![line(
-                format!("{metric} usage"),
-                quantity,
-                *unit_amount,
-                0,
-            )?]),
+            Self::PerUnit { unit_amount } => Ok(vec![line(format!("{metric} usage"), quantity, *unit_amount, 0)?]),
             Self::Graduated { tiers } => {
                 let mut lines = Vec::new();
                 let mut floor = 0u64;
@@ -143,10 +116,7 @@ impl Pricing {
                     }
                     let ceiling = tier.up_to.unwrap_or(u64::MAX);
                     let in_tier = quantity.min(ceiling) - floor.min(quantity);
-                    let range = tier.up_to.map_or_else(
-                        || format!("{}+", floor + 1),
-                        |u| format!("{}–{u}", floor + 1),
-                    );
+                    let range = tier.up_to.map_or_else(|| format!("{}+", floor + 1), |u| format!("{}–{u}", floor + 1));
                     lines.push(line(
                         format!("{metric} usage, tier {} ({range})", i + 1),
                         in_tier,
@@ -161,15 +131,8 @@ impl Pricing {
                 let tier = tiers
                     .iter()
                     .find(|t| t.up_to.is_none_or(|u| quantity <= u))
-                    .ok_or_else(|| {
-                        DomainError::unexpected("volume tiers without an unbounded last tier")
-                    })?;
-                Ok(vec![line(
-                    format!("{metric} usage"),
-                    quantity,
-                    tier.unit_amount,
-                    tier.flat_amount,
-                )?])
+                    .ok_or_else(|| DomainError::unexpected("volume tiers without an unbounded last tier"))?;
+                Ok(vec![line(format!("{metric} usage"), quantity, tier.unit_amount, tier.flat_amount)?])
             }
         }
     }
@@ -214,11 +177,7 @@ pub enum PlanKind {
     /// A fixed amount paid out at each period's end.
     FixedPayout { amount: i64 },
     /// Usage priced at period close, paid out minus a commission.
-    MeteredPayout {
-        metric: String,
-        pricing: Pricing,
-        commission: Commission,
-    },
+    MeteredPayout { metric: String, pricing: Pricing, commission: Commission },
 }
 
 impl PlanKind {
@@ -243,12 +202,7 @@ impl PlanKind {
 
     fn validate(&self) -> DomainResult<()> {
         let metric_ok = |m: &str| {
-            if m.is_empty()
-                || m.len() > 100
-                || !m
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
-            {
+            if m.is_empty() || m.len() > 100 || !m.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)) {
                 Err(invalid(
                     "metric_invalid",
                     "metric must be 1 to 100 characters of letters, digits, _ - . :",
@@ -259,18 +213,12 @@ impl PlanKind {
             }
         };
         match self {
-            Self::FixedDebit { amount } | Self::FixedPayout { amount } => {
-                validate_amount(*amount, "amount").map(drop)
-            }
+            Self::FixedDebit { amount } | Self::FixedPayout { amount } => validate_amount(*amount, "amount").map(drop),
             Self::MeteredDebit { metric, pricing } => {
                 metric_ok(metric)?;
                 pricing.validate()
             }
-            Self::MeteredPayout {
-                metric,
-                pricing,
-                commission,
-            } => {
+            Self::MeteredPayout { metric, pricing, commission } => {
                 metric_ok(metric)?;
                 pricing.validate()?;
                 commission.validate()
@@ -307,24 +255,12 @@ pub struct NewPlan {
 pub const MAX_TRIAL_DAYS: u32 = 730;
 
 impl Plan {
-    pub fn new(
-        id: Id,
-        input: NewPlan,
-        created: DateTime<Utc>,
-        livemode: bool,
-    ) -> DomainResult<Self> {
+    pub fn new(id: Id, input: NewPlan, created: DateTime<Utc>, livemode: bool) -> DomainResult<Self> {
         let name = input.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 256 {
-            return Err(invalid(
-                "parameter_invalid",
-                "name must be 1 to 256 characters",
-                "name",
-            ));
+            return Err(invalid("parameter_invalid", "name must be 1 to 256 characters", "name"));
         }
-        if input
-            .trial_period_days
-            .is_some_and(|d| d == 0 || d > MAX_TRIAL_DAYS)
-        {
+        if input.trial_period_days.is_some_and(|d| d == 0 || d > MAX_TRIAL_DAYS) {
             return Err(invalid(
                 "trial_invalid",
                 format!("trial_period_days must be from 1 to {MAX_TRIAL_DAYS}"),
@@ -332,11 +268,7 @@ impl Plan {
             ));
         }
         if input.trial_period_days.is_some() && input.kind.direction() == Direction::Payout {
-            return Err(invalid(
-                "trial_invalid",
-                "payout plans have no trial",
-                "trial_period_days",
-            ));
+            return Err(invalid("trial_invalid", "payout plans have no trial", "trial_period_days"));
         }
         input.kind.validate()?;
         Ok(Self {
@@ -361,42 +293,23 @@ mod tests {
 
     fn tiers() -> Vec<Tier> {
         vec![
-            Tier {
-                up_to: Some(100),
-                unit_amount: dec!(10),
-                flat_amount: 0,
-            },
-            Tier {
-                up_to: Some(1000),
-                unit_amount: dec!(8),
-                flat_amount: 0,
-            },
-            Tier {
-                up_to: None,
-                unit_amount: dec!(5),
-                flat_amount: 0,
-            },
+            Tier { up_to: Some(100), unit_amount: dec!(10), flat_amount: 0 },
+            Tier { up_to: Some(1000), unit_amount: dec!(8), flat_amount: 0 },
+            Tier { up_to: None, unit_amount: dec!(5), flat_amount: 0 },
         ]
     }
 
     #[test]
     fn graduated_prices_each_unit_in_its_own_tier() {
         // GIVEN 1–100 at 10, 101–1000 at 8, 1001+ at 5; WHEN 1,500 units
-        let lines = Pricing::Graduated { tiers: tiers() }
-            .price("clicks", 1500)
-            .unwrap();
+        let lines = Pricing::Graduated { tiers: tiers() }.price("clicks", 1500).unwrap();
         // THEN 100×10 = 1000, 900×8 = 7200, 500×5 = 2500 → 10,700
         assert_eq!(
-            lines
-                .iter()
-                .map(|l| (l.quantity, l.amount))
-                .collect::<Vec<_>>(),
+            lines.iter().map(|l| (l.quantity, l.amount)).collect::<Vec<_>>(),
             vec![(100, 1000), (900, 7200), (500, 2500)]
         );
         // and 150 units touch only two tiers: 1000 + 50×8 = 1400
-        let lines = Pricing::Graduated { tiers: tiers() }
-            .price("clicks", 150)
-            .unwrap();
+        let lines = Pricing::Graduated { tiers: tiers() }.price("clicks", 150).unwrap();
         assert_eq!(lines.iter().map(|l| l.amount).sum::<i64>(), 1400);
         assert_eq!(lines.len(), 2);
     }
@@ -404,50 +317,23 @@ mod tests {
     #[test]
     fn volume_prices_every_unit_at_the_reached_tier() {
         // 1,500 units reach the 5-per-unit tier: 7,500; exactly 100 stays in tier 1: 1,000
-        assert_eq!(
-            Pricing::Volume { tiers: tiers() }
-                .price("api_calls", 1500)
-                .unwrap()[0]
-                .amount,
-            7500
-        );
-        assert_eq!(
-            Pricing::Volume { tiers: tiers() }
-                .price("api_calls", 100)
-                .unwrap()[0]
-                .amount,
-            1000
-        );
+        assert_eq!(Pricing::Volume { tiers: tiers() }.price("api_calls", 1500).unwrap()[0].amount, 7500);
+        assert_eq!(Pricing::Volume { tiers: tiers() }.price("api_calls", 100).unwrap()[0].amount, 1000);
     }
 
     #[test]
     fn fractional_unit_prices_round_once_per_line_half_away_from_zero() {
         // 0.5 minor units × 3 = 1.5 → 2 (not 0 + 1 + 1 or 3 × 0)
-        let lines = Pricing::PerUnit {
-            unit_amount: dec!(0.5),
-        }
-        .price("emails", 3)
-        .unwrap();
+        let lines = Pricing::PerUnit { unit_amount: dec!(0.5) }.price("emails", 3).unwrap();
         assert_eq!(lines[0].amount, 2);
         // zero usage is a zero line, not an error
-        assert_eq!(
-            Pricing::PerUnit {
-                unit_amount: dec!(7)
-            }
-            .price("emails", 0)
-            .unwrap()[0]
-                .amount,
-            0
-        );
+        assert_eq!(Pricing::PerUnit { unit_amount: dec!(7) }.price("emails", 0).unwrap()[0].amount, 0);
     }
 
     #[test]
     fn commission_is_rounded_once_and_capped_at_the_gross() {
         // 12.5% of 1,005 = 125.625 → 126, plus 30 fixed = 156
-        let c = Commission {
-            percent: dec!(12.5),
-            fixed_amount: 30,
-        };
+        let c = Commission { percent: dec!(12.5), fixed_amount: 30 };
         assert_eq!(c.on(1005).unwrap(), 156);
         // a commission never exceeds what was earned
         assert_eq!(c.on(20).unwrap(), 20);
@@ -455,51 +341,16 @@ mod tests {
 
     #[test]
     fn bad_tiers_and_plans_are_rejected_with_the_param_named() {
-        let bounded_last = vec![Tier {
-            up_to: Some(10),
-            unit_amount: dec!(1),
-            flat_amount: 0,
-        }];
-        assert!(
-            Pricing::Graduated {
-                tiers: bounded_last
-            }
-            .validate()
-            .is_err()
-        );
+        let bounded_last = vec![Tier { up_to: Some(10), unit_amount: dec!(1), flat_amount: 0 }];
+        assert!(Pricing::Graduated { tiers: bounded_last }.validate().is_err());
         let decreasing = vec![
-            Tier {
-                up_to: Some(10),
-                unit_amount: dec!(1),
-                flat_amount: 0,
-            },
-            Tier {
-                up_to: Some(5),
-                unit_amount: dec!(1),
-                flat_amount: 0,
-            },
-            Tier {
-                up_to: None,
-                unit_amount: dec!(1),
-                flat_amount: 0,
-            },
+            Tier { up_to: Some(10), unit_amount: dec!(1), flat_amount: 0 },
+            Tier { up_to: Some(5), unit_amount: dec!(1), flat_amount: 0 },
+            Tier { up_to: None, unit_amount: dec!(1), flat_amount: 0 },
         ];
         assert!(Pricing::Volume { tiers: decreasing }.validate().is_err());
-        assert!(
-            Pricing::PerUnit {
-                unit_amount: dec!(-1)
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            Commission {
-                percent: dec!(101),
-                fixed_amount: 0
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(Pricing::PerUnit { unit_amount: dec!(-1) }.validate().is_err());
+        assert!(Commission { percent: dec!(101), fixed_amount: 0 }.validate().is_err());
         let plan = |kind: PlanKind, trial: Option<u32>| NewPlan {
             name: "Pro".into(),
             description: None,
@@ -510,43 +361,22 @@ mod tests {
         };
         let id = Id::from_trusted("plan_x".into());
         let now = Utc::now();
-        assert!(
-            Plan::new(
-                id.clone(),
-                plan(PlanKind::FixedDebit { amount: 1000 }, Some(14)),
-                now,
-                false
-            )
-            .is_ok()
-        );
+        assert!(Plan::new(id.clone(), plan(PlanKind::FixedDebit { amount: 1000 }, Some(14)), now, false).is_ok());
         for (kind, trial, param) in [
             (PlanKind::FixedDebit { amount: -1 }, None, "amount"),
-            (
-                PlanKind::FixedDebit { amount: 1000 },
-                Some(0),
-                "trial_period_days",
-            ),
-            (
-                PlanKind::FixedPayout { amount: 1000 },
-                Some(7),
-                "trial_period_days",
-            ),
+            (PlanKind::FixedDebit { amount: 1000 }, Some(0), "trial_period_days"),
+            (PlanKind::FixedPayout { amount: 1000 }, Some(7), "trial_period_days"),
             (
                 PlanKind::MeteredDebit {
                     metric: "bad metric".into(),
-                    pricing: Pricing::PerUnit {
-                        unit_amount: dec!(1),
-                    },
+                    pricing: Pricing::PerUnit { unit_amount: dec!(1) },
                 },
                 None,
                 "metric",
             ),
         ] {
             let err = Plan::new(id.clone(), plan(kind, trial), now, false).unwrap_err();
-            assert!(
-                matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param),
-                "{err:?}"
-            );
+            assert!(matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param), "{err:?}");
         }
     }
 
@@ -554,9 +384,6 @@ mod tests {
     fn fixed_debit_bills_in_advance_everything_else_in_arrears() {
         assert!(PlanKind::FixedDebit { amount: 1 }.bills_in_advance());
         assert!(!PlanKind::FixedPayout { amount: 1 }.bills_in_advance());
-        assert_eq!(
-            PlanKind::FixedPayout { amount: 1 }.direction(),
-            Direction::Payout
-        );
+        assert_eq!(PlanKind::FixedPayout { amount: 1 }.direction(), Direction::Payout);
     }
 }

@@ -7,9 +7,12 @@ use crate::error::DomainResult;
 use crate::ids::Id;
 use crate::invoice::{Invoice, InvoiceStatus};
 use crate::page::{Page, PageRequest};
+use crate::payment_method::PaymentMethod;
 use crate::plan::Plan;
 use crate::subscription::Subscription;
 use crate::tenant::{ApiKeyHash, ApiKeyRecord, Scope, Tenant};
+use crate::test_clock::TestClock;
+use crate::transaction::{Transaction, TransactionStatus, TransactionType};
 use crate::usage::UsageEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,12 +25,7 @@ pub use crate::ids::IdGenerator;
 #[async_trait]
 pub trait TenantRepository: Send + Sync + std::fmt::Debug {
     /// Stores a new tenant, its keys and its audit event atomically.
-    async fn create(
-        &self,
-        tenant: &Tenant,
-        keys: &[ApiKeyRecord],
-        event: &AuditEvent,
-    ) -> DomainResult<()>;
+    async fn create(&self, tenant: &Tenant, keys: &[ApiKeyRecord], event: &AuditEvent) -> DomainResult<()>;
     async fn key_by_hash(&self, hash: &ApiKeyHash) -> DomainResult<Option<ApiKeyRecord>>;
 }
 
@@ -116,12 +114,9 @@ pub trait SubscriptionRepository: Send + Sync + std::fmt::Debug {
         events: &[AuditEvent],
     ) -> DomainResult<()>;
     /// Subscriptions of every tenant due at or before `before`, from one shard of the due index.
-    async fn due(
-        &self,
-        shard: u32,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> DomainResult<Vec<(Scope, Id)>>;
+    async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Subscription>>;
+    async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Subscription>>;
 }
 
 /// Filters of `GET /v1/invoices`.
@@ -138,26 +133,126 @@ pub struct InvoiceFilter {
 pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     /// Creates a subscription period's invoice unless that period already has one (a conditional
     /// put on subscription + period start); returns the stored invoice and whether it is new.
-    async fn create_for_period(
-        &self,
-        invoice: &Invoice,
-        event: &AuditEvent,
-    ) -> DomainResult<(Invoice, bool)>;
+    async fn create_for_period(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<(Invoice, bool)>;
     async fn insert(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<()>;
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>>;
     /// Optimistic update with its audit events, atomically.
-    async fn update(
+    async fn update(&self, invoice: &Invoice, expected_version: u64, events: &[AuditEvent]) -> DomainResult<()>;
+    async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>>;
+    /// The invoice of one subscription period, if it exists.
+    async fn for_period(
         &self,
-        invoice: &Invoice,
-        expected_version: u64,
-        events: &[AuditEvent],
-    ) -> DomainResult<()>;
+        scope: &Scope,
+        subscription: &Id,
+        period_start: DateTime<Utc>,
+    ) -> DomainResult<Option<Invoice>>;
+    /// Every invoice of one customer (test-clock readiness; a clock has at most three customers).
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>>;
+    /// How many periods of a subscription have their invoice.
+    async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64>;
+}
+
+/// Filters of `GET /v1/transactions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionFilter {
+    pub customer: Option<Id>,
+    pub invoice: Option<Id>,
+    pub kind: Option<TransactionType>,
+    pub status: Option<TransactionStatus>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub amount_min: Option<i64>,
+    pub amount_max: Option<i64>,
+}
+
+#[async_trait]
+pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Transaction>>;
+    /// The transaction of one attempt of one kind on one invoice, if it exists.
+    async fn for_attempt(
+        &self,
+        scope: &Scope,
+        invoice: &Id,
+        kind: TransactionType,
+        attempt: u32,
+    ) -> DomainResult<Option<Transaction>>;
+    /// Which transaction (and scope) a gateway's reference belongs to.
+    async fn by_reference(&self, gateway: &str, reference: &str) -> DomainResult<Option<(Scope, Id)>>;
     async fn list(
         &self,
         scope: &Scope,
-        filter: &InvoiceFilter,
+        filter: &TransactionFilter,
         page: &PageRequest,
-    ) -> DomainResult<Page<Invoice>>;
+    ) -> DomainResult<Page<Transaction>>;
+}
+
+#[async_trait]
+pub trait PaymentMethodRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<PaymentMethod>>;
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<PaymentMethod>>;
+}
+
+#[async_trait]
+pub trait TestClockRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<TestClock>>;
+    /// Subscriptions of the clock's customers that are due at or before `before`.
+    async fn due_subscriptions(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
+    /// Invoices of the clock's customers whose retry is due at or before `before`.
+    async fn due_retries(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
+}
+
+/// One write of a unit of work. (Variants hold whole entities; a unit has a handful of writes, so
+/// their size difference does not matter.) `expected: None` creates the entity (it must not exist);
+/// `Some(v)` replaces it only if its stored version is still `v`.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Write {
+    Customer {
+        customer: Customer,
+        expected: Option<u64>,
+    },
+    PaymentMethod {
+        method: PaymentMethod,
+    },
+    Plan {
+        plan: Plan,
+    },
+    Subscription {
+        subscription: Subscription,
+        expected: Option<u64>,
+    },
+    /// A new subscription invoice also claims its period: a second invoice for it cannot exist.
+    Invoice {
+        invoice: Invoice,
+        expected: Option<u64>,
+    },
+    /// A new transaction also claims (invoice, kind, attempt).
+    Transaction {
+        transaction: Transaction,
+        expected: Option<u64>,
+    },
+    /// Maps a gateway's reference to its transaction, for incoming webhooks.
+    GatewayReference {
+        gateway: String,
+        reference: String,
+        transaction: Id,
+    },
+    /// Marks a gateway event applied; a second application of the same event fails the unit.
+    GatewayEventApplied {
+        gateway: String,
+        event_id: String,
+    },
+    TestClock {
+        clock: TestClock,
+        expected: Option<u64>,
+    },
+}
+
+/// Commits several writes of one scope and their audit events atomically: all or nothing, and a
+/// failed condition (stale version, existing key) is a `Conflict`.
+#[async_trait]
+pub trait UnitOfWork: Send + Sync + std::fmt::Debug {
+    async fn commit(&self, scope: &Scope, writes: Vec<Write>, events: Vec<AuditEvent>) -> DomainResult<()>;
 }
 
 #[async_trait]
@@ -195,8 +290,7 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> DomainResult<IdempotencyDecision>;
-    async fn complete(&self, scope: &Scope, key: &str, status: u16, body: &str)
-    -> DomainResult<()>;
+    async fn complete(&self, scope: &Scope, key: &str, status: u16, body: &str) -> DomainResult<()>;
     /// Releases a key whose processing failed unexpectedly, so a retry can process it.
     async fn abandon(&self, scope: &Scope, key: &str) -> DomainResult<()>;
 }

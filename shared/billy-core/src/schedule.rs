@@ -56,57 +56,36 @@ impl Cadence {
         if interval == 0 || interval > frequency.max_interval() {
             return Err(DomainError::invalid(
                 "interval_invalid",
-                format!(
-                    "interval must be from 1 to {} for a {frequency:?} plan",
-                    frequency.max_interval()
-                )
-                .to_lowercase(),
+                format!("interval must be from 1 to {} for a {frequency:?} plan", frequency.max_interval())
+                    .to_lowercase(),
                 Some("interval"),
             ));
         }
-        Ok(Self {
-            frequency,
-            interval,
-        })
+        Ok(Self { frequency, interval })
     }
 
     /// Start of period `n` (period 0 starts at the anchor).
     pub fn period_start(&self, anchor: DateTime<Utc>, n: u64) -> DomainResult<DateTime<Utc>> {
-        let steps = n
-            .checked_mul(u64::from(self.interval))
-            .ok_or_else(out_of_range)?;
+        let steps = n.checked_mul(u64::from(self.interval)).ok_or_else(out_of_range)?;
         let days = |per: u64| -> DomainResult<DateTime<Utc>> {
-            let d = i64::try_from(steps.checked_mul(per).ok_or_else(out_of_range)?)
-                .map_err(|_| out_of_range())?;
-            anchor
-                .checked_add_signed(Duration::try_days(d).ok_or_else(out_of_range)?)
-                .ok_or_else(out_of_range)
+            let d = i64::try_from(steps.checked_mul(per).ok_or_else(out_of_range)?).map_err(|_| out_of_range())?;
+            anchor.checked_add_signed(Duration::try_days(d).ok_or_else(out_of_range)?).ok_or_else(out_of_range)
         };
         match self.frequency {
             Frequency::Daily => days(1),
             Frequency::Weekly => days(7),
             Frequency::Monthly => add_months_clamped(anchor, steps),
-            Frequency::Yearly => {
-                add_months_clamped(anchor, steps.checked_mul(12).ok_or_else(out_of_range)?)
-            }
+            Frequency::Yearly => add_months_clamped(anchor, steps.checked_mul(12).ok_or_else(out_of_range)?),
         }
     }
 
     /// `[start, end)` of period `n`.
     pub fn period(&self, anchor: DateTime<Utc>, n: u64) -> DomainResult<Period> {
-        Ok(Period {
-            index: n,
-            start: self.period_start(anchor, n)?,
-            end: self.period_start(anchor, n + 1)?,
-        })
+        Ok(Period { index: n, start: self.period_start(anchor, n)?, end: self.period_start(anchor, n + 1)? })
     }
 
     /// The period containing `at`, or `None` before the anchor.
-    pub fn period_at(
-        &self,
-        anchor: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> DomainResult<Option<Period>> {
+    pub fn period_at(&self, anchor: DateTime<Utc>, at: DateTime<Utc>) -> DomainResult<Option<Period>> {
         if at < anchor {
             return Ok(None);
         }
@@ -193,11 +172,7 @@ impl Period {
 }
 
 fn out_of_range() -> DomainError {
-    DomainError::invalid(
-        "date_out_of_range",
-        "the schedule runs past the supported date range",
-        None,
-    )
+    DomainError::invalid("date_out_of_range", "the schedule runs past the supported date range", None)
 }
 
 /// Adds whole months keeping the anchor's day when it exists, else the month's last day.
@@ -205,18 +180,13 @@ fn add_months_clamped(anchor: DateTime<Utc>, months: u64) -> DomainResult<DateTi
     let months = u32::try_from(months).map_err(|_| out_of_range())?;
     // chrono's `checked_add_months` clamps to the last day of shorter months and is computed from
     // the anchor each time, so 31 Jan → 28/29 Feb → 31 Mar.
-    anchor
-        .checked_add_months(Months::new(months))
-        .ok_or_else(out_of_range)
+    anchor.checked_add_months(Months::new(months)).ok_or_else(out_of_range)
 }
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
     let first = NaiveDate::from_ymd_opt(year, month, 1);
-    let next = if month == 12 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(year, month + 1, 1)
-    };
+    let next =
+        if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
     match (first, next) {
         (Some(a), Some(b)) => u32::try_from((b - a).num_days()).unwrap_or(31),
         _ => 31,
@@ -225,21 +195,18 @@ pub fn days_in_month(year: i32, month: u32) -> u32 {
 
 /// Parses an RFC 3339 time (any offset) and normalises it to UTC.
 pub fn parse_time(raw: &str, param: &str) -> DomainResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            DomainError::invalid(
-                "date_invalid",
-                format!("{param} must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z"),
-                Some(param),
-            )
-        })
+    DateTime::parse_from_rfc3339(raw.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        DomainError::invalid(
+            "date_invalid",
+            format!("{param} must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z"),
+            Some(param),
+        )
+    })
 }
 
 /// True when `at` falls on the anchor's day of month, or on the last day of a shorter month.
 pub fn on_anchor_day(anchor: DateTime<Utc>, at: DateTime<Utc>) -> bool {
-    at.day() == anchor.day()
-        || (at.day() < anchor.day() && at.day() == days_in_month(at.year(), at.month()))
+    at.day() == anchor.day() || (at.day() < anchor.day() && at.day() == days_in_month(at.year(), at.month()))
 }
 
 #[cfg(test)]
@@ -260,44 +227,19 @@ mod tests {
     fn a_31st_anchor_falls_on_month_ends_then_returns_to_the_31st() {
         // GIVEN a monthly plan anchored on 31 January 2026 (not a leap year)
         let anchor = t(2026, 1, 31);
-        let starts: Vec<_> = (0..5)
-            .map(|n| monthly(1).period_start(anchor, n).unwrap())
-            .collect();
+        let starts: Vec<_> = (0..5).map(|n| monthly(1).period_start(anchor, n).unwrap()).collect();
         // THEN Feb 28, Mar 31, Apr 30, May 31
-        assert_eq!(
-            starts,
-            vec![
-                t(2026, 1, 31),
-                t(2026, 2, 28),
-                t(2026, 3, 31),
-                t(2026, 4, 30),
-                t(2026, 5, 31)
-            ]
-        );
+        assert_eq!(starts, vec![t(2026, 1, 31), t(2026, 2, 28), t(2026, 3, 31), t(2026, 4, 30), t(2026, 5, 31)]);
     }
 
     #[test]
     fn leap_years_clamp_29_february_for_yearly_plans() {
         let anchor = t(2024, 2, 29);
         let yearly = Cadence::new(Frequency::Yearly, 1).unwrap();
-        let starts: Vec<_> = (0..5)
-            .map(|n| yearly.period_start(anchor, n).unwrap())
-            .collect();
-        assert_eq!(
-            starts,
-            vec![
-                t(2024, 2, 29),
-                t(2025, 2, 28),
-                t(2026, 2, 28),
-                t(2027, 2, 28),
-                t(2028, 2, 29)
-            ]
-        );
+        let starts: Vec<_> = (0..5).map(|n| yearly.period_start(anchor, n).unwrap()).collect();
+        assert_eq!(starts, vec![t(2024, 2, 29), t(2025, 2, 28), t(2026, 2, 28), t(2027, 2, 28), t(2028, 2, 29)]);
         // and a 30 January monthly anchor in a leap year gives 29 February
-        assert_eq!(
-            monthly(1).period_start(t(2024, 1, 30), 1).unwrap(),
-            t(2024, 2, 29)
-        );
+        assert_eq!(monthly(1).period_start(t(2024, 1, 30), 1).unwrap(), t(2024, 2, 29));
     }
 
     #[test]
@@ -329,58 +271,28 @@ mod tests {
     #[test]
     fn the_period_containing_a_time_is_found_and_none_before_the_anchor() {
         let anchor = t(2026, 1, 31);
-        let p = monthly(1)
-            .period_at(anchor, t(2026, 3, 15))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (p.index, p.start, p.end),
-            (1, t(2026, 2, 28), t(2026, 3, 31))
-        );
+        let p = monthly(1).period_at(anchor, t(2026, 3, 15)).unwrap().unwrap();
+        assert_eq!((p.index, p.start, p.end), (1, t(2026, 2, 28), t(2026, 3, 31)));
         // the boundary instant belongs to the new period
-        assert_eq!(
-            monthly(1)
-                .period_at(anchor, t(2026, 3, 31))
-                .unwrap()
-                .unwrap()
-                .index,
-            2
-        );
-        assert!(
-            monthly(1)
-                .period_at(anchor, t(2026, 1, 1))
-                .unwrap()
-                .is_none()
-        );
+        assert_eq!(monthly(1).period_at(anchor, t(2026, 3, 31)).unwrap().unwrap().index, 2);
+        assert!(monthly(1).period_at(anchor, t(2026, 1, 1)).unwrap().is_none());
     }
 
     #[test]
     fn catch_up_enumerates_every_missed_period_in_order() {
         // GIVEN billing last ran for period 0 and was down until 10 April
         let anchor = t(2026, 1, 31);
-        let due = monthly(1)
-            .periods_starting_until(anchor, 1, t(2026, 4, 10))
-            .unwrap();
+        let due = monthly(1).periods_starting_until(anchor, 1, t(2026, 4, 10)).unwrap();
         // THEN periods 1 (Feb 28) and 2 (Mar 31) are due, in order; period 3 (Apr 30) is not yet
         assert_eq!(
             due.iter().map(|p| (p.index, p.start)).collect::<Vec<_>>(),
             vec![(1, t(2026, 2, 28)), (2, t(2026, 3, 31))]
         );
         // AND in arrears only periods that have ended count: 0 and 1 ended by 10 April
-        let ended = monthly(1)
-            .periods_ending_until(anchor, 0, t(2026, 4, 10))
-            .unwrap();
-        assert_eq!(
-            ended.iter().map(|p| p.index).collect::<Vec<_>>(),
-            vec![0, 1]
-        );
+        let ended = monthly(1).periods_ending_until(anchor, 0, t(2026, 4, 10)).unwrap();
+        assert_eq!(ended.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1]);
         // AND a start in the future has nothing due
-        assert!(
-            monthly(1)
-                .periods_starting_until(t(2027, 1, 1), 0, t(2026, 4, 10))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(monthly(1).periods_starting_until(t(2027, 1, 1), 0, t(2026, 4, 10)).unwrap().is_empty());
     }
 
     #[test]
@@ -395,9 +307,7 @@ mod tests {
 
     fn any_anchor() -> impl Strategy<Value = DateTime<Utc>> {
         (1970i32..2100, 1u32..=12, 1u32..=31, 0u32..24, 0u32..60)
-            .prop_filter_map("valid date", |(y, m, d, h, mi)| {
-                Utc.with_ymd_and_hms(y, m, d, h, mi, 0).single()
-            })
+            .prop_filter_map("valid date", |(y, m, d, h, mi)| Utc.with_ymd_and_hms(y, m, d, h, mi, 0).single())
     }
 
     proptest! {

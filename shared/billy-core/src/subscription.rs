@@ -48,11 +48,7 @@ pub enum SubscriptionAction {
 use SubscriptionAction as SA;
 use SubscriptionStatus as SS;
 
-pub const SUBSCRIPTION_TRANSITIONS: &[(
-    SubscriptionStatus,
-    SubscriptionAction,
-    SubscriptionStatus,
-)] = &[
+pub const SUBSCRIPTION_TRANSITIONS: &[(SubscriptionStatus, SubscriptionAction, SubscriptionStatus)] = &[
     (SS::Trialing, SA::TrialEnd, SS::Active),
     (SS::Active, SA::PaymentFailed, SS::PastDue),
     (SS::PastDue, SA::PaymentFailed, SS::PastDue),
@@ -126,17 +122,11 @@ impl Subscription {
                 Some("start"),
             ));
         }
-        let trial_end = plan
-            .trial_period_days
-            .map(|d| start + Duration::days(i64::from(d)));
+        let trial_end = plan.trial_period_days.map(|d| start + Duration::days(i64::from(d)));
         Ok(Self {
             id,
             customer,
-            status: if trial_end.is_some() {
-                SS::Trialing
-            } else {
-                SS::Active
-            },
+            status: if trial_end.is_some() { SS::Trialing } else { SS::Active },
             start,
             billing_anchor: trial_end.unwrap_or(start),
             trial_end,
@@ -172,11 +162,7 @@ impl Subscription {
     }
 
     fn due_at(plan: &Plan, period: &Period) -> DateTime<Utc> {
-        if plan.kind.bills_in_advance() {
-            period.start
-        } else {
-            period.end
-        }
+        if plan.kind.bills_in_advance() { period.start } else { period.end }
     }
 
     /// When the next invoice is due, or `None` when no more will be made.
@@ -209,11 +195,7 @@ impl Subscription {
             if due_at > now {
                 break;
             }
-            due.push(DuePeriod {
-                period,
-                plan: plan.clone(),
-                due_at,
-            });
+            due.push(DuePeriod { period, plan: plan.clone(), due_at });
             index += 1;
         }
         Ok(due)
@@ -241,10 +223,7 @@ impl Subscription {
         if index != self.next_period {
             return Err(DomainError::conflict(
                 "period_out_of_order",
-                format!(
-                    "period {index} billed but period {} is next",
-                    self.next_period
-                ),
+                format!("period {index} billed but period {} is next", self.next_period),
             ));
         }
         self.next_period = index + 1;
@@ -349,10 +328,7 @@ impl Subscription {
             ));
         }
         self.check_compatible(&plan)?;
-        let from_period = self
-            .current_period(now)?
-            .map_or(0, |p| p.index + 1)
-            .max(self.next_period);
+        let from_period = self.current_period(now)?.map_or(0, |p| p.index + 1).max(self.next_period);
         self.pending_change = Some(ScheduledChange { plan, from_period });
         self.version += 1;
         Ok(())
@@ -360,11 +336,7 @@ impl Subscription {
 
     /// Switches to `plan` now: returns the proration adjustments (credit for the unused old plan,
     /// charge for the rest of the period on the new one) for the invoice that collects them.
-    pub fn change_now(
-        &mut self,
-        plan: Plan,
-        now: DateTime<Utc>,
-    ) -> DomainResult<(Adjustment, Adjustment)> {
+    pub fn change_now(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<(Adjustment, Adjustment)> {
         if !self.status.is_live() {
             return Err(DomainError::IllegalTransition {
                 entity: "subscription",
@@ -502,50 +474,29 @@ mod tests {
         assert_eq!(now_canceled.status, SS::Canceled);
         assert!(bill_all(&mut now_canceled, day(6, 1)).is_empty());
         assert_eq!(now_canceled.next_bill_at().unwrap(), None);
-        assert!(matches!(
-            now_canceled.cancel(false, day(1, 11)),
-            Err(DomainError::IllegalTransition { .. })
-        ));
+        assert!(matches!(now_canceled.cancel(false, day(1, 11)), Err(DomainError::IllegalTransition { .. })));
 
         let mut at_end = sub(day(1, 1), None);
         bill_all(&mut at_end, day(1, 1));
         at_end.cancel(true, day(1, 10)).unwrap();
-        assert_eq!(
-            (at_end.status, at_end.cancel_at),
-            (SS::Active, Some(day(2, 1)))
-        );
+        assert_eq!((at_end.status, at_end.cancel_at), (SS::Active, Some(day(2, 1))));
         // the February period starts at the cancellation time: not billed; the subscription ends
         assert!(bill_all(&mut at_end, day(3, 1)).is_empty());
         assert!(at_end.end_if_due(day(3, 1)).unwrap());
-        assert_eq!(
-            (at_end.status, at_end.ended_at),
-            (SS::Ended, Some(day(2, 1)))
-        );
+        assert_eq!((at_end.status, at_end.ended_at), (SS::Ended, Some(day(2, 1))));
     }
 
     #[test]
     fn a_scheduled_change_applies_from_the_next_period_and_a_second_one_conflicts() {
         let mut s = sub(day(1, 1), None);
         bill_all(&mut s, day(1, 1));
-        s.schedule_change(plan("plan_b", 2000, None), day(1, 15))
-            .unwrap();
-        let err = s
-            .schedule_change(plan("plan_c", 3000, None), day(1, 16))
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            DomainError::Conflict {
-                code: "change_pending",
-                ..
-            }
-        ));
+        s.schedule_change(plan("plan_b", 2000, None), day(1, 15)).unwrap();
+        let err = s.schedule_change(plan("plan_c", 3000, None), day(1, 16)).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict { code: "change_pending", .. }));
         let due = s.due_periods(day(2, 1)).unwrap();
         assert_eq!(due[0].plan.id.as_str(), "plan_b");
         s.record_billed(due[0].period.index, day(2, 1)).unwrap();
-        assert_eq!(
-            (s.plan.id.as_str(), s.pending_change.is_none()),
-            ("plan_b", true)
-        );
+        assert_eq!((s.plan.id.as_str(), s.pending_change.is_none()), ("plan_b", true));
     }
 
     #[test]
@@ -567,10 +518,7 @@ mod tests {
         s.apply(SA::PaymentRecovered).unwrap();
         assert_eq!(s.status, SS::Active);
         let before = s.clone();
-        assert!(matches!(
-            s.apply(SA::TrialEnd),
-            Err(DomainError::IllegalTransition { .. })
-        ));
+        assert!(matches!(s.apply(SA::TrialEnd), Err(DomainError::IllegalTransition { .. })));
         assert_eq!(s, before);
     }
 }

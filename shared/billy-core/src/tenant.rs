@@ -74,17 +74,9 @@ impl Tenant {
     pub fn new(id: Id, name: &str, created: DateTime<Utc>) -> DomainResult<Self> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 256 {
-            return Err(DomainError::invalid(
-                "parameter_invalid",
-                "name must be 1 to 256 characters",
-                Some("name"),
-            ));
+            return Err(DomainError::invalid("parameter_invalid", "name must be 1 to 256 characters", Some("name")));
         }
-        Ok(Self {
-            id,
-            name: name.to_owned(),
-            created,
-        })
+        Ok(Self { id, name: name.to_owned(), created })
     }
 }
 
@@ -106,24 +98,18 @@ const KEY_RANDOM_LEN: usize = 32;
 impl ApiKeySecret {
     pub fn generate(mode: Mode) -> Self {
         let mut rng = rand::rng();
-        let random: String = (0..KEY_RANDOM_LEN)
-            .map(|_| char::from(KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())]))
-            .collect();
+        let random: String =
+            (0..KEY_RANDOM_LEN).map(|_| char::from(KEY_ALPHABET[rng.random_range(0..KEY_ALPHABET.len())])).collect();
         Self(format!("sk_{}_{random}", mode.as_str()))
     }
 
     /// Accepts what a client sent; the format check keeps garbage away from the key store.
     pub fn parse(raw: &str) -> DomainResult<Self> {
         let well_formed = ["sk_test_", "sk_live_"].iter().any(|p| {
-            raw.strip_prefix(p).is_some_and(|r| {
-                r.len() == KEY_RANDOM_LEN && r.bytes().all(|c| KEY_ALPHABET.contains(&c))
-            })
+            raw.strip_prefix(p)
+                .is_some_and(|r| r.len() == KEY_RANDOM_LEN && r.bytes().all(|c| KEY_ALPHABET.contains(&c)))
         });
-        if well_formed {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(DomainError::Unauthenticated("invalid API key".into()))
-        }
+        if well_formed { Ok(Self(raw.to_owned())) } else { Err(DomainError::Unauthenticated("invalid API key".into())) }
     }
 
     pub fn expose(&self) -> &str {
@@ -131,11 +117,7 @@ impl ApiKeySecret {
     }
 
     pub fn mode(&self) -> Mode {
-        if self.0.starts_with("sk_live_") {
-            Mode::Live
-        } else {
-            Mode::Test
-        }
+        if self.0.starts_with("sk_live_") { Mode::Live } else { Mode::Test }
     }
 
     pub fn hash(&self) -> ApiKeyHash {
@@ -201,11 +183,7 @@ pub async fn create_tenant(
         })
         .collect();
     // Tenant-level changes are journaled under the live scope: the tenant is a real account.
-    let ctx = Context {
-        scope: Scope::new(tenant.id.clone(), Mode::Live),
-        actor: Actor::Admin,
-        request_id,
-    };
+    let ctx = Context { scope: Scope::new(tenant.id.clone(), Mode::Live), actor: Actor::Admin, request_id };
     let event = ctx.record(
         ids,
         now,
@@ -222,11 +200,7 @@ pub async fn create_tenant(
         },
     );
     tenants.create(&tenant, &records, &event).await?;
-    Ok(CreatedTenant {
-        tenant,
-        test_key,
-        live_key,
-    })
+    Ok(CreatedTenant { tenant, test_key, live_key })
 }
 
 /// Resolves a bearer token to the acting key; unknown and malformed keys look the same.
@@ -240,13 +214,7 @@ pub async fn authenticate(
         .key_by_hash(&secret.hash())
         .await?
         .ok_or_else(|| DomainError::Unauthenticated("invalid API key".into()))?;
-    Ok(Context {
-        scope: record.scope(),
-        actor: Actor::ApiKey {
-            key: record.id.clone(),
-        },
-        request_id,
-    })
+    Ok(Context { scope: record.scope(), actor: Actor::ApiKey { key: record.id.clone() }, request_id })
 }
 
 #[cfg(test)]
@@ -260,10 +228,7 @@ mod tests {
         // THEN it has the documented shape and the same hash every time
         assert!(key.expose().starts_with("sk_live_"));
         assert_eq!(key.expose().len(), 8 + 32);
-        assert_eq!(
-            ApiKeySecret::parse(key.expose()).unwrap().hash(),
-            key.hash()
-        );
+        assert_eq!(ApiKeySecret::parse(key.expose()).unwrap().hash(), key.hash());
         assert_eq!(key.mode(), Mode::Live);
         assert_eq!(key.hash().0.len(), 64);
     }
@@ -272,27 +237,15 @@ mod tests {
     fn hash_is_sha256_of_the_key() {
         // sha256("sk_test_00000000000000000000000000000000"), worked out with `sha256sum`.
         let key = ApiKeySecret::parse("sk_test_00000000000000000000000000000000").unwrap();
-        assert_eq!(
-            key.hash().0,
-            "9e7856735d2236cd8512842bd06a1515fa62426519a64c6705bffeb9d010337c"
-        );
+        assert_eq!(key.hash().0, "9e7856735d2236cd8512842bd06a1515fa62426519a64c6705bffeb9d010337c");
     }
 
     #[test]
     fn malformed_keys_are_rejected() {
-        for raw in [
-            "",
-            "sk_test_",
-            "pk_test_00000000000000000000000000000000",
-            "sk_test_0000000000000000000000000000000!",
-        ] {
-            assert!(
-                matches!(
-                    ApiKeySecret::parse(raw),
-                    Err(DomainError::Unauthenticated(_))
-                ),
-                "{raw}"
-            );
+        for raw in
+            ["", "sk_test_", "pk_test_00000000000000000000000000000000", "sk_test_0000000000000000000000000000000!"]
+        {
+            assert!(matches!(ApiKeySecret::parse(raw), Err(DomainError::Unauthenticated(_))), "{raw}");
         }
     }
 }

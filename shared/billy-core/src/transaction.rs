@@ -38,11 +38,8 @@ impl TransactionStatus {
 use TransactionStatus as T;
 
 /// Only a pending transaction moves; every outcome is final (a later dispute is a new transaction).
-pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] = &[
-    (T::Pending, T::Succeeded),
-    (T::Pending, T::Failed),
-    (T::Pending, T::Canceled),
-];
+pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] =
+    &[(T::Pending, T::Succeeded), (T::Pending, T::Failed), (T::Pending, T::Canceled)];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -132,10 +129,7 @@ mod tests {
     #[test]
     fn idempotency_keys_are_stable_per_attempt_and_differ_between_attempts() {
         let inv = Id::from_trusted("inv_1".into());
-        assert_eq!(
-            Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1),
-            "billy-inv_1-charge-1"
-        );
+        assert_eq!(Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1), "billy-inv_1-charge-1");
         assert_ne!(
             Transaction::idempotency_key_for(&inv, TransactionType::Charge, 1),
             Transaction::idempotency_key_for(&inv, TransactionType::Charge, 2)
@@ -152,10 +146,7 @@ mod tests {
         assert!(!t.settle(T::Failed, at(5), Some("card_declined")).unwrap());
         assert_eq!(t, before);
         // a newer event cannot reopen a final outcome
-        assert!(matches!(
-            t.settle(T::Failed, at(20), None),
-            Err(DomainError::IllegalTransition { .. })
-        ));
+        assert!(matches!(t.settle(T::Failed, at(20), None), Err(DomainError::IllegalTransition { .. })));
         assert_eq!(t, before);
     }
 }

@@ -30,22 +30,15 @@ impl UsageEvent {
         received: DateTime<Utc>,
     ) -> DomainResult<Self> {
         if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "parameter_invalid",
-                "id must be 1 to 255 characters",
-                Some("id"),
-            ));
+            return Err(DomainError::invalid("parameter_invalid", "id must be 1 to 255 characters", Some("id")));
         }
-        let quantity = u64::try_from(quantity)
-            .ok()
-            .filter(|q| *q <= MAX_USAGE_QUANTITY)
-            .ok_or_else(|| {
-                DomainError::invalid(
-                    "quantity_invalid",
-                    format!("quantity must be from 0 to {MAX_USAGE_QUANTITY}"),
-                    Some("quantity"),
-                )
-            })?;
+        let quantity = u64::try_from(quantity).ok().filter(|q| *q <= MAX_USAGE_QUANTITY).ok_or_else(|| {
+            DomainError::invalid(
+                "quantity_invalid",
+                format!("quantity must be from 0 to {MAX_USAGE_QUANTITY}"),
+                Some("quantity"),
+            )
+        })?;
         if timestamp > received + chrono::Duration::minutes(5) {
             return Err(DomainError::invalid(
                 "timestamp_invalid",
@@ -53,14 +46,7 @@ impl UsageEvent {
                 Some("timestamp"),
             ));
         }
-        Ok(Self {
-            id: id.to_owned(),
-            subscription,
-            metric: metric.to_owned(),
-            quantity,
-            timestamp,
-            received,
-        })
+        Ok(Self { id: id.to_owned(), subscription, metric: metric.to_owned(), quantity, timestamp, received })
     }
 }
 
@@ -70,10 +56,7 @@ pub fn total_for_period(events: &[UsageEvent], metric: &str, period: &Period) ->
     events
         .iter()
         .filter(|e| {
-            e.metric == metric
-                && e.timestamp >= period.start
-                && e.timestamp < period.end
-                && seen.insert(e.id.as_str())
+            e.metric == metric && e.timestamp >= period.start && e.timestamp < period.end && seen.insert(e.id.as_str())
         })
         .try_fold(0u64, |acc, e| acc.checked_add(e.quantity))
         .ok_or_else(|| DomainError::invalid("quantity_invalid", "usage total overflows", None))
@@ -98,11 +81,7 @@ mod tests {
             ev("c", "views", 99, 15),
             ev("d", "clicks", 7, 20),
         ];
-        let period = Period {
-            index: 0,
-            start: at(1),
-            end: at(20),
-        };
+        let period = Period { index: 0, start: at(1), end: at(20) };
         // a (once) + b; d is at the period's end, so it belongs to the next period
         assert_eq!(total_for_period(&events, "clicks", &period).unwrap(), 15);
     }
@@ -113,8 +92,6 @@ mod tests {
         let sub = Id::from_trusted("sub_1".into());
         assert!(UsageEvent::new("x", sub.clone(), "clicks", -1, now, now).is_err());
         assert!(UsageEvent::new("", sub.clone(), "clicks", 1, now, now).is_err());
-        assert!(
-            UsageEvent::new("x", sub, "clicks", 1, now + chrono::Duration::hours(1), now).is_err()
-        );
+        assert!(UsageEvent::new("x", sub, "clicks", 1, now + chrono::Duration::hours(1), now).is_err());
     }
 }

@@ -15,9 +15,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Self {
-        Self {
-            vars: std::env::vars().collect(),
-        }
+        Self { vars: std::env::vars().collect() }
     }
 
     pub fn from_map(vars: BTreeMap<String, String>) -> Self {
@@ -29,8 +27,7 @@ impl Config {
     }
 
     pub fn require(&self, name: &str) -> Result<&str, MissingVariable> {
-        self.get(name)
-            .ok_or_else(|| MissingVariable(name.to_owned()))
+        self.get(name).ok_or_else(|| MissingVariable(name.to_owned()))
     }
 
     pub fn tables(&self) -> Result<Tables, MissingVariable> {

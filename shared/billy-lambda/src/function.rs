@@ -2,6 +2,7 @@
 //! same trait methods with the same event types.
 
 use async_trait::async_trait;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::LambdaEvent;
@@ -19,6 +20,12 @@ pub trait SqsFunction: Send + Sync {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error>;
 }
 
+/// A function triggered by an EventBridge schedule or rule (one event per invocation).
+#[async_trait]
+pub trait EventFunction: Send + Sync {
+    async fn handle(&self, event: EventBridgeEvent) -> Result<(), lambda_runtime::Error>;
+}
+
 pub async fn run_http<F: HttpFunction + 'static>(function: F) -> Result<(), lambda_http::Error> {
     let function = Arc::new(function);
     lambda_http::run(lambda_http::service_fn(move |request: Request| {
@@ -30,11 +37,18 @@ pub async fn run_http<F: HttpFunction + 'static>(function: F) -> Result<(), lamb
 
 pub async fn run_sqs<F: SqsFunction + 'static>(function: F) -> Result<(), lambda_runtime::Error> {
     let function = Arc::new(function);
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<SqsEvent>| {
-            let function = Arc::clone(&function);
-            async move { function.handle(event.payload).await }
-        },
-    ))
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let function = Arc::clone(&function);
+        async move { function.handle(event.payload).await }
+    }))
+    .await
+}
+
+pub async fn run_event<F: EventFunction + 'static>(function: F) -> Result<(), lambda_runtime::Error> {
+    let function = Arc::new(function);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
+        let function = Arc::clone(&function);
+        async move { function.handle(event.payload).await }
+    }))
     .await
 }

@@ -18,32 +18,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn error_response(err: &DomainError) -> Response<Body> {
     let (status, kind, code, param) = match err {
         DomainError::Invalid { code, param, .. } => {
-            let status = if *code == "body_too_large" {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let status =
+                if *code == "body_too_large" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
             (status, "invalid_request_error", *code, param.clone())
         }
-        DomainError::NotFound { .. } => (
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "resource_missing",
-            None,
-        ),
+        DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", None),
         DomainError::Conflict { code, .. } => (StatusCode::CONFLICT, "conflict_error", *code, None),
-        DomainError::IllegalTransition { .. } => (
-            StatusCode::CONFLICT,
-            "invalid_request_error",
-            "illegal_transition",
-            None,
-        ),
-        DomainError::Unauthenticated(_) => (
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "invalid_api_key",
-            None,
-        ),
+        DomainError::IllegalTransition { .. } => {
+            (StatusCode::CONFLICT, "invalid_request_error", "illegal_transition", None)
+        }
+        DomainError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", None),
         DomainError::Unexpected(detail) => {
             tracing::error!(%detail, "unexpected error");
             return json_response(
@@ -53,20 +37,14 @@ pub fn error_response(err: &DomainError) -> Response<Body> {
             );
         }
     };
-    json_response(
-        status,
-        &json!({"error": {"type": kind, "code": code, "message": err.to_string(), "param": param}}),
-    )
+    json_response(status, &json!({"error": {"type": kind, "code": code, "message": err.to_string(), "param": param}}))
 }
 
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -87,52 +65,29 @@ fn invalid(code: &'static str, message: impl Into<String>, param: Option<&str>) 
 pub fn parse_json<T: DeserializeOwned>(request: &Request) -> DomainResult<T> {
     let bytes: &[u8] = request.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(invalid(
-            "body_too_large",
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            None,
-        ));
+        return Err(invalid("body_too_large", format!("request body is larger than {MAX_BODY_BYTES} bytes"), None));
     }
     if let Some(ct) = request.headers().get(header::CONTENT_TYPE) {
-        let is_json = ct.to_str().is_ok_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
+        let is_json = ct
+            .to_str()
+            .is_ok_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
         if !is_json {
-            return Err(invalid(
-                "content_type_invalid",
-                "Content-Type must be application/json",
-                None,
-            ));
+            return Err(invalid("content_type_invalid", "Content-Type must be application/json", None));
         }
     }
-    let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
+    let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let param = (path != ".").then_some(path);
         if inner.is_syntax() || inner.is_eof() {
-            invalid(
-                "json_invalid",
-                format!("malformed JSON body: {inner}"),
-                None,
-            )
+            invalid("json_invalid", format!("malformed JSON body: {inner}"), None)
         } else {
-            invalid(
-                "parameter_invalid",
-                format!("invalid body: {inner}"),
-                param.as_deref(),
-            )
+            invalid("parameter_invalid", format!("invalid body: {inner}"), param.as_deref())
         }
     })?;
-    de.end()
-        .map_err(|e| invalid("json_invalid", format!("malformed JSON body: {e}"), None))?;
+    de.end().map_err(|e| invalid("json_invalid", format!("malformed JSON body: {e}"), None))?;
     Ok(value)
 }
 
@@ -145,39 +100,22 @@ pub fn request_id(request: &Request) -> Option<String> {
 }
 
 pub fn bearer(request: &Request) -> Option<&str> {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// Authenticates the caller's API key into a use-case context.
-pub async fn authenticate(
-    tenants: &dyn TenantRepository,
-    request: &Request,
-) -> DomainResult<Context> {
-    let token = bearer(request).ok_or_else(|| {
-        DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into())
-    })?;
+pub async fn authenticate(tenants: &dyn TenantRepository, request: &Request) -> DomainResult<Context> {
+    let token = bearer(request)
+        .ok_or_else(|| DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into()))?;
     billy_core::tenant::authenticate(tenants, token, request_id(request)).await
 }
 
 pub fn path_param(request: &Request, name: &str) -> String {
-    request
-        .path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .unwrap_or_default()
-        .to_owned()
+    request.path_parameters_ref().and_then(|p| p.first(name)).unwrap_or_default().to_owned()
 }
 
 pub fn query_param(request: &Request, name: &str) -> Option<String> {
-    request
-        .query_string_parameters_ref()
-        .and_then(|q| q.first(name))
-        .map(str::to_owned)
+    request.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
 }
 
 /// The response for a route that exists but not with this method (API Gateway itself answers 404

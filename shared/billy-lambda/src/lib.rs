@@ -8,4 +8,4 @@ pub mod sqs;
 pub mod telemetry;
 
 pub use config::Config;
-pub use function::{HttpFunction, SqsFunction, run_http, run_sqs};
+pub use function::{EventFunction, HttpFunction, SqsFunction, run_event, run_http, run_sqs};

@@ -25,27 +25,18 @@ impl From<billy_core::DomainError> for MessageError {
 }
 
 /// Decodes a message of `kind` whose version this consumer supports.
-pub fn decode<T: DeserializeOwned>(
-    message: &QueueMessage,
-    kind: &str,
-    versions: &[u32],
-) -> Result<T, MessageError> {
+pub fn decode<T: DeserializeOwned>(message: &QueueMessage, kind: &str, versions: &[u32]) -> Result<T, MessageError> {
     if message.kind != kind || !versions.contains(&message.version) {
         return Err(MessageError::Undecodable(format!(
             "expected {kind} v{versions:?}, got {} v{}",
             message.kind, message.version
         )));
     }
-    serde_json::from_value(message.body.clone())
-        .map_err(|e| MessageError::Undecodable(e.to_string()))
+    serde_json::from_value(message.body.clone()).map_err(|e| MessageError::Undecodable(e.to_string()))
 }
 
 /// Runs `handle` on every message of `event`, at most `concurrency` at a time.
-pub async fn for_each_message<F, Fut>(
-    event: SqsEvent,
-    concurrency: usize,
-    handle: F,
-) -> SqsBatchResponse
+pub async fn for_each_message<F, Fut>(event: SqsEvent, concurrency: usize, handle: F) -> SqsBatchResponse
 where
     F: Fn(QueueMessage) -> Fut,
     Fut: Future<Output = Result<(), MessageError>>,
@@ -92,49 +83,24 @@ mod tests {
 
     #[tokio::test]
     async fn only_failed_and_undecodable_messages_are_reported() {
-        let good = serde_json::to_string(&QueueMessage {
-            version: 1,
-            kind: "bill".into(),
-            body: json!({"n": 1}),
-        })
-        .unwrap();
-        let bad = serde_json::to_string(&QueueMessage {
-            version: 1,
-            kind: "bill".into(),
-            body: json!({"n": 13}),
-        })
-        .unwrap();
-        let future = serde_json::to_string(&QueueMessage {
-            version: 9,
-            kind: "bill".into(),
-            body: json!({"n": 2}),
-        })
-        .unwrap();
+        let good =
+            serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!({"n": 1}) }).unwrap();
+        let bad =
+            serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!({"n": 13}) }).unwrap();
+        let future =
+            serde_json::to_string(&QueueMessage { version: 9, kind: "bill".into(), body: json!({"n": 2}) }).unwrap();
         let mut event = SqsEvent::default();
-        event.records = vec![
-            record("a", &good),
-            record("b", &bad),
-            record("c", "not json"),
-            record("d", &future),
-        ];
+        event.records = vec![record("a", &good), record("b", &bad), record("c", "not json"), record("d", &future)];
         #[derive(serde::Deserialize)]
         struct Body {
             n: u32,
         }
         let response = for_each_message(event, 4, |m| async move {
             let body: Body = decode(&m, "bill", &[1])?;
-            if body.n == 13 {
-                Err(MessageError::Failed("unlucky".into()))
-            } else {
-                Ok(())
-            }
+            if body.n == 13 { Err(MessageError::Failed("unlucky".into())) } else { Ok(()) }
         })
         .await;
-        let mut failed: Vec<String> = response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect();
+        let mut failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         failed.sort();
         assert_eq!(failed, vec!["b", "c", "d"]);
     }

@@ -1,0 +1,32 @@
+//! Payment methods, listed per customer through GSI3.
+
+use crate::dynamo::{ENTITY_SK, entity_pk};
+use crate::store::{IndexQuery, Store};
+use async_trait::async_trait;
+use billy_core::DomainResult;
+use billy_core::ids::Id;
+use billy_core::payment_method::PaymentMethod;
+use billy_core::ports::PaymentMethodRepository;
+use billy_core::tenant::Scope;
+
+#[derive(Debug, Clone)]
+pub struct DynamoPaymentMethods {
+    store: Store,
+}
+
+impl DynamoPaymentMethods {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
+        Self { store: Store::new(client, tables) }
+    }
+}
+
+#[async_trait]
+impl PaymentMethodRepository for DynamoPaymentMethods {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<PaymentMethod>> {
+        self.store.get(entity_pk(scope, id), ENTITY_SK).await
+    }
+
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<PaymentMethod>> {
+        self.store.all(&IndexQuery::new("GSI3", format!("{}#payment_method", entity_pk(scope, customer)))).await
+    }
+}

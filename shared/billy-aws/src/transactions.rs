@@ -1,0 +1,123 @@
+//! Transactions: one item per money movement attempt, a claim per (invoice, kind, attempt) so a
+//! redelivered step reuses its transaction, a lookup from the gateway's reference, and filtered lists.
+
+use crate::dynamo::{ENTITY_SK, entity_pk, list_pk, s};
+use crate::items::{self, AttemptClaim, GatewayReference, attempt_claim_key, gateway_reference_pk};
+use crate::store::{Filter, HasId, IndexQuery, Store};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use billy_core::DomainResult;
+use billy_core::ids::{Id, IdKind};
+use billy_core::page::{Page, PageRequest};
+use billy_core::ports::{TransactionFilter, TransactionRepository};
+use billy_core::tenant::Scope;
+use billy_core::transaction::{Transaction, TransactionType};
+use std::collections::HashMap;
+
+const ENTITY: &str = "transaction";
+
+#[derive(Debug, Clone)]
+pub struct DynamoTransactions {
+    store: Store,
+}
+
+impl DynamoTransactions {
+    pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
+        Self { store: Store::new(client, tables) }
+    }
+}
+
+impl HasId for Transaction {
+    fn id(&self) -> &Id {
+        &self.id
+    }
+}
+
+/// The smallest id created at or after `at` (ids are time-ordered), for creation-time ranges.
+fn id_floor(at: &chrono::DateTime<chrono::Utc>) -> String {
+    billy_core::ids::time_floor(IdKind::Transaction, *at)
+}
+
+#[async_trait]
+impl TransactionRepository for DynamoTransactions {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Transaction>> {
+        self.store.get(entity_pk(scope, id), ENTITY_SK).await
+    }
+
+    async fn for_attempt(
+        &self,
+        scope: &Scope,
+        invoice: &Id,
+        kind: TransactionType,
+        attempt: u32,
+    ) -> DomainResult<Option<Transaction>> {
+        let (pk, sk) = attempt_claim_key(scope, invoice, kind, attempt);
+        let Some(claim) = self.store.get::<AttemptClaim>(pk, &sk).await? else { return Ok(None) };
+        self.get(scope, &claim.transaction).await
+    }
+
+    async fn by_reference(&self, gateway: &str, reference: &str) -> DomainResult<Option<(Scope, Id)>> {
+        let found: Option<GatewayReference> =
+            self.store.get(gateway_reference_pk(gateway, reference), ENTITY_SK).await?;
+        Ok(found.map(|r| (r.scope, r.transaction)))
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filter: &TransactionFilter,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Transaction>> {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        let n = |v: i64| AttributeValue::N(v.to_string());
+        if let Some(kind) = filter.kind {
+            clauses.push("#ty = :ty".into());
+            names.insert("#ty".into(), "type".into());
+            values.insert(":ty".into(), s(format!("{kind:?}").to_lowercase()));
+        }
+        if let Some(min) = filter.amount_min {
+            clauses.push("amount >= :amin".into());
+            values.insert(":amin".into(), n(min));
+        }
+        if let Some(max) = filter.amount_max {
+            clauses.push("amount <= :amax".into());
+            values.insert(":amax".into(), n(max));
+        }
+        if let Some(invoice) = &filter.invoice {
+            clauses.push("invoice = :inv".into());
+            values.insert(":inv".into(), s(invoice.to_string()));
+        }
+        if let Some(from) = &filter.created_from {
+            clauses.push("id >= :cfrom".into());
+            values.insert(":cfrom".into(), s(id_floor(from)));
+        }
+        if let Some(to) = &filter.created_to {
+            clauses.push("id < :cto".into());
+            values.insert(":cto".into(), s(id_floor(to)));
+        }
+        let (index, partition) = match (&filter.customer, filter.status) {
+            (Some(customer), status) => {
+                if let Some(status) = status {
+                    clauses.push("#st = :st".into());
+                    names.insert("#st".into(), "status".into());
+                    values.insert(":st".into(), s(status.as_str()));
+                }
+                ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))
+            }
+            (None, Some(status)) => ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str())),
+            (None, None) => ("GSI1", list_pk(scope, ENTITY)),
+        };
+        let mut query = IndexQuery::new(index, partition);
+        if !clauses.is_empty() {
+            query.filter = Some(Filter { expression: clauses.join(" AND "), values, names });
+        }
+        self.store.page(scope, &query, page).await
+    }
+}
+
+/// Where a transaction's own items live, for the unit of work.
+pub(crate) fn claim(scope: &Scope, t: &Transaction) -> DomainResult<crate::dynamo::Item> {
+    items::attempt_claim(scope, t)
+}
