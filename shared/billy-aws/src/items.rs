@@ -63,7 +63,7 @@ pub fn test_clock(scope: &Scope, clock: &TestClock) -> DomainResult<Item> {
 /// In the due index (GSI2) only while another invoice will be made; a test clock's subscriptions
 /// are due on the clock's own partition, so advancing one clock finds exactly its work.
 pub fn subscription(scope: &Scope, sub: &Subscription) -> DomainResult<Item> {
-    let due = sub.next_bill_at()?.map(|at| {
+    let due = sub.next_due_at()?.map(|at| {
         let partition = match &sub.test_clock {
             Some(clock) => format!("DUE#CLOCK#{clock}"),
             None => format!("DUE#{}", shard_of(&sub.id, DUE_SHARDS)),

@@ -12,6 +12,7 @@ pub mod invoices;
 pub mod items;
 pub mod payment_methods;
 pub mod plans;
+pub mod sandbox;
 pub mod sqs;
 pub mod store;
 pub mod subscriptions;

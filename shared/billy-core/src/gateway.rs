@@ -1,7 +1,6 @@
 //! The `PaymentGateway` port: how Billy asks a gateway to move money and how a gateway's webhook
 //! becomes a verified, typed event. Adapters (sandbox, Stripe, ...) live in billy-aws.
 
-use crate::error::DomainResult;
 use crate::money::Money;
 use crate::payment_method::{Instrument, MethodType};
 use async_trait::async_trait;
@@ -93,5 +92,5 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
         headers: &[(String, String)],
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> DomainResult<Result<GatewayEvent, WebhookRejection>>;
+    ) -> Result<GatewayEvent, WebhookRejection>;
 }

@@ -1,6 +1,7 @@
 //! Billy's domain: every business rule, with no AWS or Lambda dependency, behind small ports.
 
 pub mod audit;
+pub mod billing;
 pub mod clock;
 pub mod customer;
 pub mod dunning;

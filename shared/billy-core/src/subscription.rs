@@ -177,6 +177,16 @@ impl Subscription {
         Ok(Some(Self::due_at(self.plan_for(self.next_period), &period)))
     }
 
+    /// When this subscription next needs the billing tick: its next bill, or — when it is set to
+    /// cancel at period end and has nothing more to bill — the time it ends.
+    pub fn next_due_at(&self) -> DomainResult<Option<DateTime<Utc>>> {
+        match self.next_bill_at()? {
+            Some(at) => Ok(Some(at)),
+            None if self.status.is_live() => Ok(self.cancel_at),
+            None => Ok(None),
+        }
+    }
+
     /// Every period due by `now` and not yet billed, in order (several after an outage or a test
     /// clock jump). A canceled or ended subscription has none; nothing is due before the start.
     pub fn due_periods(&self, now: DateTime<Utc>) -> DomainResult<Vec<DuePeriod>> {
