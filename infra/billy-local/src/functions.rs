@@ -23,7 +23,23 @@ impl std::fmt::Debug for Handler {
 }
 
 /// The names of every function folder the runner knows.
-pub const KNOWN: &[&str] = &["api-health", "api-tenants", "api-customers"];
+pub const KNOWN: &[&str] = &[
+    "api-audit",
+    "api-customers",
+    "api-health",
+    "api-invoices",
+    "api-payment-methods",
+    "api-plans",
+    "api-subscriptions",
+    "api-tenants",
+    "api-test-clocks",
+    "billing-tick",
+    "charge-invoice",
+    "generate-invoice",
+    "retry-sweeper",
+    "webhook-processor",
+    "webhook-receiver",
+];
 
 /// Builds the handler of function `name` with the configuration the template gives it, exactly as
 /// its `main.rs` does in Lambda.
@@ -33,6 +49,18 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "api-health" => Handler::Http(Arc::new(api_health::App::new(config, aws).map_err(err)?)),
         "api-tenants" => Handler::Http(Arc::new(api_tenants::App::new(config, aws).map_err(err)?)),
         "api-customers" => Handler::Http(Arc::new(api_customers::App::new(config, aws).map_err(err)?)),
+        "api-payment-methods" => Handler::Http(Arc::new(api_payment_methods::App::new(config, aws).map_err(err)?)),
+        "api-test-clocks" => Handler::Http(Arc::new(api_test_clocks::App::new(config, aws).map_err(err)?)),
+        "api-plans" => Handler::Http(Arc::new(api_plans::App::new(config, aws).map_err(err)?)),
+        "api-subscriptions" => Handler::Http(Arc::new(api_subscriptions::App::new(config, aws).map_err(err)?)),
+        "api-invoices" => Handler::Http(Arc::new(api_invoices::App::new(config, aws).map_err(err)?)),
+        "api-audit" => Handler::Http(Arc::new(api_audit::App::new(config, aws).map_err(err)?)),
+        "webhook-receiver" => Handler::Http(Arc::new(webhook_receiver::App::new(config, aws).map_err(err)?)),
+        "webhook-processor" => Handler::Sqs(Arc::new(webhook_processor::App::new(config, aws).map_err(err)?)),
+        "generate-invoice" => Handler::Sqs(Arc::new(generate_invoice::App::new(config, aws).map_err(err)?)),
+        "charge-invoice" => Handler::Sqs(Arc::new(charge_invoice::App::new(config, aws).map_err(err)?)),
+        "billing-tick" => Handler::Event(Arc::new(billing_tick::App::new(config, aws).map_err(err)?)),
+        "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
         other => {
             return Err(format!("function '{other}' in template.yaml has no handler in billy-local"));
         }

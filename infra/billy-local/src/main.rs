@@ -31,7 +31,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let template = Template::load(&template_path)?;
     let aws = AwsClients::from_env().await;
-    let parameters = BTreeMap::from([("AdminToken".to_owned(), admin_token.clone())]);
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    // The sandbox gateway `make run` starts beside the runner (same defaults as its binary).
+    let parameters = BTreeMap::from([
+        ("AdminToken".to_owned(), admin_token.clone()),
+        ("SandboxUrl".to_owned(), env("SANDBOX_URL", "http://127.0.0.1:4610")),
+        ("SandboxApiKey".to_owned(), env("SANDBOX_API_KEY", "sandbox-api-key")),
+        ("SandboxWebhookSecret".to_owned(), env("SANDBOX_WEBHOOK_SECRET", "sandbox-webhook-secret")),
+    ]);
     let provisioned = provision(&template, &prefix, &parameters, &aws).await?;
     let runner = Runner::build(&template, &provisioned, &aws, |def, config| functions::build(&def.name, config, &aws))?;
     let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], port)), ..RunnerOptions::default() };

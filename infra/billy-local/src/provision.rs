@@ -65,14 +65,29 @@ impl Provisioned {
         for (_, url, _) in self.queues.values() {
             let _ = aws.sqs.delete_queue().queue_url(url).send().await;
         }
-        for name in self.rules.values() {
-            if let Ok(targets) = aws.eventbridge.list_targets_by_rule().rule(name).send().await {
+        let bridge_rules = self.bridges.values().map(|b| (b.rule.clone(), b.bus.clone()));
+        let plain_rules = self.rules.values().map(|r| (r.clone(), "default".to_owned()));
+        for (name, bus) in bridge_rules.chain(plain_rules) {
+            if let Ok(targets) = aws.eventbridge.list_targets_by_rule().rule(&name).event_bus_name(&bus).send().await {
                 let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
                 if !ids.is_empty() {
-                    let _ = aws.eventbridge.remove_targets().rule(name).set_ids(Some(ids)).send().await;
+                    let _ = aws
+                        .eventbridge
+                        .remove_targets()
+                        .rule(&name)
+                        .event_bus_name(&bus)
+                        .set_ids(Some(ids))
+                        .send()
+                        .await;
                 }
             }
-            let _ = aws.eventbridge.delete_rule().name(name).send().await;
+            let _ = aws.eventbridge.delete_rule().name(&name).event_bus_name(&bus).send().await;
+        }
+        for bridge in self.bridges.values() {
+            let _ = aws.sqs.delete_queue().queue_url(&bridge.queue_url).send().await;
+        }
+        for bus in self.buses.values() {
+            let _ = aws.eventbridge.delete_event_bus().name(bus).send().await;
         }
     }
 }
@@ -85,6 +100,7 @@ const HOSTED_BY_RUNNER: &[&str] = &[
     "AWS::SQS::QueuePolicy",
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
     "AWS::Logs::LogGroup",
     "AWS::CloudWatch::Alarm",
 ];
@@ -119,7 +135,8 @@ pub async fn provision(
     }
     for (id, resource) in &template.resources {
         if !HOSTED_BY_RUNNER.contains(&resource.kind.as_str())
-            && !["AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::Rule"].contains(&resource.kind.as_str())
+            && !["AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::Rule", "AWS::Events::EventBus"]
+                .contains(&resource.kind.as_str())
         {
             return Err(aws_error(id, format!("resource type {} has no local equivalent", resource.kind)));
         }

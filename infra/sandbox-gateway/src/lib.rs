@@ -90,6 +90,9 @@ pub struct MovementRequest {
     pub transaction: String,
     #[serde(default)]
     pub description: String,
+    /// Echoed back in every event about this movement (as real gateways do).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +278,7 @@ async fn send_event(state: &AppState, kind: &str, m: &Movement, failure: Option<
             "amount": m.request.amount,
             "currency": m.request.currency,
             "failure_code": failure,
+            "metadata": m.request.metadata,
         }},
     })
     .to_string();
@@ -325,8 +329,8 @@ async fn resend(State(state): State<AppState>, headers: HeaderMap, Path(id): Pat
 
 async fn stats(State(state): State<AppState>) -> Response {
     let ledger = state.ledger.lock().unwrap_or_else(|p| p.into_inner());
-    let mut events: Vec<&String> = ledger.events.keys().collect();
-    events.sort();
+    let mut events: Vec<Value> = ledger.events.iter().map(|(id, body)| json!({"id": id, "body": body})).collect();
+    events.sort_by_key(|e| e["id"].as_str().map(str::to_owned));
     Json(json!({"movements": ledger.by_key.len(), "events": events, "deliveries": ledger.deliveries})).into_response()
 }
 

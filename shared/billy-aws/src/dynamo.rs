@@ -106,7 +106,7 @@ pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
                     .as_ref()
                     .map_or_else(|| entity_pk(&event.scope, &event.entity), |a| entity_pk(&event.scope, a)),
             ),
-            (GSI1SK, format!("{}#{}", event.at.to_rfc3339(), event.id)),
+            (GSI1SK, format!("{}#{}", event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), event.id)),
         ],
     )?;
     Put::builder()

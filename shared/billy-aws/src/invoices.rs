@@ -101,16 +101,6 @@ impl DynamoInvoices {
         data.truncate(page.limit);
         Ok(Page { next_cursor: if has_more { data.last().map(|i| i.id.to_string()) } else { None }, data, has_more })
     }
-
-    /// Invoices whose retry is due, from one partition of the retry index (a shard, or a clock's).
-    pub async fn retries_due(
-        &self,
-        partition: &str,
-        before: DateTime<Utc>,
-        limit: usize,
-    ) -> DomainResult<Vec<(Scope, Id)>> {
-        crate::subscriptions::due_in(&self.store, partition, before, limit).await
-    }
 }
 
 impl HasId for Invoice {
@@ -196,6 +186,10 @@ impl InvoiceRepository for DynamoInvoices {
 
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>> {
         self.store.all(&IndexQuery::new("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))).await
+    }
+
+    async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>> {
+        crate::subscriptions::due_in(&self.store, &format!("RETRY#{shard}"), before, limit).await
     }
 
     async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64> {

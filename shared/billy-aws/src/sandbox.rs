@@ -53,6 +53,7 @@ impl SandboxGateway {
             "instrument": instrument,
             "transaction": m.transaction,
             "description": m.description,
+            "metadata": {"billy_scope": m.scope, "billy_transaction": m.transaction},
         });
         let response = self
             .http
@@ -168,7 +169,8 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookRejection> {
         id: v["id"].as_str().ok_or_else(|| bad("no id"))?.to_owned(),
         kind,
         reference: object["id"].as_str().ok_or_else(|| bad("no object id"))?.to_owned(),
-        transaction: object["transaction"].as_str().map(str::to_owned),
+        transaction: object["metadata"]["billy_transaction"].as_str().map(str::to_owned),
+        scope: object["metadata"]["billy_scope"].as_str().map(str::to_owned),
         amount: object["amount"].as_i64(),
         failure_code: object["failure_code"].as_str().map(str::to_owned),
         occurred_at: v["created"]

@@ -62,6 +62,10 @@ impl TransactionRepository for DynamoTransactions {
         Ok(found.map(|r| (r.scope, r.transaction)))
     }
 
+    async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool> {
+        Ok(self.store.get_item(format!("GWEVT#{gateway}#{event_id}"), ENTITY_SK).await?.is_some())
+    }
+
     async fn list(
         &self,
         scope: &Scope,

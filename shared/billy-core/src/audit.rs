@@ -92,3 +92,71 @@ impl Context {
         }
     }
 }
+
+/// An entity whose changes are journaled: what the audit event needs to know about it.
+pub trait Audited: Serialize {
+    fn audit_id(&self) -> &Id;
+    fn entity_type(&self) -> &'static str;
+    /// The customer account it belongs to (for account history), if any.
+    fn account(&self) -> Option<&Id>;
+    /// Its version after the change being recorded.
+    fn audit_version(&self) -> u64;
+}
+
+impl Context {
+    /// The audit event of `action` on `entity`, with the entity's new state frozen in it.
+    pub fn snapshot<T: Audited>(
+        &self,
+        ids: &dyn IdGenerator,
+        at: DateTime<Utc>,
+        action: &'static str,
+        entity: &T,
+    ) -> AuditEvent {
+        self.record(
+            ids,
+            at,
+            Change {
+                entity: entity.audit_id(),
+                entity_type: entity.entity_type(),
+                account: entity.account(),
+                action,
+                version: entity.audit_version(),
+                reason: None,
+                before: None,
+                after: Some(entity),
+                change: None,
+            },
+        )
+    }
+}
+
+macro_rules! audited {
+    ($ty:ty, $name:literal, |$e:ident| account: $account:expr, version: $version:expr) => {
+        impl Audited for $ty {
+            fn audit_id(&self) -> &Id {
+                &self.id
+            }
+            fn entity_type(&self) -> &'static str {
+                $name
+            }
+            #[allow(unused_variables)]
+            fn account(&self) -> Option<&Id> {
+                let $e = self;
+                $account
+            }
+            #[allow(unused_variables)]
+            fn audit_version(&self) -> u64 {
+                let $e = self;
+                $version
+            }
+        }
+    };
+}
+
+audited!(crate::customer::Customer, "customer", |c| account: Some(&c.id), version: c.version);
+audited!(crate::payment_method::PaymentMethod, "payment_method", |m| account: Some(&m.customer), version: 1);
+audited!(crate::plan::Plan, "plan", |p| account: None, version: 1);
+audited!(crate::subscription::Subscription, "subscription", |s| account: Some(&s.customer), version: s.version);
+audited!(crate::test_clock::TestClock, "test_clock", |c| account: None, version: c.version);
+audited!(crate::transaction::Transaction, "transaction", |t| account: Some(&t.customer), version: t.version);
+audited!(crate::invoice::Invoice, "invoice", |i| account: Some(&i.customer), version: i.version);

@@ -320,6 +320,8 @@ pub struct ChargeDeps<'a> {
     pub ids: &'a dyn IdGenerator,
     pub gateways: &'a [&'a dyn PaymentGateway],
     pub dunning: &'a DunningPolicy,
+    pub clocks: &'a dyn TestClockRepository,
+    pub clock: &'a dyn Clock,
 }
 
 /// What a charge step did.
@@ -347,16 +349,13 @@ async fn payment_method_for(deps: ChargeDeps<'_>, scope: &Scope, inv: &Invoice) 
 
 /// Makes attempt `req.attempt` to collect an invoice. A retry's transition (charged_with_error →
 /// pending) happens here, in the same commit as its transaction, so a retry is never half-made.
-pub async fn charge_invoice(
-    deps: ChargeDeps<'_>,
-    req: &ChargeRequest,
-    now: DateTime<Utc>,
-) -> DomainResult<ChargeOutcome> {
+pub async fn charge_invoice(deps: ChargeDeps<'_>, req: &ChargeRequest) -> DomainResult<ChargeOutcome> {
     let scope = &req.scope;
     let ctx = system(scope, "charge-invoice");
     let mut inv = deps.invoices.get(scope, &req.invoice).await?.ok_or_else(|| {
         DomainError::conflict("invoice_not_visible", format!("invoice {} is not visible yet; retry", req.invoice))
     })?;
+    let now = now_for(deps.clocks, deps.clock, scope, inv.test_clock.as_ref()).await?;
     let expected = inv.version;
     let mut events = Vec::new();
     let retrying = match inv.status {
@@ -452,6 +451,7 @@ async fn request_money(
         amount: Money::new(transaction.amount, transaction.currency),
         instrument: method.instrument.clone(),
         transaction: transaction.id.to_string(),
+        scope: ctx.scope.key(),
         description: format!("Invoice {}", inv.id),
     };
     let mut ordered: Vec<&dyn PaymentGateway> =
@@ -634,12 +634,19 @@ pub enum EventOutcome {
 /// Applies a verified gateway event: settles the transaction in event-time order, moves the
 /// invoice (paid, or failed with dunning), and the subscription when it recovers or is given up.
 pub async fn apply_gateway_event(deps: EventDeps<'_>, event: &GatewayEvent) -> DomainResult<EventOutcome> {
-    let (scope, txn_id) = deps.transactions.by_reference(&event.gateway, &event.reference).await?.ok_or_else(|| {
-        DomainError::conflict(
-            "reference_unknown",
-            format!("no transaction for {} {} yet; retry", event.gateway, event.reference),
-        )
-    })?;
+    let (scope, txn_id) = match deps.transactions.by_reference(&event.gateway, &event.reference).await? {
+        Some(found) => found,
+        // The outcome overtook the recording of the reference: use the metadata the gateway echoed.
+        None => match (event.scope.as_deref().and_then(Scope::parse_key), &event.transaction) {
+            (Some(scope), Some(txn)) => (scope, Id::parse(IdKind::Transaction, txn, "transaction")?),
+            _ => {
+                return Err(DomainError::conflict(
+                    "reference_unknown",
+                    format!("no transaction for {} {} yet; retry", event.gateway, event.reference),
+                ));
+            }
+        },
+    };
     let mut txn =
         deps.transactions.get(&scope, &txn_id).await?.ok_or_else(|| DomainError::unexpected("transaction vanished"))?;
     let mut inv =
@@ -828,6 +835,44 @@ async fn publish(
         })
         .collect();
     let _ = bus.publish(&events).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook reception
+
+/// Why a webhook was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reception {
+    Queued,
+    /// Already applied: acknowledged without queueing it again.
+    AlreadyApplied,
+}
+
+/// Verifies a gateway's webhook and hands it to the processing queue. Nothing is stored for a
+/// webhook that fails verification.
+pub async fn receive_webhook(
+    gateway: &dyn PaymentGateway,
+    transactions: &dyn TransactionRepository,
+    queue: &dyn QueuePublisher,
+    webhook_queue: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> DomainResult<Reception> {
+    let event = gateway.verify_webhook(headers, body, now).map_err(|rejection| {
+        let code = match rejection {
+            crate::gateway::WebhookRejection::MissingSignature => "signature_missing",
+            crate::gateway::WebhookRejection::BadSignature => "signature_invalid",
+            crate::gateway::WebhookRejection::Stale => "signature_stale",
+            crate::gateway::WebhookRejection::Payload(_) => "payload_invalid",
+        };
+        DomainError::invalid(code, rejection.to_string(), None)
+    })?;
+    if transactions.event_applied(&event.gateway, &event.id).await? {
+        return Ok(Reception::AlreadyApplied);
+    }
+    queue.send(webhook_queue, &[message(GATEWAY_EVENT, &event)?]).await?;
+    Ok(Reception::Queued)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 //! Customers: who is billed or paid, validated at construction, and their use cases.
 
-use crate::audit::{Change, Context};
+use crate::audit::Context;
 use crate::error::{DomainError, DomainResult};
 use crate::ids::{Id, IdKind};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, CustomerRepository, IdGenerator};
+use crate::ports::CustomerRepository;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,51 +94,13 @@ pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> DomainResult<()
     Ok(())
 }
 
-/// The ports customer use cases need.
-#[derive(Debug, Clone, Copy)]
-pub struct CustomerDeps<'a> {
-    pub customers: &'a dyn CustomerRepository,
-    pub clock: &'a dyn Clock,
-    pub ids: &'a dyn IdGenerator,
-}
-
-/// Validates and stores a new customer with its `customer.created` audit event.
-pub async fn create_customer(deps: CustomerDeps<'_>, ctx: &Context, input: NewCustomer) -> DomainResult<Customer> {
+/// Checks and normalises a new customer's fields.
+pub fn validate_new_customer(input: NewCustomer) -> DomainResult<NewCustomer> {
     let name = bounded_text(input.name, "name", 256)?;
     let email = validate_email(input.email)?;
     let description = bounded_text(input.description, "description", 1000)?;
     validate_metadata(&input.metadata)?;
-    let now = deps.clock.now();
-    let customer = Customer {
-        id: deps.ids.next(IdKind::Customer),
-        created: now,
-        name,
-        email,
-        description,
-        metadata: input.metadata,
-        // Attached at creation once test clocks exist (see the test clock use cases).
-        test_clock: None,
-        default_payment_method: None,
-        livemode: ctx.scope.livemode(),
-        version: 1,
-    };
-    let event = ctx.record(
-        deps.ids,
-        now,
-        Change {
-            entity: &customer.id,
-            entity_type: "customer",
-            account: Some(&customer.id),
-            action: "customer.created",
-            version: customer.version,
-            reason: None,
-            before: None,
-            after: Some(&customer),
-            change: None,
-        },
-    );
-    deps.customers.insert(&customer, &event).await?;
-    Ok(customer)
+    Ok(NewCustomer { name, email, description, metadata: input.metadata })
 }
 
 pub async fn get_customer(customers: &dyn CustomerRepository, ctx: &Context, raw_id: &str) -> DomainResult<Customer> {
@@ -157,64 +119,36 @@ pub async fn list_customers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Actor;
-    use crate::clock::FixedClock;
-    use crate::ids::RandomIds;
-    use crate::memory::MemoryStore;
-    use crate::ports::AuditJournal;
-    use crate::tenant::{Mode, Scope};
-    use chrono::TimeZone;
 
-    fn ctx() -> Context {
-        Context {
-            scope: Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
-            actor: Actor::Admin,
-            request_id: Some("req-1".into()),
-        }
-    }
-
-    #[tokio::test]
-    async fn creating_a_customer_stores_it_with_one_audit_event() {
-        // GIVEN an empty store and a fixed clock
-        let store = MemoryStore::default();
-        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
-        let ids = RandomIds::new(&clock);
-        let deps = CustomerDeps { customers: &store, clock: &clock, ids: &ids };
-        // WHEN a customer is created with padded input
+    #[test]
+    fn new_customers_are_trimmed_and_empty_fields_dropped() {
+        // GIVEN padded input with an empty description
         let input = NewCustomer {
             name: Some("  Ada  ".into()),
             email: Some("ada@example.com".into()),
+            description: Some("   ".into()),
             ..NewCustomer::default()
         };
-        let c = create_customer(deps, &ctx(), input).await.unwrap();
-        // THEN it is trimmed, timestamped by the clock, and journaled once with the request id
-        assert_eq!(c.name.as_deref(), Some("Ada"));
-        assert_eq!(c.created, clock.now());
-        let events = store.for_entity(&ctx().scope, &c.id).await.unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!((events[0].action.as_str(), events[0].request_id.as_deref()), ("customer.created", Some("req-1")));
-        assert_eq!(get_customer(&store, &ctx(), c.id.as_str()).await.unwrap(), c);
+        // THEN the name is trimmed and the blank description is absent
+        let valid = validate_new_customer(input).unwrap();
+        assert_eq!(valid.name.as_deref(), Some("Ada"));
+        assert_eq!(valid.description, None);
     }
 
-    #[tokio::test]
-    async fn invalid_customers_are_rejected_and_nothing_is_stored() {
-        let store = MemoryStore::default();
-        let clock = FixedClock::new(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap());
-        let ids = RandomIds::new(&clock);
-        let deps = CustomerDeps { customers: &store, clock: &clock, ids: &ids };
+    #[test]
+    fn invalid_customers_are_rejected_naming_the_field() {
         let long_name = "x".repeat(257);
         let cases = [
             (NewCustomer { email: Some("no-at-sign".into()), ..NewCustomer::default() }, "email"),
             (NewCustomer { email: Some("a b@c.io".into()), ..NewCustomer::default() }, "email"),
+            (NewCustomer { email: Some("a@b".into()), ..NewCustomer::default() }, "email"),
             (NewCustomer { name: Some(long_name), ..NewCustomer::default() }, "name"),
             (NewCustomer { name: Some("tab\there".into()), ..NewCustomer::default() }, "name"),
             (NewCustomer { metadata: [(String::new(), "v".into())].into(), ..NewCustomer::default() }, "metadata"),
         ];
         for (input, param) in cases {
-            let err = create_customer(deps, &ctx(), input).await.unwrap_err();
+            let err = validate_new_customer(input).unwrap_err();
             assert!(matches!(err, DomainError::Invalid { param: Some(ref p), .. } if p == param), "{err:?}");
         }
-        assert_eq!(store.audit_len(), 0);
-        assert!(list_customers(&store, &ctx(), &PageRequest::default()).await.unwrap().data.is_empty());
     }
 }

@@ -13,8 +13,10 @@ pub struct MoneyMovement {
     pub idempotency_key: String,
     pub amount: Money,
     pub instrument: Instrument,
-    /// Billy's transaction id, echoed back in the gateway's webhooks.
+    /// Billy's transaction id and scope key, sent as metadata and echoed back in the gateway's
+    /// webhooks, so an outcome that overtakes the recording of its reference still finds its way.
     pub transaction: String,
+    pub scope: String,
     pub description: String,
 }
 
@@ -56,8 +58,9 @@ pub struct GatewayEvent {
     pub kind: GatewayEventKind,
     /// The gateway's reference of the money movement it is about.
     pub reference: String,
-    /// Billy's transaction id when the gateway echoes it.
+    /// Billy's transaction id and scope key when the gateway echoes them.
     pub transaction: Option<String>,
+    pub scope: Option<String>,
     pub amount: Option<i64>,
     pub failure_code: Option<String>,
     /// The gateway's event time: events apply in this order, not arrival order.

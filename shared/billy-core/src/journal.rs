@@ -232,11 +232,28 @@ pub struct AccountBalance {
     pub lines: Vec<BalanceLine>,
 }
 
+/// Time order across entities, and version order within each entity: several changes can share
+/// an instant (an invoice created, itemised and finalized in one step), so each entity's events
+/// are put back in version order in the places that entity holds in the time order.
+fn journal_order(events: &[AuditEvent]) -> Vec<&AuditEvent> {
+    let mut ordered: Vec<&AuditEvent> = events.iter().collect();
+    ordered.sort_by_key(|e| e.at);
+    let mut by_entity: BTreeMap<&Id, Vec<&AuditEvent>> = BTreeMap::new();
+    for e in &ordered {
+        by_entity.entry(&e.entity).or_default().push(e);
+    }
+    for versions in by_entity.values_mut() {
+        versions.sort_by_key(|e| std::cmp::Reverse(e.version));
+    }
+    ordered.iter().map(|e| by_entity.get_mut(&e.entity).and_then(Vec::pop).unwrap_or(e)).collect()
+}
+
 /// Folds an account's events (oldest first) into its balance and the lines that explain it.
 pub fn fold_account(events: &[AuditEvent]) -> DomainResult<AccountBalance> {
+    let ordered = journal_order(events);
     let mut invoices: BTreeMap<Id, Invoice> = BTreeMap::new();
     let mut balance = AccountBalance::default();
-    for event in events {
+    for event in ordered {
         let Some(change) = change_of(event)? else {
             continue;
         };
@@ -423,6 +440,19 @@ mod tests {
             ]
         );
         assert_eq!(balance.lines.iter().map(|l| l.receivable).sum::<i64>(), usd.receivable);
+    }
+
+    #[test]
+    fn same_instant_events_fold_in_version_order_whatever_order_they_are_read_in() {
+        // GIVEN an invoice created, itemised and finalized in one instant, read back newest first
+        let mut j = Journal::new();
+        let mut inv = new_invoice(&mut j, Direction::Debit, 700);
+        let c = transition(&mut inv, InvoiceAction::Finalize, t0()).unwrap();
+        j.record(&inv, c);
+        j.events.reverse();
+        // WHEN folded THEN the customer owes the 7.00
+        let balance = fold_account(&j.events).unwrap();
+        assert_eq!(balance.currencies[&Currency::parse("usd", "c").unwrap()].receivable, 700);
     }
 
     #[test]

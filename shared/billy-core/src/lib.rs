@@ -17,6 +17,7 @@ pub mod payment_method;
 pub mod plan;
 pub mod ports;
 pub mod schedule;
+pub mod service;
 pub mod subscription;
 pub mod tenant;
 pub mod test_clock;

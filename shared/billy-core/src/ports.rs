@@ -148,6 +148,8 @@ pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     ) -> DomainResult<Option<Invoice>>;
     /// Every invoice of one customer (test-clock readiness; a clock has at most three customers).
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>>;
+    /// Invoices of every tenant whose retry is due at or before `before`, from one shard.
+    async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
     /// How many periods of a subscription have their invoice.
     async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64>;
 }
@@ -178,6 +180,8 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     ) -> DomainResult<Option<Transaction>>;
     /// Which transaction (and scope) a gateway's reference belongs to.
     async fn by_reference(&self, gateway: &str, reference: &str) -> DomainResult<Option<(Scope, Id)>>;
+    /// Whether a gateway event was already applied (cheap check before queueing it again).
+    async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool>;
     async fn list(
         &self,
         scope: &Scope,

@@ -52,6 +52,12 @@ impl Scope {
         format!("{}#{}", self.tenant, self.mode.as_str())
     }
 
+    /// Reads back a `key()` (as echoed in a gateway's metadata).
+    pub fn parse_key(key: &str) -> Option<Self> {
+        let (tenant, mode) = key.split_once('#')?;
+        Some(Self::new(Id::parse(IdKind::Tenant, tenant, "").ok()?, Mode::parse(mode)?))
+    }
+
     pub fn livemode(&self) -> bool {
         self.mode == Mode::Live
     }

@@ -52,3 +52,13 @@ pub async fn run_event<F: EventFunction + 'static>(function: F) -> Result<(), la
     }))
     .await
 }
+
+/// The test clock an event is about (`test_clock.advanced`), with its scope; `None` for a schedule.
+pub fn clock_of(event: &EventBridgeEvent) -> Option<(billy_core::tenant::Scope, billy_core::ids::Id)> {
+    if event.detail_type != "test_clock.advanced" {
+        return None;
+    }
+    let announced: billy_core::ports::DomainEvent = serde_json::from_value(event.detail.clone()).ok()?;
+    let clock = announced.data["test_clock"].as_str()?;
+    Some((announced.scope, billy_core::ids::Id::from_trusted(clock.to_owned())))
+}

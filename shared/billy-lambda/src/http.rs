@@ -118,6 +118,107 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
     request.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
 }
 
+/// Runs `handle` under the request's `Idempotency-Key` (SPEC §6): the same key and body replay the
+/// saved response, a different body is 422, a concurrent duplicate 409; keys live at least 24 h.
+/// Without the header the request simply runs.
+pub async fn idempotent<F, Fut>(
+    store: &dyn billy_core::ports::IdempotencyStore,
+    ctx: &Context,
+    request: &Request,
+    now: chrono::DateTime<chrono::Utc>,
+    handle: F,
+) -> Response<Body>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
+    let Some(key) = request.headers().get("idempotency-key") else { return handle().await };
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()) => k,
+        _ => {
+            return error_response(&DomainError::invalid(
+                "idempotency_key_invalid",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                None,
+            ));
+        }
+    };
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(request.method().as_str().as_bytes());
+    hasher.update(request.uri().path().as_bytes());
+    hasher.update(request.body().as_ref());
+    let hash = hex::encode(hasher.finalize());
+    let idem_error = |status: StatusCode, code: &str, message: &str| {
+        json_response(
+            status,
+            &json!({"error": {"type": "idempotency_error", "code": code, "message": message, "param": null}}),
+        )
+    };
+    match store.begin(&ctx.scope, key, &hash, now).await {
+        Ok(billy_core::ports::IdempotencyDecision::Process) => {
+            let response = handle().await;
+            let body = match response.body() {
+                Body::Text(t) => t.clone(),
+                Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            };
+            // A server error is not a result: release the key so a retry runs again.
+            let saved = if response.status().is_server_error() {
+                store.abandon(&ctx.scope, key).await
+            } else {
+                store.complete(&ctx.scope, key, response.status().as_u16(), &body).await
+            };
+            if let Err(e) = saved {
+                tracing::error!(error = %e, "idempotency record not saved");
+            }
+            response
+        }
+        Ok(billy_core::ports::IdempotencyDecision::Replay { status, body }) => {
+            let mut response = Response::new(Body::Text(body));
+            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(billy_core::ports::IdempotencyDecision::InFlight) => idem_error(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still being processed",
+        ),
+        Ok(billy_core::ports::IdempotencyDecision::Mismatch) => idem_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        ),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Authenticates, then runs a state-changing request under its Idempotency-Key.
+pub async fn authenticated_write<F, Fut>(deps: &crate::deps::Deps, request: &Request, handle: F) -> Response<Body>
+where
+    F: FnOnce(billy_core::audit::Context) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
+    let ctx = match authenticate(&deps.tenants, request).await {
+        Ok(ctx) => ctx,
+        Err(e) => return error_response(&e),
+    };
+    let now = billy_core::ports::Clock::now(&deps.clock);
+    let inner = ctx.clone();
+    idempotent(&deps.idempotency, &ctx, request, now, move || handle(inner)).await
+}
+
+/// Optional query parameters parsed with `parse`, naming the parameter on error.
+pub fn query_with<T>(
+    request: &Request,
+    name: &str,
+    parse: impl FnOnce(&str) -> DomainResult<T>,
+) -> DomainResult<Option<T>> {
+    query_param(request, name).map(|raw| parse(&raw)).transpose()
+}
+
 /// The response for a route that exists but not with this method (API Gateway itself answers 404
 /// for unknown routes; a function serving several methods answers this).
 pub fn method_not_allowed() -> Response<Body> {

@@ -2,10 +2,12 @@
 //! function traits that both the Lambda entry points and the local runner drive.
 
 pub mod config;
+pub mod deps;
 pub mod function;
 pub mod http;
 pub mod sqs;
 pub mod telemetry;
+pub mod views;
 
 pub use config::Config;
 pub use function::{EventFunction, HttpFunction, SqsFunction, run_event, run_http, run_sqs};

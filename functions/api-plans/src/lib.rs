@@ -1,0 +1,127 @@
+//! `POST /v1/plans`, `GET /v1/plans`, `GET /v1/plans/{id}`. Plans are immutable once created.
+
+use async_trait::async_trait;
+use billy_aws::AwsClients;
+use billy_core::ids::IdKind;
+use billy_core::money::Currency;
+use billy_core::page::PageRequest;
+use billy_core::plan::{Commission, NewPlan, PlanKind, Pricing};
+use billy_core::ports::PlanRepository;
+use billy_core::schedule::{Cadence, Frequency};
+use billy_core::service;
+use billy_core::{DomainError, DomainResult};
+use billy_lambda::HttpFunction;
+use billy_lambda::config::{Config, MissingVariable};
+use billy_lambda::deps::Deps;
+use billy_lambda::http::{
+    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, respond,
+};
+use billy_lambda::views;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePlan {
+    name: String,
+    description: Option<String>,
+    currency: String,
+    frequency: String,
+    #[serde(default = "one")]
+    interval: u32,
+    trial_period_days: Option<u32>,
+    kind: String,
+    amount: Option<i64>,
+    metric: Option<String>,
+    pricing: Option<Pricing>,
+    commission: Option<Commission>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl CreatePlan {
+    fn into_new_plan(self) -> DomainResult<NewPlan> {
+        let need = |field: &str| {
+            DomainError::invalid("parameter_missing", format!("a {} plan needs '{field}'", self.kind), Some(field))
+        };
+        let kind = match self.kind.as_str() {
+            "fixed_debit" => PlanKind::FixedDebit { amount: self.amount.ok_or_else(|| need("amount"))? },
+            "fixed_payout" => PlanKind::FixedPayout { amount: self.amount.ok_or_else(|| need("amount"))? },
+            "metered_debit" => PlanKind::MeteredDebit {
+                metric: self.metric.clone().ok_or_else(|| need("metric"))?,
+                pricing: self.pricing.clone().ok_or_else(|| need("pricing"))?,
+            },
+            "metered_payout" => PlanKind::MeteredPayout {
+                metric: self.metric.clone().ok_or_else(|| need("metric"))?,
+                pricing: self.pricing.clone().ok_or_else(|| need("pricing"))?,
+                commission: self.commission.clone().ok_or_else(|| need("commission"))?,
+            },
+            _ => {
+                return Err(DomainError::invalid(
+                    "kind_invalid",
+                    "kind must be one of fixed_debit, metered_debit, fixed_payout, metered_payout",
+                    Some("kind"),
+                ));
+            }
+        };
+        Ok(NewPlan {
+            name: self.name,
+            description: self.description,
+            currency: Currency::parse(&self.currency, "currency")?,
+            cadence: Cadence::new(Frequency::parse(&self.frequency)?, self.interval)?,
+            trial_period_days: self.trial_period_days,
+            kind,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct App {
+    deps: Deps,
+}
+
+impl App {
+    pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        Ok(Self { deps: Deps::new(config, aws)? })
+    }
+
+    async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
+        let ctx = authenticate(&self.deps.tenants, request).await?;
+        if id.is_empty() {
+            let page = PageRequest::parse(
+                query_param(request, "limit").as_deref(),
+                query_param(request, "starting_after").as_deref(),
+                IdKind::Plan,
+            )?;
+            Ok(views::list(self.deps.plans.list(&ctx.scope, &page).await?, views::plan))
+        } else {
+            Ok(views::plan(&service::get_plan(self.deps.services(), &ctx, id, "").await?))
+        }
+    }
+}
+
+#[async_trait]
+impl HttpFunction for App {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let request = &request;
+        let id = path_param(request, "id");
+        match (request.method(), id.is_empty()) {
+            (&Method::POST, true) => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let created = async {
+                        let body: CreatePlan = parse_json(request)?;
+                        service::create_plan(self.deps.services(), &ctx, body.into_new_plan()?).await
+                    };
+                    respond(StatusCode::CREATED, created.await.map(|p| views::plan(&p)))
+                })
+                .await
+            }
+            (&Method::GET, _) => respond(StatusCode::OK, self.read(request, &id).await),
+            _ => method_not_allowed(),
+        }
+    }
+}

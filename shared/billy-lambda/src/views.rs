@@ -1,0 +1,115 @@
+//! The API's JSON shapes of Billy's objects (SPEC §9): every object has `id`, `object`, `created`.
+
+use billy_core::audit::AuditEvent;
+use billy_core::customer::Customer;
+use billy_core::invoice::Invoice;
+use billy_core::payment_method::{Instrument, PaymentMethod};
+use billy_core::plan::{Plan, PlanKind};
+use billy_core::service::ClockView;
+use billy_core::subscription::Subscription;
+use billy_core::transaction::Transaction;
+use serde_json::{Value, json};
+
+pub fn customer(c: &Customer) -> Value {
+    json!({
+        "id": c.id, "object": "customer", "created": c.created, "name": c.name, "email": c.email,
+        "description": c.description, "metadata": c.metadata, "test_clock": c.test_clock,
+        "default_payment_method": c.default_payment_method, "livemode": c.livemode,
+    })
+}
+
+pub fn test_clock(v: &ClockView) -> Value {
+    json!({
+        "id": v.clock.id, "object": "test_clock", "created": v.clock.created, "name": v.clock.name,
+        "frozen_time": v.clock.frozen_time, "status": v.status, "customers": v.clock.customers, "livemode": false,
+    })
+}
+
+pub fn payment_method(m: &PaymentMethod) -> Value {
+    let (kind, details) = match &m.instrument {
+        Instrument::Card { last4, .. } => ("card", json!({"card": {"last4": last4}})),
+        Instrument::BankAccount { last4, .. } => ("bank_account", json!({"bank_account": {"last4": last4}})),
+        Instrument::Pix { key } => ("pix", json!({"pix": {"key": key}})),
+    };
+    let mut v = json!({
+        "id": m.id, "object": "payment_method", "created": m.created, "customer": m.customer,
+        "type": kind, "gateway": m.gateway, "livemode": m.livemode,
+    });
+    if let (Some(obj), Some(extra)) = (v.as_object_mut(), details.as_object()) {
+        obj.extend(extra.clone());
+    }
+    v
+}
+
+pub fn plan(p: &Plan) -> Value {
+    let (kind, amount, extra) = match &p.kind {
+        PlanKind::FixedDebit { amount } => ("fixed_debit", Some(*amount), json!({})),
+        PlanKind::FixedPayout { amount } => ("fixed_payout", Some(*amount), json!({})),
+        PlanKind::MeteredDebit { metric, pricing } => {
+            ("metered_debit", None, json!({"metric": metric, "pricing": pricing}))
+        }
+        PlanKind::MeteredPayout { metric, pricing, commission } => {
+            ("metered_payout", None, json!({"metric": metric, "pricing": pricing, "commission": commission}))
+        }
+    };
+    let mut v = json!({
+        "id": p.id, "object": "plan", "created": p.created, "name": p.name, "description": p.description,
+        "amount": amount, "currency": p.currency, "frequency": p.cadence.frequency, "interval": p.cadence.interval,
+        "trial_period_days": p.trial_period_days, "kind": kind, "direction": p.kind.direction(), "livemode": p.livemode,
+    });
+    if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        obj.extend(extra.clone());
+    }
+    v
+}
+
+/// The current period is the one last billed (in advance) or being metered (in arrears).
+pub fn subscription(s: &Subscription) -> Value {
+    let index = if s.plan.kind.bills_in_advance() { s.next_period.saturating_sub(1) } else { s.next_period };
+    let period = s.period(index).ok();
+    json!({
+        "id": s.id, "object": "subscription", "created": s.created, "status": s.status.as_str(),
+        "customer": s.customer, "plan": s.plan.id, "start": s.start, "billing_anchor": s.billing_anchor,
+        "trial_end": s.trial_end,
+        "current_period_start": period.map(|p| p.start), "current_period_end": period.map(|p| p.end),
+        "next_bill_at": s.next_bill_at().ok().flatten(),
+        "cancel_at_period_end": s.cancel_at_period_end, "cancel_at": s.cancel_at, "canceled_at": s.canceled_at,
+        "ended_at": s.ended_at,
+        "pending_change": s.pending_change.as_ref().map(|c| json!({"plan": c.plan.id, "from_period": c.from_period})),
+        "payment_method": s.payment_method, "test_clock": s.test_clock, "livemode": s.livemode,
+    })
+}
+
+pub fn invoice(i: &Invoice) -> Value {
+    json!({
+        "id": i.id, "object": "invoice", "created": i.created, "status": i.status.as_str(),
+        "direction": i.direction, "customer": i.customer, "subscription": i.subscription, "currency": i.currency,
+        "total": i.total, "amount_paid": i.amount_paid, "amount_refunded": i.amount_refunded,
+        "period_start": i.period.map(|p| p.start), "period_end": i.period.map(|p| p.end),
+        "items": i.items, "adjustments": i.adjustments, "attempt_count": i.attempt_count,
+        "next_attempt_at": i.next_attempt_at, "paid_at": i.paid_at, "failure_reason": i.failure_reason,
+        "livemode": i.livemode,
+    })
+}
+
+pub fn transaction(t: &Transaction) -> Value {
+    json!({
+        "id": t.id, "object": "transaction", "created": t.created, "type": t.kind, "status": t.status.as_str(),
+        "invoice": t.invoice, "customer": t.customer, "amount": t.amount, "currency": t.currency,
+        "gateway": t.gateway, "gateway_reference": t.gateway_reference, "failure_reason": t.failure_reason,
+        "attempt": t.attempt, "livemode": t.livemode,
+    })
+}
+
+pub fn audit_event(e: &AuditEvent) -> Value {
+    json!({
+        "id": e.id, "object": "audit_event", "created": e.at, "entity": e.entity, "entity_type": e.entity_type,
+        "account": e.account, "action": e.action, "version": e.version, "actor": e.actor,
+        "request_id": e.request_id, "reason": e.reason, "before": e.before, "after": e.after,
+    })
+}
+
+/// A list in the API's shape.
+pub fn list<T>(page: billy_core::page::Page<T>, view: impl Fn(&T) -> Value) -> Value {
+    json!({"object": "list", "data": page.data.iter().map(view).collect::<Vec<_>>(), "has_more": page.has_more, "next_cursor": page.next_cursor})
+}
