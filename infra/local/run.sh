@@ -6,7 +6,13 @@
 command -v cargo >/dev/null 2>&1 || die "cargo (Rust) is needed"
 
 started="$(mktemp)"
+sandbox_pid=""
 cleanup() {
+  if [ -n "$sandbox_pid" ] && kill -0 "$sandbox_pid" 2>/dev/null; then
+    kill -TERM "$sandbox_pid" 2>/dev/null || true
+    wait "$sandbox_pid" 2>/dev/null || true
+    log "stopped the sandbox gateway (pid $sandbox_pid)"
+  fi
   local svcs; svcs="$(cat "$started" 2>/dev/null || true)"
   # shellcheck disable=SC2086
   [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
@@ -17,8 +23,15 @@ trap 'exit 130' INT TERM
 
 t0=$SECONDS
 bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$started"
-log "stack ready after $((SECONDS - t0)) s; building the runner"
-(cd "$BILLY_ROOT" && cargo build -q -p billy-local)
+log "stack ready after $((SECONDS - t0)) s; building the runner and the sandbox gateway"
+(cd "$BILLY_ROOT" && cargo build -q -p billy-local -p sandbox-gateway)
+# The sandbox gateway: a separate loopback process that posts signed webhooks to the runner.
+export SANDBOX_PORT="${SANDBOX_PORT:-4610}"
+export SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
+export SANDBOX_WEBHOOK_URL="http://127.0.0.1:${BILLY_PORT:-3000}/v1/webhooks/sandbox"
+"$BILLY_ROOT/target/debug/sandbox-gateway" > "$BILLY_LOGS/sandbox-gateway.log" 2>&1 &
+sandbox_pid=$!
+log "sandbox gateway on $SANDBOX_URL (pid $sandbox_pid, log $BILLY_LOGS/sandbox-gateway.log)"
 log "ready after $((SECONDS - t0)) s in all"
 # Not exec: the EXIT trap must run after the runner ends, to stop the stack.
 "$BILLY_ROOT/target/debug/billy-local" || true
