@@ -640,3 +640,78 @@ async fn an_idempotency_key_replays_the_same_response_and_refuses_a_different_bo
     assert_eq!(plans["data"].as_array().unwrap().len(), 1);
     w.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_one_off_invoice_is_drafted_itemised_charged_and_paid() {
+    let w = World::new("2026-02-01T00:00:00Z", "4242424242424242").await;
+    let (main, audit) = (w.stack.tables().main, w.stack.tables().audit);
+    let before = (item_count(&w.stack, &main).await, item_count(&w.stack, &audit).await);
+    // Bad drafts store nothing
+    for (body, code) in [
+        (json!({"customer": w.customer, "currency": "usd", "items": []}), "parameter_missing"),
+        (
+            json!({"customer": w.customer, "currency": "usd", "items": [{"description": "x", "unit_amount": -5}]}),
+            "amount_invalid",
+        ),
+        (
+            json!({"customer": w.customer, "currency": "usd", "items": [{"description": "x", "quantity": 0, "unit_amount": 5}]}),
+            "quantity_invalid",
+        ),
+        (
+            json!({"customer": w.customer, "currency": "usd", "items": [{"description": "x", "quantity": 1000000000, "unit_amount": 999999999999i64}]}),
+            "amount_too_large",
+        ),
+        (
+            json!({"customer": w.customer, "currency": "zzz", "items": [{"description": "x", "unit_amount": 5}]}),
+            "currency_invalid",
+        ),
+        (
+            json!({"customer": "cus_01m7zzzzzzzzzzzzzzzzzzzzzz", "currency": "usd", "items": [{"description": "x", "unit_amount": 5}]}),
+            "resource_missing",
+        ),
+    ] {
+        let (status, answer) = w.api.post("/invoices", &w.key, &body).await;
+        assert_eq!((status, error_code(&answer)), (StatusCode::BAD_REQUEST, code.to_owned()), "{body}");
+    }
+    assert_eq!((item_count(&w.stack, &main).await, item_count(&w.stack, &audit).await), before);
+    // A draft of 3 × 19.99, then one more item of 5.00
+    let (status, draft) = w
+        .api
+        .post("/invoices", &w.key, &json!({"customer": w.customer, "currency": "USD", "items": [{"description": "Seat", "quantity": 3, "unit_amount": 1999}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{draft}");
+    assert_eq!(
+        (draft["status"].as_str(), draft["total"].as_i64(), draft["currency"].as_str()),
+        (Some("draft"), Some(5997), Some("usd"))
+    );
+    assert!(draft["subscription"].is_null() && draft["period_start"].is_null());
+    let id = s(&draft["id"]);
+    let (status, more) = w
+        .api
+        .post(
+            &format!("/invoices/{id}/items"),
+            &w.key,
+            &json!({"items": [{"description": "Setup", "unit_amount": 500}]}),
+        )
+        .await;
+    assert_eq!((status, more["total"].as_i64()), (StatusCode::OK, Some(6497)));
+    // Charged: pending at once, paid when the gateway's webhook arrives
+    let (status, pending) = w.api.post(&format!("/invoices/{id}/charge"), &w.key, &json!({})).await;
+    assert_eq!((status, pending["status"].as_str()), (StatusCode::OK, Some("pending")));
+    w.settled().await;
+    let (_, paid) = w.api.get(&format!("/invoices/{id}"), &w.key).await;
+    assert_eq!((paid["status"].as_str(), paid["amount_paid"].as_i64()), (Some("paid"), Some(6497)));
+    // A paid invoice takes no items and cannot be charged again
+    for (path, body) in [
+        (format!("/invoices/{id}/items"), json!({"items": [{"description": "x", "unit_amount": 1}]})),
+        (format!("/invoices/{id}/charge"), json!({})),
+    ] {
+        let (status, answer) = w.api.post(&path, &w.key, &body).await;
+        assert_eq!((status, error_code(&answer)), (StatusCode::CONFLICT, "illegal_transition".to_owned()), "{path}");
+    }
+    assert_eq!(
+        w.trail(&id).await,
+        vec!["invoice.created", "invoice.items_added", "invoice.items_added", "invoice.finalized", "invoice.paid"]
+    );
+    w.stack.stop().await;
+}

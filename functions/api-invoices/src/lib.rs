@@ -1,22 +1,27 @@
-//! `GET /v1/invoices` (filters: customer, subscription, status, period_from, period_to) and
-//! `GET /v1/invoices/{id}`.
+//! `POST /v1/invoices` (a one-off draft), `POST /v1/invoices/{id}/items`,
+//! `POST /v1/invoices/{id}/charge` (finalize and request the charge), `GET /v1/invoices` (filters:
+//! customer, subscription, status, period_from, period_to) and `GET /v1/invoices/{id}`.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::ids::{Id, IdKind};
 use billy_core::invoice::InvoiceStatus;
+use billy_core::money::Currency;
 use billy_core::page::PageRequest;
 use billy_core::ports::InvoiceFilter;
 use billy_core::schedule::parse_time;
-use billy_core::service;
+use billy_core::service::{self, NewItem};
 use billy_core::{DomainError, DomainResult};
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::http::{authenticate, method_not_allowed, path_param, query_param, query_with, respond};
+use billy_lambda::http::{
+    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, query_with, respond,
+};
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
 use serde_json::Value;
 
 fn parse_status(raw: &str) -> DomainResult<InvoiceStatus> {
@@ -25,14 +30,48 @@ fn parse_status(raw: &str) -> DomainResult<InvoiceStatus> {
     })
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item {
+    description: String,
+    #[serde(default = "one")]
+    quantity: i64,
+    unit_amount: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl From<Item> for NewItem {
+    fn from(i: Item) -> Self {
+        Self { description: i.description, quantity: i.quantity, unit_amount: i.unit_amount }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateInvoice {
+    customer: String,
+    currency: String,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddItems {
+    items: Vec<Item>,
+}
+
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
+    charge_queue: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)? })
+        Ok(Self { deps: Deps::new(config, aws)?, charge_queue: config.require("CHARGE_QUEUE_URL")?.to_owned() })
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
@@ -60,9 +99,50 @@ impl App {
 #[async_trait]
 impl HttpFunction for App {
     async fn handle(&self, request: Request) -> Response<Body> {
-        let id = path_param(&request, "id");
-        match request.method() {
-            &Method::GET => respond(StatusCode::OK, self.read(&request, &id).await),
+        let request = &request;
+        let id = path_param(request, "id");
+        let path = request.uri().path();
+        let (items, charge) = (path.ends_with("/items"), path.ends_with("/charge"));
+        let s = self.deps.services();
+        let view = |r: DomainResult<billy_core::invoice::Invoice>| r.map(|i| views::invoice(&i));
+        match (request.method(), id.is_empty()) {
+            (&Method::POST, true) => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let created = async {
+                        let body: CreateInvoice = parse_json(request)?;
+                        let currency = Currency::parse(&body.currency, "currency")?;
+                        service::create_invoice(
+                            s,
+                            &ctx,
+                            &body.customer,
+                            currency,
+                            body.items.into_iter().map(NewItem::from).collect(),
+                        )
+                        .await
+                    };
+                    respond(StatusCode::CREATED, view(created.await))
+                })
+                .await
+            }
+            (&Method::POST, false) if items => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let added = async {
+                        let body: AddItems = parse_json(request)?;
+                        service::add_invoice_items(s, &ctx, &id, body.items.into_iter().map(NewItem::from).collect())
+                            .await
+                    };
+                    respond(StatusCode::OK, view(added.await))
+                })
+                .await
+            }
+            (&Method::POST, false) if charge => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let charged = service::charge_invoice(s, &ctx, &id, &self.deps.queue, &self.charge_queue).await;
+                    respond(StatusCode::OK, view(charged))
+                })
+                .await
+            }
+            (&Method::GET, _) => respond(StatusCode::OK, self.read(request, &id).await),
             _ => method_not_allowed(),
         }
     }

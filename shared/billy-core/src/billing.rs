@@ -298,11 +298,20 @@ pub async fn generate_invoice(
     // Asked again on every delivery: charging is idempotent per attempt, and this delivery may be
     // the one after a crash between the commit and the send.
     if invoice.status == InvoiceStatus::Pending {
-        let request =
-            ChargeRequest { scope: scope.clone(), invoice: invoice.id.clone(), attempt: invoice.attempt_count };
-        deps.queue.send(deps.charge_queue, &[message(CHARGE_INVOICE, &request)?]).await?;
+        request_charge(deps.queue, deps.charge_queue, scope, &invoice).await?;
     }
     Ok(Some(invoice))
+}
+
+/// Asks the charge step for the invoice's current attempt.
+pub async fn request_charge(
+    queue: &dyn QueuePublisher,
+    charge_queue: &str,
+    scope: &Scope,
+    inv: &Invoice,
+) -> DomainResult<()> {
+    let request = ChargeRequest { scope: scope.clone(), invoice: inv.id.clone(), attempt: inv.attempt_count };
+    queue.send(charge_queue, &[message(CHARGE_INVOICE, &request)?]).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -374,3 +374,118 @@ pub async fn entity_history(s: Services<'_>, ctx: &Context, raw: &str) -> Domain
     }
     Ok(events)
 }
+
+// --- one-off invoices --------------------------------------------------------------------------
+
+/// An item as a client gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub description: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+}
+
+fn items(input: Vec<NewItem>) -> DomainResult<Vec<crate::invoice::InvoiceItem>> {
+    if input.is_empty() {
+        return Err(DomainError::invalid("parameter_missing", "give at least one item", Some("items")));
+    }
+    input.into_iter().map(|i| crate::invoice::InvoiceItem::new(&i.description, i.quantity, i.unit_amount)).collect()
+}
+
+fn invoice_change_event(
+    ctx: &Context,
+    s: Services<'_>,
+    at: DateTime<Utc>,
+    action: &'static str,
+    inv: &Invoice,
+    change: &crate::journal::InvoiceChange,
+) -> DomainResult<AuditEvent> {
+    let mut event = ctx.snapshot(s.ids, at, action, inv);
+    event.change = Some(serde_json::to_value(change).map_err(DomainError::unexpected)?);
+    Ok(event)
+}
+
+/// Creates a one-off invoice in `draft` with its items.
+pub async fn create_invoice(
+    s: Services<'_>,
+    ctx: &Context,
+    customer: &str,
+    currency: crate::money::Currency,
+    new_items: Vec<NewItem>,
+) -> DomainResult<Invoice> {
+    let customer = s.customer(ctx, customer, "customer").await?;
+    let items = items(new_items)?;
+    let now = s.now_for(ctx, &customer).await?;
+    let mut inv = Invoice::draft(
+        s.ids.next(IdKind::Invoice),
+        customer.id.clone(),
+        None,
+        crate::plan::Direction::Debit,
+        currency,
+        None,
+        now,
+        ctx.scope.livemode(),
+    );
+    inv.test_clock = customer.test_clock.clone();
+    let created = crate::journal::InvoiceChange::Created { invoice: Box::new(inv.clone()) };
+    let mut events = vec![invoice_change_event(ctx, s, now, "invoice.created", &inv, &created)?];
+    inv.add_items(items.clone())?;
+    events.push(invoice_change_event(
+        ctx,
+        s,
+        now,
+        "invoice.items_added",
+        &inv,
+        &crate::journal::InvoiceChange::ItemsAdded { items },
+    )?);
+    s.unit.commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: None }], events).await?;
+    Ok(inv)
+}
+
+/// Adds items to a draft invoice.
+pub async fn add_invoice_items(
+    s: Services<'_>,
+    ctx: &Context,
+    raw: &str,
+    new_items: Vec<NewItem>,
+) -> DomainResult<Invoice> {
+    let mut inv = get_invoice(s, ctx, raw).await?;
+    let items = items(new_items)?;
+    let expected = inv.version;
+    inv.add_items(items.clone())?;
+    let event = invoice_change_event(
+        ctx,
+        s,
+        s.clock.now(),
+        "invoice.items_added",
+        &inv,
+        &crate::journal::InvoiceChange::ItemsAdded { items },
+    )?;
+    s.unit
+        .commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: Some(expected) }], vec![event])
+        .await?;
+    Ok(inv)
+}
+
+/// Finalizes a draft and requests its charge (`draft` → `pending`; a zero total is paid at once).
+pub async fn charge_invoice(
+    s: Services<'_>,
+    ctx: &Context,
+    raw: &str,
+    queue: &dyn crate::ports::QueuePublisher,
+    charge_queue: &str,
+) -> DomainResult<Invoice> {
+    let mut inv = get_invoice(s, ctx, raw).await?;
+    let now = crate::billing::now_for(s.clocks, s.clock, &ctx.scope, inv.test_clock.as_ref()).await?;
+    let expected = inv.version;
+    let change = crate::journal::transition(&mut inv, crate::invoice::InvoiceAction::Finalize, now)?;
+    let action = if inv.status == crate::invoice::InvoiceStatus::Paid { "invoice.paid" } else { "invoice.finalized" };
+    let event = invoice_change_event(ctx, s, now, action, &inv, &change)?;
+    s.unit
+        .commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: Some(expected) }], vec![event])
+        .await?;
+    if inv.status == crate::invoice::InvoiceStatus::Pending {
+        crate::billing::request_charge(queue, charge_queue, &ctx.scope, &inv).await?;
+    }
+    Ok(inv)
+}
