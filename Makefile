@@ -1,11 +1,14 @@
 # Billy's two commands, plus the pieces they are made of.
-.PHONY: run test install stack-start stack-stop stack-status validate build-lambda fmt
+.PHONY: run test bench install stack-start stack-stop stack-status validate build-lambda fmt
 
 run: ## install what is missing, start the local stack and serve the API on 127.0.0.1:$${BILLY_PORT:-3000}
 	@bash infra/local/run.sh
 
 test: ## every check: fmt, clippy, unit + integration + end-to-end tests, sam validate --lint
 	@bash infra/local/test.sh
+
+bench: ## billing-run throughput, requests and cost per invoice, ceiling, API latency, package sizes
+	@bash infra/local/bench.sh
 
 install:
 	@bash infra/local/install.sh all

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use billy_aws::AwsClients;
 use billy_aws::dynamo::DUE_SHARDS;
-use billy_core::billing::{TickDeps, bill_due_subscription};
+use billy_core::billing::{TickDeps, bill_due_subscriptions};
 use billy_core::ids::Id;
 use billy_core::ports::{Clock, SubscriptionRepository, TestClockRepository};
 use billy_core::tenant::Scope;
@@ -39,21 +39,15 @@ impl App {
             ids: &d.ids,
             bill_queue: &self.bill_queue,
         };
-        let mut sent = 0;
-        let mut failures = 0;
-        for (scope, id) in due {
-            match bill_due_subscription(deps, &scope, &id, now).await {
-                Ok(n) => sent += n,
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(subscription = %id, error = %e, "billing a due subscription failed; the next tick retries it");
-                }
-            }
+        let report = bill_due_subscriptions(deps, &due, now).await?;
+        if report.failures > 0 {
+            tracing::warn!(
+                failures = report.failures,
+                "some due subscriptions were not billed; the next tick retries them"
+            );
+            return Err(DomainError::unexpected(format!("{} subscriptions could not be billed", report.failures)));
         }
-        if failures > 0 {
-            return Err(DomainError::unexpected(format!("{failures} subscriptions could not be billed")));
-        }
-        Ok(sent)
+        Ok(report.periods)
     }
 }
 

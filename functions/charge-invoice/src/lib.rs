@@ -44,7 +44,7 @@ impl SqsFunction for App {
             clocks: &d.clocks,
             clock: &d.clock,
         };
-        Ok(for_each_message(event, 4, |m| async move {
+        Ok(for_each_message(event, 10, |m| async move {
             let request: ChargeRequest = decode(&m, CHARGE_INVOICE, &[MESSAGE_VERSION])?;
             charge_invoice(deps, &request).await?;
             Ok(())

@@ -33,7 +33,7 @@ impl SqsFunction for App {
             ids: &d.ids,
             charge_queue: &self.charge_queue,
         };
-        Ok(for_each_message(event, 4, |m| async move {
+        Ok(for_each_message(event, 10, |m| async move {
             let msg: BillPeriod = decode(&m, BILL_PERIOD, &[MESSAGE_VERSION])?;
             let now = now_for(&d.clocks, &d.clock, &msg.scope, msg.test_clock.as_ref()).await?;
             generate_invoice(deps, &msg, now).await?;

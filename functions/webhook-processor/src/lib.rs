@@ -38,7 +38,7 @@ impl SqsFunction for App {
             clock: &d.clock,
             dunning: &self.dunning,
         };
-        Ok(for_each_message(event, 4, |m| async move {
+        Ok(for_each_message(event, 10, |m| async move {
             let event: GatewayEvent = decode(&m, GATEWAY_EVENT, &[MESSAGE_VERSION])?;
             apply_gateway_event(deps, &event).await?;
             Ok(())

@@ -47,7 +47,26 @@ enum Segment {
     Greedy(String),
 }
 
+/// Invocations per function, as Lambda would bill them.
+#[derive(Debug, Clone, Default)]
+pub struct Calls(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
+
+impl Calls {
+    fn hit(&self, function: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(function.to_owned()).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 struct Route {
+    calls: Calls,
     method: String,
     segments: Vec<Segment>,
     function: String,
@@ -55,6 +74,7 @@ struct Route {
 }
 
 struct SqsSource {
+    calls: Calls,
     function: String,
     queue_url: String,
     queue_arn: String,
@@ -67,6 +87,7 @@ struct SqsSource {
 
 /// A function invoked on a fixed rate, as an EventBridge schedule would.
 struct ScheduleSource {
+    calls: Calls,
     function: String,
     every: Duration,
     handler: Arc<dyn EventFunction>,
@@ -74,6 +95,7 @@ struct ScheduleSource {
 
 /// A function invoked with each event its rule matches (delivered through a bridge queue).
 struct RuleSource {
+    calls: Calls,
     function: String,
     queue_url: String,
     handler: Arc<dyn EventFunction>,
@@ -86,6 +108,7 @@ pub struct Runner {
     schedules: Vec<ScheduleSource>,
     rules: Vec<RuleSource>,
     aws: AwsClients,
+    calls: Calls,
 }
 
 /// Parses `rate(N unit)`; cron expressions are not run locally (the template uses rates).
@@ -150,6 +173,7 @@ impl Runner {
         let mut sources = Vec::new();
         let mut schedules = Vec::new();
         let mut rules = Vec::new();
+        let calls = Calls::default();
         for def in template.functions().map_err(|e| e.to_string())? {
             let config = function_config(&def, provisioned)?;
             let handler = make(&def, &config)?;
@@ -158,6 +182,7 @@ impl Runner {
                     |want: &str| format!("{}.{event_id}: a {want} event needs a {want} handler", def.logical_id);
                 match (event, &handler) {
                     (EventSource::Http { method, path }, Handler::Http(h)) => routes.push(Route {
+                        calls: calls.clone(),
                         method: method.clone(),
                         segments: parse_path(path),
                         function: def.name.clone(),
@@ -173,6 +198,7 @@ impl Runner {
                             .get(queue)
                             .ok_or_else(|| format!("{}: queue {queue} was not provisioned", def.logical_id))?;
                         sources.push(SqsSource {
+                            calls: calls.clone(),
                             function: def.name.clone(),
                             queue_url: url.clone(),
                             queue_arn: arn.clone(),
@@ -185,6 +211,7 @@ impl Runner {
                     }
                     (EventSource::Sqs { .. }, _) => return Err(wrong("SQS")),
                     (EventSource::Schedule { expression }, Handler::Event(h)) => schedules.push(ScheduleSource {
+                        calls: calls.clone(),
                         function: def.name.clone(),
                         every: parse_rate(expression)?,
                         handler: Arc::clone(h),
@@ -195,6 +222,7 @@ impl Runner {
                             .get(&(def.logical_id.clone(), event_id.clone()))
                             .ok_or_else(|| format!("{}.{event_id}: rule bridge was not provisioned", def.logical_id))?;
                         rules.push(RuleSource {
+                            calls: calls.clone(),
                             function: def.name.clone(),
                             queue_url: bridge.queue_url.clone(),
                             handler: Arc::clone(h),
@@ -204,7 +232,7 @@ impl Runner {
                 }
             }
         }
-        Ok(Self { routes, sources, schedules, rules, aws: aws.clone() })
+        Ok(Self { routes, sources, schedules, rules, aws: aws.clone(), calls })
     }
 
     /// Binds the HTTP server and starts every poller.
@@ -243,7 +271,7 @@ impl Runner {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
-        Ok(RunningRunner { addr, stop: stop_tx, tasks })
+        Ok(RunningRunner { addr, stop: stop_tx, tasks, calls: self.calls })
     }
 }
 
@@ -251,6 +279,8 @@ impl Runner {
 #[derive(Debug)]
 pub struct RunningRunner {
     pub addr: SocketAddr,
+    /// Invocations per function since start (or the last reset).
+    pub calls: Calls,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -349,6 +379,7 @@ async fn serve(routes: &[Route], req: Request<AxumBody>) -> Response<AxumBody> {
         .with_query_string_parameters(query_map)
         .with_request_context(RequestContext::ApiGatewayV2(context));
     let started = Instant::now();
+    route.calls.hit(&route.function);
     let response = route.handler.handle(request).await;
     tracing::debug!(function = %route.function, status = %response.status(), elapsed_ms = started.elapsed().as_millis(), "invoked");
     let (mut parts, body) = response.into_parts();
@@ -377,6 +408,7 @@ async fn run_schedule(source: ScheduleSource, mut stop: watch::Receiver<bool>) {
                 event.source = "aws.events".into();
                 event.time = Some(chrono::Utc::now());
                 event.detail = serde_json::json!({});
+                source.calls.hit(&source.function);
                 if let Err(e) = source.handler.handle(event).await {
                     tracing::warn!(function = %source.function, error = %e, "scheduled invocation failed");
                 }
@@ -414,7 +446,10 @@ async fn poll_rule(source: Arc<RuleSource>, sqs: aws_sdk_sqs::Client, wait_secs:
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
             let outcome = match serde_json::from_str::<EventBridgeEvent>(m.body.as_deref().unwrap_or_default()) {
-                Ok(event) => source.handler.handle(event).await.map_err(|e| e.to_string()),
+                Ok(event) => {
+                    source.calls.hit(&source.function);
+                    source.handler.handle(event).await.map_err(|e| e.to_string())
+                }
                 Err(e) => Err(format!("undecodable event: {e}")),
             };
             let done = match outcome {
@@ -497,6 +532,7 @@ async fn invoke(source: &SqsSource, sqs: &aws_sdk_sqs::Client, messages: Vec<Sqs
     event.records = messages;
     let handles: Vec<(String, String)> =
         event.records.iter().filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?))).collect();
+    source.calls.hit(&source.function);
     let outcome = tokio::time::timeout(source.timeout, source.handler.handle(event)).await;
     let failed: Vec<String> = match outcome {
         Ok(Ok(response)) if source.report_failures => {

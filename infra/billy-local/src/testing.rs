@@ -63,11 +63,32 @@ pub struct TestStack {
     runner: RunningRunner,
 }
 
+/// How a test stack runs (benchmarks change these).
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Counts every AWS request the stack makes.
+    pub meter: Option<billy_aws::metering::RequestMeter>,
+    pub runner: RunnerOptions,
+    /// How long the sandbox gateway "processes" before its webhook.
+    pub sandbox_delay: Duration,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { meter: None, runner: RunnerOptions::default(), sandbox_delay: Duration::from_millis(50) }
+    }
+}
+
 impl TestStack {
     /// Billy as `template.yaml` declares it.
     pub async fn start() -> Self {
+        Self::start_custom(StackOptions::default()).await
+    }
+
+    /// Billy as `template.yaml` declares it, run with `options`.
+    pub async fn start_custom(options: StackOptions) -> Self {
         let template = Template::load(&crate::default_template_path()).expect("template.yaml loads");
-        Self::start_with(&template, |def, config, aws| functions::build(&def.name, config, aws)).await
+        Self::start_with_options(&template, |def, config, aws| functions::build(&def.name, config, aws), options).await
     }
 
     /// Any template, with handlers from `make` (tests host their own functions this way).
@@ -75,8 +96,16 @@ impl TestStack {
         template: &Template,
         make: impl Fn(&FunctionDef, &Config, &AwsClients) -> Result<Handler, String>,
     ) -> Self {
+        Self::start_with_options(template, make, StackOptions::default()).await
+    }
+
+    async fn start_with_options(
+        template: &Template,
+        make: impl Fn(&FunctionDef, &Config, &AwsClients) -> Result<Handler, String>,
+        options: StackOptions,
+    ) -> Self {
         billy_lambda::telemetry::init();
-        let aws = AwsClients::local(&LocalEndpoints::from_env()).await;
+        let aws = AwsClients::local_metered(&LocalEndpoints::from_env(), options.meter.clone()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let sandbox_api_key = format!("sk-{}", uuid::Uuid::new_v4().simple());
         let webhook_secret = format!("whsec-{}", uuid::Uuid::new_v4().simple());
@@ -85,7 +114,7 @@ impl TestStack {
             api_key: sandbox_api_key.clone(),
             webhook_secret: webhook_secret.clone(),
             webhook_url: None,
-            delay: Duration::from_millis(50),
+            delay: options.sandbox_delay,
         })
         .await
         .expect("sandbox gateway binds a loopback port");
@@ -100,7 +129,7 @@ impl TestStack {
             .expect("local stack is up (run tests through `make test`)");
         let runner =
             Runner::build(template, &provisioned, &aws, |def, config| make(def, config, &aws)).expect("runner wires");
-        let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], 0)), ..RunnerOptions::default() };
+        let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], 0)), ..options.runner };
         let runner = runner.start(&options).await.expect("runner binds a loopback port");
         sandbox.set_webhook_url(&format!("{}/v1/webhooks/sandbox", runner.url()));
         Self {
@@ -117,6 +146,11 @@ impl TestStack {
 
     pub fn tables(&self) -> Tables {
         tables_of(&self.provisioned)
+    }
+
+    /// Invocations per function so far.
+    pub fn calls(&self) -> &crate::runner::Calls {
+        &self.runner.calls
     }
 
     pub async fn stop(self) {

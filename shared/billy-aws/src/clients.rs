@@ -30,17 +30,29 @@ impl AwsClients {
     /// Clients for the local stack only (fixed test credentials and loopback endpoints), whatever
     /// the environment says: tests can never reach a real AWS account by accident.
     pub async fn local(endpoints: &LocalEndpoints) -> Self {
+        Self::local_metered(endpoints, None).await
+    }
+
+    /// Local clients whose every request is also counted by `meter` (benchmarks).
+    pub async fn local_metered(endpoints: &LocalEndpoints, meter: Option<crate::metering::RequestMeter>) -> Self {
         let config = loader()
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "billy-local"))
             .endpoint_url(&endpoints.localstack)
             .load()
             .await;
-        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config).endpoint_url(&endpoints.dynamodb).build();
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&config).endpoint_url(&endpoints.dynamodb);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
+        let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(&config);
+        if let Some(meter) = meter {
+            dynamodb = dynamodb.interceptor(meter.clone());
+            sqs = sqs.interceptor(meter.clone());
+            eventbridge = eventbridge.interceptor(meter);
+        }
         Self {
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            eventbridge: aws_sdk_eventbridge::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
         }
     }
 

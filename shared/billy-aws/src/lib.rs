@@ -10,6 +10,7 @@ pub mod health;
 pub mod idempotency;
 pub mod invoices;
 pub mod items;
+pub mod metering;
 pub mod payment_methods;
 pub mod plans;
 pub mod sandbox;

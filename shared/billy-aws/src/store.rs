@@ -76,8 +76,20 @@ impl Store {
 
     /// Writes `puts` and appends `events`, all or nothing.
     pub async fn transact(&self, puts: Vec<Put>, events: &[AuditEvent], what: &str) -> DomainResult<()> {
+        self.transact_with_updates(puts, Vec::new(), events, what).await
+    }
+
+    /// Writes `puts` and `updates` and appends `events`, all or nothing.
+    pub async fn transact_with_updates(
+        &self,
+        puts: Vec<Put>,
+        updates: Vec<aws_sdk_dynamodb::types::Update>,
+        events: &[AuditEvent],
+        what: &str,
+    ) -> DomainResult<()> {
         let mut items: Vec<TransactWriteItem> =
             puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
+        items.extend(updates.into_iter().map(|u| TransactWriteItem::builder().update(u).build()));
         for event in events {
             items.push(TransactWriteItem::builder().put(audit_put(&self.tables.audit, event)?).build());
         }

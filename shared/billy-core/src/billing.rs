@@ -140,49 +140,51 @@ pub struct TickDeps<'a> {
     pub bill_queue: &'a str,
 }
 
-/// Sends one bill message per due period of one subscription, then records them as billed. The
-/// messages go first: a crash in between re-sends them on the next tick, and the period claim makes
-/// the repeat a no-op, whereas recording first could lose a period.
-pub async fn bill_due_subscription(
+/// How many subscriptions a tick reads and commits at once.
+const TICK_CONCURRENCY: usize = 16;
+
+/// What one subscription's tick changes: the updated subscription, its events, its messages.
+struct TickPlan {
+    scope: Scope,
+    subscription: Subscription,
+    expected: u64,
+    events: Vec<crate::audit::AuditEvent>,
+    messages: Vec<QueueMessage>,
+}
+
+fn plan_tick(
     deps: TickDeps<'_>,
     scope: &Scope,
-    id: &Id,
+    mut sub: Subscription,
     now: DateTime<Utc>,
-) -> DomainResult<usize> {
-    let Some(mut sub) = deps.subscriptions.get(scope, id).await? else { return Ok(0) };
+) -> DomainResult<Option<TickPlan>> {
     let ctx = system(scope, "billing-tick");
     let expected = sub.version;
     let due = sub.due_periods(now)?;
     let mut events = Vec::new();
-    if !due.is_empty() {
-        let messages = due
-            .iter()
-            .map(|d| {
-                message(
-                    BILL_PERIOD,
-                    &BillPeriod {
-                        scope: scope.clone(),
-                        subscription: sub.id.clone(),
-                        customer: sub.customer.clone(),
-                        period: d.period,
-                        plan: d.plan.clone(),
-                        test_clock: sub.test_clock.clone(),
-                    },
-                )
-            })
-            .collect::<DomainResult<Vec<_>>>()?;
-        deps.queue.send(deps.bill_queue, &messages).await?;
-        for d in &due {
-            let was = sub.status;
-            sub.record_billed(d.period.index, now)?;
-            let action = if was == SubscriptionStatus::Trialing && sub.status == SubscriptionStatus::Active {
-                "subscription.trial_ended"
-            } else {
-                "subscription.period_billed"
-            };
-            events.push(subscription_event(&ctx, deps.ids, now, &sub, action, None));
-        }
-    } else if sub.end_if_due(now)? {
+    let mut messages = Vec::new();
+    for d in &due {
+        messages.push(message(
+            BILL_PERIOD,
+            &BillPeriod {
+                scope: scope.clone(),
+                subscription: sub.id.clone(),
+                customer: sub.customer.clone(),
+                period: d.period,
+                plan: d.plan.clone(),
+                test_clock: sub.test_clock.clone(),
+            },
+        )?);
+        let was = sub.status;
+        sub.record_billed(d.period.index, now)?;
+        let action = if was == SubscriptionStatus::Trialing && sub.status == SubscriptionStatus::Active {
+            "subscription.trial_ended"
+        } else {
+            "subscription.period_billed"
+        };
+        events.push(subscription_event(&ctx, deps.ids, now, &sub, action, None));
+    }
+    if due.is_empty() && sub.end_if_due(now)? {
         events.push(subscription_event(
             &ctx,
             deps.ids,
@@ -192,18 +194,61 @@ pub async fn bill_due_subscription(
             Some("canceled at period end"),
         ));
     }
-    if events.is_empty() {
-        return Ok(0);
+    Ok((!events.is_empty()).then(|| TickPlan { scope: scope.clone(), subscription: sub, expected, events, messages }))
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub periods: usize,
+    pub failures: usize,
+}
+
+/// Bills every due period of these subscriptions: all bill messages are sent first (in batches),
+/// then each subscription records what was sent. A crash in between re-sends them on the next tick
+/// and the period claim makes the repeat a no-op, whereas recording first could lose a period. A
+/// subscription changed meanwhile (a cancel, another tick) is left to the next tick.
+pub async fn bill_due_subscriptions(
+    deps: TickDeps<'_>,
+    due: &[(Scope, Id)],
+    now: DateTime<Utc>,
+) -> DomainResult<TickReport> {
+    use futures::stream::{self, StreamExt};
+    let planned: Vec<DomainResult<Option<TickPlan>>> = stream::iter(due.to_vec())
+        .map(|(scope, id)| async move {
+            match deps.subscriptions.get(&scope, &id).await? {
+                Some(sub) => plan_tick(deps, &scope, sub, now),
+                None => Ok(None),
+            }
+        })
+        .buffer_unordered(TICK_CONCURRENCY)
+        .collect()
+        .await;
+    let mut report = TickReport::default();
+    let mut plans = Vec::new();
+    for p in planned {
+        match p {
+            Ok(Some(plan)) => plans.push(plan),
+            Ok(None) => {}
+            Err(_) => report.failures += 1,
+        }
     }
-    match deps
-        .unit
-        .commit(scope, vec![Write::Subscription { subscription: sub, expected: Some(expected) }], events)
-        .await
-    {
-        // Someone else changed it (another tick, a cancel): the next tick recomputes from fresh data.
-        Ok(()) | Err(DomainError::Conflict { .. }) => Ok(due.len()),
-        Err(e) => Err(e),
-    }
+    let messages: Vec<QueueMessage> = plans.iter().flat_map(|p| p.messages.iter().cloned()).collect();
+    report.periods = messages.len();
+    deps.queue.send(deps.bill_queue, &messages).await?;
+    let commits: Vec<DomainResult<()>> = stream::iter(plans)
+        .map(|p| async move {
+            let writes = vec![Write::Subscription { subscription: p.subscription, expected: Some(p.expected) }];
+            match deps.unit.commit(&p.scope, writes, p.events).await {
+                Ok(()) | Err(DomainError::Conflict { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(TICK_CONCURRENCY)
+        .collect()
+        .await;
+    report.failures += commits.iter().filter(|c| c.is_err()).count();
+    Ok(report)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,26 +305,11 @@ pub async fn generate_invoice(
                 Some(msg.period),
                 now,
                 sub.livemode,
-            );
+            )
+            .with_items(period_items(&msg.plan, &msg.period)?)?;
             inv.test_clock = msg.test_clock.clone();
-            let mut events = vec![invoice_event(
-                &ctx,
-                deps.ids,
-                now,
-                &inv,
-                "invoice.created",
-                &InvoiceChange::Created { invoice: Box::new(inv.clone()) },
-            )?];
-            let items = period_items(&msg.plan, &msg.period)?;
-            inv.add_items(items.clone())?;
-            events.push(invoice_event(
-                &ctx,
-                deps.ids,
-                now,
-                &inv,
-                "invoice.items_added",
-                &InvoiceChange::ItemsAdded { items },
-            )?);
+            let created = InvoiceChange::Created { invoice: Box::new(inv.clone()) };
+            let mut events = vec![invoice_event(&ctx, deps.ids, now, &inv, "invoice.created", &created)?];
             let change = journal::transition(&mut inv, InvoiceAction::Finalize, now)?;
             let action = if inv.status == InvoiceStatus::Pending { "invoice.finalized" } else { "invoice.paid" };
             events.push(invoice_event(&ctx, deps.ids, now, &inv, action, &change)?);
@@ -479,11 +509,11 @@ async fn request_money(
         };
         match answer {
             Ok(GatewayResponse::Accepted { reference }) => {
-                let expected = transaction.version;
+                // The reference is recorded without a new version, so it never races the webhook
+                // that may already be settling this transaction (which records it too).
                 transaction.gateway = gateway.name().to_owned();
                 transaction.gateway_reference = Some(reference.clone());
-                transaction.version += 1;
-                let event = ctx.record(
+                let note = ctx.record(
                     deps.ids,
                     now,
                     Change {
@@ -491,22 +521,24 @@ async fn request_money(
                         entity_type: "transaction",
                         account: Some(&inv.customer),
                         action: "transaction.requested",
-                        version: transaction.version,
+                        version: 0,
                         reason: None,
                         before: None,
                         after: Some(&transaction),
                         change: None,
                     },
                 );
+                let (gateway, id) = (gateway.name().to_owned(), transaction.id.clone());
                 let writes = vec![
                     Write::GatewayReference {
-                        gateway: gateway.name().to_owned(),
+                        gateway: gateway.clone(),
                         reference: reference.clone(),
-                        transaction: transaction.id.clone(),
+                        transaction: id.clone(),
                     },
-                    Write::Transaction { transaction: transaction.clone(), expected: Some(expected) },
+                    Write::TransactionReference { transaction: id, gateway, reference: reference.clone() },
                 ];
-                match deps.unit.commit(&ctx.scope, writes, vec![event]).await {
+                match deps.unit.commit(&ctx.scope, writes, vec![note]).await {
+                    // A conflict means the outcome already arrived and recorded the reference.
                     Ok(()) | Err(DomainError::Conflict { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -674,6 +706,10 @@ pub async fn apply_gateway_event(deps: EventDeps<'_>, event: &GatewayEvent) -> D
     };
     if txn.status == target && txn.last_event_at.is_some_and(|t| t >= event.occurred_at) {
         return Ok(EventOutcome::Duplicate);
+    }
+    if txn.gateway_reference.is_none() {
+        txn.gateway = event.gateway.clone();
+        txn.gateway_reference = Some(event.reference.clone());
     }
     let applied = match txn.settle(target, event.occurred_at, event.failure_code.as_deref()) {
         Ok(applied) => applied,

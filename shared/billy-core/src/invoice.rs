@@ -306,6 +306,13 @@ impl Invoice {
         Ok(total)
     }
 
+    /// A new draft's first items, part of its creation (no new version).
+    pub fn with_items(mut self, items: Vec<InvoiceItem>) -> DomainResult<Self> {
+        self.add_items(items)?;
+        self.version = 1;
+        Ok(self)
+    }
+
     /// Adds items to a draft; all or nothing.
     pub fn add_items(&mut self, items: Vec<InvoiceItem>) -> DomainResult<()> {
         self.require_draft("add items to")?;

@@ -235,6 +235,13 @@ pub enum Write {
         transaction: Transaction,
         expected: Option<u64>,
     },
+    /// Records a pending transaction's gateway reference without a new version (it is not a state
+    /// change); fails as a conflict when the transaction already has one or is settled.
+    TransactionReference {
+        transaction: Id,
+        gateway: String,
+        reference: String,
+    },
     /// Maps a gateway's reference to its transaction, for incoming webhooks.
     GatewayReference {
         gateway: String,

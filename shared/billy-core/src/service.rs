@@ -289,7 +289,10 @@ pub async fn create_subscription(
         .commit(&ctx.scope, vec![Write::Subscription { subscription: sub.clone(), expected: None }], vec![event])
         .await?;
     if !sub.due_periods(now)?.is_empty() {
-        crate::billing::bill_due_subscription(tick, &ctx.scope, &sub.id, now).await?;
+        let report = crate::billing::bill_due_subscriptions(tick, &[(ctx.scope.clone(), sub.id.clone())], now).await?;
+        if report.failures > 0 {
+            return Err(DomainError::unexpected("the first period could not be billed"));
+        }
         sub = s.subscriptions.get(&ctx.scope, &sub.id).await?.unwrap_or(sub);
     }
     Ok(sub)
@@ -425,19 +428,11 @@ pub async fn create_invoice(
         None,
         now,
         ctx.scope.livemode(),
-    );
+    )
+    .with_items(items)?;
     inv.test_clock = customer.test_clock.clone();
     let created = crate::journal::InvoiceChange::Created { invoice: Box::new(inv.clone()) };
-    let mut events = vec![invoice_change_event(ctx, s, now, "invoice.created", &inv, &created)?];
-    inv.add_items(items.clone())?;
-    events.push(invoice_change_event(
-        ctx,
-        s,
-        now,
-        "invoice.items_added",
-        &inv,
-        &crate::journal::InvoiceChange::ItemsAdded { items },
-    )?);
+    let events = vec![invoice_change_event(ctx, s, now, "invoice.created", &inv, &created)?];
     s.unit.commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: None }], events).await?;
     Ok(inv)
 }

@@ -1,0 +1,393 @@
+//! `billy-bench`: one run against the local stack that measures
+//! 1. a billing run of N subscriptions all due in one test-clock advance, through tick → bill queue
+//!    → generate → charge queue → charge → sandbox gateway → webhook → paid;
+//! 2. the AWS requests per invoice (counted by an SDK interceptor) and their modelled cost;
+//! 3. the ceiling: the same DynamoDB Local taking one invoice's minimal write set (state + audit
+//!    event in one transaction) from a bare client at the same concurrency;
+//! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates.
+//!
+//! Every request goes to 127.0.0.1 only. Figures are printed and written to target/bench/last.json.
+#![allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
+use billy_aws::metering::{Meter, RequestMeter};
+use billy_aws::{AwsClients, LocalEndpoints};
+use billy_local::runner::RunnerOptions;
+use billy_local::testing::{StackOptions, TestStack};
+use futures::stream::{self, StreamExt};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// On-demand prices (us-east-1, USD) used by the cost model.
+const DYNAMODB_PER_MILLION_WRU: &str = "0.625";
+const DYNAMODB_PER_MILLION_RRU: &str = "0.125";
+const SQS_PER_MILLION_REQUESTS: &str = "0.40";
+const EVENTBRIDGE_PER_MILLION_EVENTS: &str = "1.00";
+const LAMBDA_PER_MILLION_REQUESTS: &str = "0.20";
+/// arm64 price per GB-second, and the assumed footprint of one invocation (256 MB for 100 ms).
+const LAMBDA_PER_GB_SECOND: &str = "0.0000133334";
+const LAMBDA_GB_SECONDS_PER_INVOCATION: &str = "0.025";
+/// API Gateway HTTP API, for incoming gateway webhooks.
+const HTTP_API_PER_MILLION_REQUESTS: &str = "1.00";
+
+fn env<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("price literal")
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    key: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}/v1{path}", self.base);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("runner answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(reqwest::Method::POST, path, Some(&body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
+        v
+    }
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("an id").to_owned()
+}
+
+/// Counts items of one index partition with the bare (unmetered) client.
+async fn count(ddb: &aws_sdk_dynamodb::Client, table: &str, index: &str, pk: &str) -> u64 {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let out = ddb
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .key_condition_expression(format!("{index}PK = :pk"))
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("count query");
+        total += u64::try_from(out.count).unwrap_or(0);
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return total;
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Sends `total` requests at a fixed rate regardless of how fast answers come (open loop);
+/// latency counts from each request's scheduled time, so queueing delay is not hidden.
+async fn open_loop<F, Fut>(rate: u32, seconds: u32, f: F) -> Vec<f64>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let total = (rate * seconds) as usize;
+    let f = Arc::new(f);
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+        let f = Arc::clone(&f);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(scheduled).await;
+            let ok = f(i).await;
+            (ok, scheduled.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        let (ok, ms) = t.await.expect("request task");
+        assert!(ok, "a load request failed");
+        latencies.push(ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+fn summary(lat: &[f64]) -> Value {
+    json!({"p50_ms": round2(percentile(lat, 50.0)), "p99_ms": round2(percentile(lat, 99.0)), "max_ms": round2(lat.last().copied().unwrap_or(0.0)), "n": lat.len()})
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn per(n: u64, invoices: u64) -> f64 {
+    round2(n as f64 / invoices.max(1) as f64 * 100.0) / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = env("BENCH_N", 10_000);
+    let api_secs: u32 = env("BENCH_API_SECS", 20);
+    let post_rate: u32 = env("BENCH_POST_RATE", 200);
+    let get_rate: u32 = env("BENCH_GET_RATE", 500);
+    let pollers: usize = env("BENCH_POLLERS", 4);
+    let concurrency: usize = env("BENCH_CONCURRENCY", 16);
+    let timeout_secs: u64 = env("BENCH_TIMEOUT_SECS", 1800);
+
+    let meter = RequestMeter::default();
+    let options = StackOptions {
+        meter: Some(meter.clone()),
+        runner: RunnerOptions { pollers_per_queue: pollers, ..RunnerOptions::default() },
+        sandbox_delay: Duration::from_millis(20),
+    };
+    let stack = TestStack::start_custom(options).await;
+    assert!(stack.url.starts_with("http://127.0.0.1:"), "load only ever targets loopback");
+    let bare = AwsClients::local(&LocalEndpoints::from_env()).await;
+    let tables = stack.tables();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+
+    // --- setup (not measured) ---------------------------------------------------------------
+    let admin = Client { base: stack.url.clone(), http: http.clone(), key: stack.admin_token.clone() };
+    let tenant = admin.post("/tenants", json!({"name": "Bench"})).await;
+    let api = Client {
+        base: stack.url.clone(),
+        http: http.clone(),
+        key: tenant["api_keys"]["test"].as_str().unwrap().to_owned(),
+    };
+    let scope = format!("{}#test", id(&tenant));
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let clock = api.post("/test_clocks", json!({"frozen_time": t0})).await;
+    let customer = api.post("/customers", json!({"name": "Bench", "test_clock": id(&clock)})).await;
+    api.post(
+        &format!("/customers/{}/payment_methods", id(&customer)),
+        json!({"type": "card", "card": {"number": "4242424242424242"}}),
+    )
+    .await;
+    let plan = api
+        .post(
+            "/plans",
+            json!({"name": "Bench", "amount": 1000, "currency": "usd", "frequency": "monthly", "kind": "fixed_debit"}),
+        )
+        .await;
+    let start = t0 + chrono::Duration::days(1);
+    eprintln!("[bench] creating {n} subscriptions due at {start}");
+    let setup = Instant::now();
+    stream::iter(0..n)
+        .for_each_concurrent(concurrency, |_| {
+            let body = json!({"customer": id(&customer), "plan": id(&plan), "start": start});
+            let api = &api;
+            async move {
+                api.post("/subscriptions", body).await;
+            }
+        })
+        .await;
+    eprintln!("[bench] setup took {:.1} s", setup.elapsed().as_secs_f64());
+    meter.reset();
+    stack.calls().reset();
+
+    // --- 1. billing run ---------------------------------------------------------------------
+    let paid_pk = format!("{scope}#invoice#paid");
+    let run = Instant::now();
+    api.post(
+        &format!("/test_clocks/{}/advance", id(&clock)),
+        json!({"frozen_time": start + chrono::Duration::minutes(1)}),
+    )
+    .await;
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    loop {
+        let paid = count(&bare.dynamodb, &tables.main, "GSI4", &paid_pk).await;
+        samples.push((run.elapsed().as_secs_f64(), paid));
+        if paid >= n {
+            break;
+        }
+        assert!(run.elapsed() < Duration::from_secs(timeout_secs), "billing run did not finish: {paid}/{n} paid");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wall = run.elapsed().as_secs_f64();
+    let reached = |k: u64| samples.iter().find(|(_, c)| *c >= k).map_or(wall, |(t, _)| *t);
+    let (p50, p99) = (reached(n.div_ceil(2)), reached((n * 99).div_ceil(100)));
+    let measured: Meter = meter.snapshot();
+    let calls: BTreeMap<String, u64> = stack.calls().snapshot();
+    let invoices = count(&bare.dynamodb, &tables.main, "GSI1", &format!("{scope}#invoice")).await;
+    assert_eq!(invoices, n, "no invoice lost or duplicated");
+    let movements = stack.sandbox.movements() as u64;
+    assert_eq!(movements, n, "exactly one gateway charge per invoice");
+    let rate = n as f64 / wall;
+
+    // --- 2. requests and cost per invoice -----------------------------------------------------
+    let ddb_requests = measured.service_requests("dynamodb");
+    let sqs_requests = measured.service_requests("sqs");
+    let invocations: u64 = calls.values().sum();
+    let webhooks = calls.get("webhook-receiver").copied().unwrap_or(0);
+    let million = Decimal::from(1_000_000);
+    let units = |milli: u64| Decimal::from(milli) / Decimal::from(1000);
+    let cost_per_invoice = (units(measured.dynamodb_write_milli_units) * d(DYNAMODB_PER_MILLION_WRU)
+        + units(measured.dynamodb_read_milli_units) * d(DYNAMODB_PER_MILLION_RRU)
+        + Decimal::from(sqs_requests) * d(SQS_PER_MILLION_REQUESTS)
+        + Decimal::from(measured.eventbridge_entries) * d(EVENTBRIDGE_PER_MILLION_EVENTS)
+        + Decimal::from(invocations)
+            * (d(LAMBDA_PER_MILLION_REQUESTS)
+                + million * d(LAMBDA_PER_GB_SECOND) * d(LAMBDA_GB_SECONDS_PER_INVOCATION))
+        + Decimal::from(webhooks) * d(HTTP_API_PER_MILLION_REQUESTS))
+        / million
+        / Decimal::from(n);
+    let cost_per_million = (cost_per_invoice * million).round_dp(2);
+
+    // --- 3. ceiling: the minimal write set of one invoice from a bare client -----------------
+    let ceiling_n = n.min(5000);
+    let ceiling_start = Instant::now();
+    stream::iter(0..ceiling_n)
+        .for_each_concurrent(concurrency, |i| {
+            let ddb = bare.dynamodb.clone();
+            let (main, audit) = (tables.main.clone(), tables.audit.clone());
+            async move {
+                let key = format!("bench#{}#{i}", uuid::Uuid::new_v4().simple());
+                let item = |pk: &str, sk: &str| {
+                    let mut m = std::collections::HashMap::new();
+                    m.insert("PK".to_owned(), AttributeValue::S(pk.to_owned()));
+                    m.insert("SK".to_owned(), AttributeValue::S(sk.to_owned()));
+                    m.insert("body".to_owned(), AttributeValue::S("x".repeat(600)));
+                    m
+                };
+                let put = |table: &str, pk: &str, sk: &str| {
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(table)
+                                .set_item(Some(item(pk, sk)))
+                                .condition_expression("attribute_not_exists(PK)")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                };
+                ddb.transact_write_items()
+                    .transact_items(put(&main, &key, "#"))
+                    .transact_items(put(&audit, &key, "v000000000001"))
+                    .send()
+                    .await
+                    .expect("ceiling transaction");
+            }
+        })
+        .await;
+    let ceiling = ceiling_n as f64 / ceiling_start.elapsed().as_secs_f64();
+
+    // --- 4. API latency, open loop, and bare DynamoDB Local at the same rates -----------------
+    let api = Arc::new(api);
+    let cus = id(&customer);
+    let created = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let post_lat = {
+        let (api, created) = (Arc::clone(&api), Arc::clone(&created));
+        open_loop(post_rate, api_secs, move |_| {
+            let (api, created, cus) = (Arc::clone(&api), Arc::clone(&created), cus.clone());
+            async move {
+                let body = json!({"customer": cus, "currency": "usd", "items": [{"description": "Seat", "quantity": 2, "unit_amount": 1999}]});
+                let (status, v) = api.call(reqwest::Method::POST, "/invoices", Some(&body)).await;
+                created.lock().await.push(id(&v));
+                status == 201
+            }
+        })
+        .await
+    };
+    let ids = Arc::new(created.lock().await.clone());
+    let get_lat = {
+        let (api, ids) = (Arc::clone(&api), Arc::clone(&ids));
+        open_loop(get_rate, api_secs, move |i| {
+            let (api, ids) = (Arc::clone(&api), Arc::clone(&ids));
+            async move { api.call(reqwest::Method::GET, &format!("/invoices/{}", ids[i % ids.len()]), None).await.0 == 200 }
+        })
+        .await
+    };
+    let bare_put = {
+        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
+        open_loop(post_rate, api_secs, move |i| {
+            let (ddb, table) = (ddb.clone(), table.clone());
+            async move {
+                ddb.put_item()
+                    .table_name(table)
+                    .item("PK", AttributeValue::S(format!("lat#{i}")))
+                    .item("SK", AttributeValue::S("#".into()))
+                    .item("body", AttributeValue::S("x".repeat(600)))
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    };
+    let bare_get = {
+        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
+        let puts = (post_rate * api_secs) as usize;
+        open_loop(get_rate, api_secs, move |i| {
+            let (ddb, table) = (ddb.clone(), table.clone());
+            async move {
+                ddb.get_item()
+                    .table_name(table)
+                    .key("PK", AttributeValue::S(format!("lat#{}", i % puts)))
+                    .key("SK", AttributeValue::S("#".into()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    };
+    let p99_of = |l: &[f64]| percentile(l, 99.0);
+
+    let report = json!({
+        "n": n,
+        "billing_run": {
+            "wall_s": round2(wall), "invoices_per_s": round2(rate), "due_to_paid_p50_s": round2(p50), "due_to_paid_p99_s": round2(p99),
+            "ratio_to_ceiling": round2(rate / ceiling), "ratio_to_python_peer_44_per_s": round2(rate / 44.0),
+        },
+        "per_invoice": {
+            "dynamodb_requests": per(ddb_requests, n), "dynamodb_wru": per(measured.dynamodb_write_milli_units, n * 1000),
+            "dynamodb_rru": per(measured.dynamodb_read_milli_units, n * 1000), "sqs_requests": per(sqs_requests, n),
+            "eventbridge_entries": per(measured.eventbridge_entries, n), "invocations": per(invocations, n),
+        },
+        "requests": measured.requests.iter().map(|((s, o), c)| (format!("{s}:{o}"), json!(c))).collect::<serde_json::Map<_, _>>(),
+        "invocations": calls,
+        "cost_usd_per_million_invoices": cost_per_million.to_string(),
+        "ceiling_transactions_per_s": round2(ceiling),
+        "api": {
+            "post_invoices": summary(&post_lat), "get_invoice": summary(&get_lat),
+            "bare_put_item": summary(&bare_put), "bare_get_item": summary(&bare_get),
+            "post_p99_ratio": round2(p99_of(&post_lat) / p99_of(&bare_put)), "get_p99_ratio": round2(p99_of(&get_lat) / p99_of(&bare_get)),
+            "post_rate": post_rate, "get_rate": get_rate, "seconds": api_secs,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("last.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    stack.stop().await;
+}
