@@ -5,13 +5,12 @@ use billy_aws::AwsClients;
 use billy_core::DomainResult;
 use billy_core::customer::{NewCustomer, get_customer, list_customers};
 use billy_core::ids::IdKind;
-use billy_core::page::PageRequest;
 use billy_core::service;
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -44,11 +43,7 @@ impl App {
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
         if id.is_empty() {
-            let page = PageRequest::parse(
-                query_param(request, "limit").as_deref(),
-                query_param(request, "starting_after").as_deref(),
-                IdKind::Customer,
-            )?;
+            let page = page(request, IdKind::Customer)?;
             Ok(views::list(list_customers(&self.deps.customers, &ctx, &page).await?, views::customer))
         } else {
             Ok(views::customer(&get_customer(&self.deps.customers, &ctx, id).await?))

@@ -7,7 +7,6 @@ use billy_aws::AwsClients;
 use billy_core::ids::{Id, IdKind};
 use billy_core::invoice::InvoiceStatus;
 use billy_core::money::Currency;
-use billy_core::page::PageRequest;
 use billy_core::ports::InvoiceFilter;
 use billy_core::schedule::parse_time;
 use billy_core::service::{self, NewItem};
@@ -16,7 +15,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, query_with, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, query_with, respond,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -87,11 +86,7 @@ impl App {
             period_from: query_with(request, "period_from", |r| parse_time(r, "period_from"))?,
             period_to: query_with(request, "period_to", |r| parse_time(r, "period_to"))?,
         };
-        let page = PageRequest::parse(
-            query_param(request, "limit").as_deref(),
-            query_param(request, "starting_after").as_deref(),
-            IdKind::Invoice,
-        )?;
+        let page = page(request, IdKind::Invoice)?;
         Ok(views::list(service::list_invoices(s, &ctx, &filter, &page).await?, views::invoice))
     }
 }

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::ids::IdKind;
 use billy_core::money::Currency;
-use billy_core::page::PageRequest;
 use billy_core::plan::{Commission, NewPlan, PlanKind, Pricing};
 use billy_core::ports::PlanRepository;
 use billy_core::schedule::{Cadence, Frequency};
@@ -14,7 +13,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -92,11 +91,7 @@ impl App {
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
         if id.is_empty() {
-            let page = PageRequest::parse(
-                query_param(request, "limit").as_deref(),
-                query_param(request, "starting_after").as_deref(),
-                IdKind::Plan,
-            )?;
+            let page = page(request, IdKind::Plan)?;
             Ok(views::list(self.deps.plans.list(&ctx.scope, &page).await?, views::plan))
         } else {
             Ok(views::plan(&service::get_plan(self.deps.services(), &ctx, id, "").await?))

@@ -6,7 +6,6 @@ use billy_aws::AwsClients;
 use billy_core::DomainResult;
 use billy_core::billing::TickDeps;
 use billy_core::ids::IdKind;
-use billy_core::page::PageRequest;
 use billy_core::ports::SubscriptionRepository;
 use billy_core::schedule::parse_time;
 use billy_core::service::{self, NewSubscription};
@@ -14,7 +13,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, parse_json, path_param, query_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -63,11 +62,7 @@ impl App {
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
         if id.is_empty() {
-            let page = PageRequest::parse(
-                query_param(request, "limit").as_deref(),
-                query_param(request, "starting_after").as_deref(),
-                IdKind::Subscription,
-            )?;
+            let page = page(request, IdKind::Subscription)?;
             Ok(views::list(self.deps.subscriptions.list(&ctx.scope, &page).await?, views::subscription))
         } else {
             Ok(views::subscription(&service::get_subscription(self.deps.services(), &ctx, id).await?))

@@ -1,7 +1,7 @@
 //! The audit journal's read side. There is deliberately no update or delete path: events are
 //! appended only inside the repositories' transactions (`dynamo::audit_put`).
 
-use crate::dynamo::{GSI1, entity_pk, from_item, s, unexpected};
+use crate::dynamo::{GSI1, entity_pk, from_item, s, sdk_error};
 use async_trait::async_trait;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
@@ -34,7 +34,7 @@ impl DynamoAudit {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unexpected(e.into_service_error()))?;
+                .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 events.push(from_item(item)?);
             }

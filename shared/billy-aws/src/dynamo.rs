@@ -138,6 +138,14 @@ pub fn map_transact_error(err: SdkError<TransactWriteItemsError>, what: &str) ->
     unexpected(err)
 }
 
+/// An SDK failure (service error, timeout, connection failure) as an unexpected domain error with
+/// its whole cause chain, for the logs.
+pub fn sdk_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(
+    err: SdkError<E, R>,
+) -> DomainError {
+    DomainError::unexpected(aws_smithy_types::error::display::DisplayErrorContext(&err))
+}
+
 pub fn unexpected<E: ProvideErrorMetadata + std::fmt::Debug>(err: E) -> DomainError {
     DomainError::unexpected(format!("{}: {}", err.code().unwrap_or("unknown"), err.message().unwrap_or("no message")))
 }

@@ -1,7 +1,7 @@
 //! Publishes domain events to EventBridge with `PutEvents` in batches of ten, under a stable schema:
 //! source `billy`, detail-type = the event type (`invoice.paid`, ...), detail = the event as JSON.
 
-use crate::dynamo::unexpected;
+use crate::dynamo::sdk_error;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use billy_core::ports::{DomainEvent, EventBus};
@@ -40,13 +40,8 @@ impl EventBus for EventBridgePublisher {
                 })
                 .collect::<DomainResult<_>>()?;
             for attempt in 1..=ATTEMPTS {
-                let out = self
-                    .client
-                    .put_events()
-                    .set_entries(Some(pending.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| unexpected(e.into_service_error()))?;
+                let out =
+                    self.client.put_events().set_entries(Some(pending.clone())).send().await.map_err(sdk_error)?;
                 if out.failed_entry_count == 0 {
                     break;
                 }

@@ -2,7 +2,7 @@
 //! the response is saved when done, a same-key same-body request replays it, a different body is a
 //! mismatch, a concurrent duplicate is in flight. Records expire by TTL after 48 hours.
 
-use crate::dynamo::{ENTITY_SK, PK, SK, s, unexpected};
+use crate::dynamo::{ENTITY_SK, PK, SK, s, sdk_error, unexpected};
 use crate::store::Store;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -112,7 +112,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .expression_attribute_values(":body", s(body))
             .send()
             .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 

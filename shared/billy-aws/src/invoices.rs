@@ -1,7 +1,7 @@
 //! Invoices: exactly one per subscription period (a conditional claim on the period's natural
 //! key), optimistic updates with their audit events, the sparse retry index, and filtered lists.
 
-use crate::dynamo::{ENTITY_SK, entity_pk, from_item, list_pk, s, unexpected};
+use crate::dynamo::{ENTITY_SK, entity_pk, from_item, list_pk, s, sdk_error};
 use crate::items::{self, PeriodClaim, period_claim_key};
 use crate::store::{Filter, HasId, IndexQuery, Store};
 use async_trait::async_trait;
@@ -59,7 +59,7 @@ impl DynamoInvoices {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unexpected(e.into_service_error()))?;
+                .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 ids.push(from_item::<PeriodClaim>(item)?.invoice);
             }

@@ -1,7 +1,7 @@
 //! Sends versioned JSON messages to SQS in batches (`SendMessageBatch`: up to ten messages and
 //! 256 KiB a call), retrying entries the service reports as failed.
 
-use crate::dynamo::unexpected;
+use crate::dynamo::sdk_error;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use billy_core::ports::{QueueMessage, QueuePublisher};
@@ -78,7 +78,7 @@ impl QueuePublisher for SqsPublisher {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| unexpected(e.into_service_error()))?;
+                    .map_err(sdk_error)?;
                 let failed: Vec<String> = out.failed.iter().filter(|f| !f.sender_fault).map(|f| f.id.clone()).collect();
                 if let Some(bad) = out.failed.iter().find(|f| f.sender_fault) {
                     return Err(DomainError::unexpected(format!(

@@ -3,7 +3,7 @@
 //! say which keys an entity has.
 
 use crate::Tables;
-use crate::dynamo::{ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, to_item, unexpected};
+use crate::dynamo::{ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, sdk_error, to_item};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
@@ -119,7 +119,7 @@ impl Store {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
+            .map_err(sdk_error)?;
         Ok(out.item)
     }
 
@@ -150,7 +150,7 @@ impl Store {
                     .request_items(&self.tables.main, keys)
                     .send()
                     .await
-                    .map_err(|e| unexpected(e.into_service_error()))?;
+                    .map_err(sdk_error)?;
                 for item in out.responses.unwrap_or_default().remove(&self.tables.main).unwrap_or_default() {
                     if let Some(AttributeValue::S(pk)) = item.get(PK) {
                         found.insert(pk.clone(), item);
@@ -201,7 +201,7 @@ impl Store {
                     req = req.expression_attribute_names(k, v);
                 }
             }
-            let out = req.send().await.map_err(|e| unexpected(e.into_service_error()))?;
+            let out = req.send().await.map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 data.push(from_item(item)?);
             }
@@ -232,7 +232,7 @@ impl Store {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unexpected(e.into_service_error()))?;
+                .map_err(sdk_error)?;
             for item in page.items.unwrap_or_default() {
                 out.push(from_item(item)?);
             }

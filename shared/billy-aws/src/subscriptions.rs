@@ -1,6 +1,6 @@
 //! Subscriptions, with the sparse, sharded due index (GSI2) that billing sweeps read.
 
-use crate::dynamo::{ENTITY_SK, GSI2SK, entity_pk, parse_due_sk, s, unexpected};
+use crate::dynamo::{ENTITY_SK, GSI2SK, entity_pk, parse_due_sk, s, sdk_error};
 use crate::items;
 use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
@@ -51,7 +51,7 @@ pub async fn due_in(
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| unexpected(e.into_service_error()))?;
+            .map_err(sdk_error)?;
         for item in page.items.unwrap_or_default() {
             if let Some(AttributeValue::S(sk)) = item.get(GSI2SK) {
                 out.push(parse_due_sk(sk).ok_or_else(|| DomainError::unexpected(format!("bad due key {sk}")))?);

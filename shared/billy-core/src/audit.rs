@@ -47,6 +47,23 @@ pub struct AuditEvent {
     pub change: Option<Value>,
 }
 
+impl AuditEvent {
+    /// The same event, with why it happened.
+    #[must_use]
+    pub fn because(mut self, reason: Option<&str>) -> Self {
+        self.reason = reason.map(str::to_owned);
+        self
+    }
+
+    /// The same event as a note: something that happened to the entity without changing its state
+    /// (so it takes no version of its own).
+    #[must_use]
+    pub fn as_note(mut self) -> Self {
+        self.version = 0;
+        self
+    }
+}
+
 /// Who is acting and under which request, passed to every use case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Context {

@@ -86,21 +86,9 @@ fn invoice_event(
     action: &'static str,
     change: &InvoiceChange,
 ) -> DomainResult<crate::audit::AuditEvent> {
-    Ok(ctx.record(
-        ids,
-        at,
-        Change {
-            entity: &inv.id,
-            entity_type: "invoice",
-            account: Some(&inv.customer),
-            action,
-            version: inv.version,
-            reason: None,
-            before: None,
-            after: Some(inv),
-            change: Some(serde_json::to_value(change).map_err(DomainError::unexpected)?),
-        },
-    ))
+    let mut event = ctx.snapshot(ids, at, action, inv);
+    event.change = Some(serde_json::to_value(change).map_err(DomainError::unexpected)?);
+    Ok(event)
 }
 
 fn subscription_event(
@@ -111,21 +99,7 @@ fn subscription_event(
     action: &'static str,
     reason: Option<&str>,
 ) -> crate::audit::AuditEvent {
-    ctx.record(
-        ids,
-        at,
-        Change {
-            entity: &sub.id,
-            entity_type: "subscription",
-            account: Some(&sub.customer),
-            action,
-            version: sub.version,
-            reason,
-            before: None,
-            after: Some(sub),
-            change: None,
-        },
-    )
+    ctx.snapshot(ids, at, action, sub).because(reason)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,21 +423,7 @@ pub async fn charge_invoice(deps: ChargeDeps<'_>, req: &ChargeRequest) -> Domain
         livemode: inv.livemode,
         version: 1,
     };
-    events.push(ctx.record(
-        deps.ids,
-        now,
-        Change {
-            entity: &transaction.id,
-            entity_type: "transaction",
-            account: Some(&inv.customer),
-            action: "transaction.created",
-            version: 1,
-            reason: None,
-            before: None,
-            after: Some(&transaction),
-            change: None,
-        },
-    ));
+    events.push(ctx.snapshot(deps.ids, now, "transaction.created", &transaction));
     let mut writes = vec![Write::Transaction { transaction: transaction.clone(), expected: None }];
     if retrying {
         writes.push(Write::Invoice { invoice: inv.clone(), expected: Some(expected) });
@@ -513,21 +473,7 @@ async fn request_money(
                 // that may already be settling this transaction (which records it too).
                 transaction.gateway = gateway.name().to_owned();
                 transaction.gateway_reference = Some(reference.clone());
-                let note = ctx.record(
-                    deps.ids,
-                    now,
-                    Change {
-                        entity: &transaction.id,
-                        entity_type: "transaction",
-                        account: Some(&inv.customer),
-                        action: "transaction.requested",
-                        version: 0,
-                        reason: None,
-                        before: None,
-                        after: Some(&transaction),
-                        change: None,
-                    },
-                );
+                let note = ctx.snapshot(deps.ids, now, "transaction.requested", &transaction).as_note();
                 let (gateway, id) = (gateway.name().to_owned(), transaction.id.clone());
                 let writes = vec![
                     Write::GatewayReference {
@@ -554,21 +500,8 @@ async fn request_money(
                 let expected_inv = inv.version;
                 let expected_txn = transaction.version;
                 transaction.settle(TransactionStatus::Failed, now, Some(&code))?;
-                let mut events = vec![ctx.record(
-                    deps.ids,
-                    now,
-                    Change {
-                        entity: &transaction.id,
-                        entity_type: "transaction",
-                        account: Some(&inv.customer),
-                        action: "transaction.failed",
-                        version: transaction.version,
-                        reason: Some(&code),
-                        before: None,
-                        after: Some(&transaction),
-                        change: None,
-                    },
-                )];
+                let mut events =
+                    vec![ctx.snapshot(deps.ids, now, "transaction.failed", &transaction).because(Some(&code))];
                 fail_invoice(deps, ctx, &mut inv, &code, now, &mut events)?;
                 let writes = vec![Write::Transaction { transaction, expected: Some(expected_txn) }];
                 commit_failure(deps, ctx, inv, expected_inv, writes, events, now).await?;
@@ -741,21 +674,7 @@ pub async fn apply_gateway_event(deps: EventDeps<'_>, event: &GatewayEvent) -> D
         };
     }
     let action = if target == TransactionStatus::Succeeded { "transaction.succeeded" } else { "transaction.failed" };
-    let mut events = vec![ctx.record(
-        deps.ids,
-        now,
-        Change {
-            entity: &txn.id,
-            entity_type: "transaction",
-            account: Some(&txn.customer),
-            action,
-            version: txn.version,
-            reason: event.failure_code.as_deref(),
-            before: None,
-            after: Some(&txn),
-            change: None,
-        },
-    )];
+    let mut events = vec![ctx.snapshot(deps.ids, now, action, &txn).because(event.failure_code.as_deref())];
     let mut writes = Vec::new();
     let mut domain_events = Vec::new();
     // Only the invoice's current attempt moves it; an old attempt's late news is journaled above.

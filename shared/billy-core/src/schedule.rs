@@ -123,17 +123,7 @@ impl Cadence {
         from: u64,
         until: DateTime<Utc>,
     ) -> DomainResult<Vec<Period>> {
-        let mut out = Vec::new();
-        let mut n = from;
-        while out.len() < MAX_CATCH_UP_PERIODS {
-            let period = self.period(anchor, n)?;
-            if period.start > until {
-                break;
-            }
-            out.push(period);
-            n += 1;
-        }
-        Ok(out)
+        self.periods_while(anchor, from, |p| p.start <= until)
     }
 
     /// Every period with index >= `from` that has ended by `until` (for billing in arrears).
@@ -143,11 +133,21 @@ impl Cadence {
         from: u64,
         until: DateTime<Utc>,
     ) -> DomainResult<Vec<Period>> {
+        self.periods_while(anchor, from, |p| p.end <= until)
+    }
+
+    /// Periods from index `from` on, in order, while `keep` holds (at most `MAX_CATCH_UP_PERIODS`).
+    fn periods_while(
+        &self,
+        anchor: DateTime<Utc>,
+        from: u64,
+        keep: impl Fn(&Period) -> bool,
+    ) -> DomainResult<Vec<Period>> {
         let mut out = Vec::new();
         let mut n = from;
         while out.len() < MAX_CATCH_UP_PERIODS {
             let period = self.period(anchor, n)?;
-            if period.end > until {
+            if !keep(&period) {
                 break;
             }
             out.push(period);

@@ -296,6 +296,24 @@ impl Subscription {
         Ok(())
     }
 
+    /// A plan change needs a live subscription, no change already pending, and a compatible plan.
+    fn check_change(&self, plan: &Plan) -> DomainResult<()> {
+        if !self.status.is_live() {
+            return Err(DomainError::IllegalTransition {
+                entity: "subscription",
+                from: self.status.as_str().into(),
+                action: "change".into(),
+            });
+        }
+        if self.pending_change.is_some() {
+            return Err(DomainError::conflict(
+                "change_pending",
+                "a plan change is already scheduled for this subscription",
+            ));
+        }
+        self.check_compatible(plan)
+    }
+
     fn check_compatible(&self, plan: &Plan) -> DomainResult<()> {
         if plan.currency != self.plan.currency {
             return Err(DomainError::invalid(
@@ -324,20 +342,7 @@ impl Subscription {
     /// Schedules `plan` from the next period on. A change already pending is a conflict, never
     /// silently overwritten.
     pub fn schedule_change(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<()> {
-        if !self.status.is_live() {
-            return Err(DomainError::IllegalTransition {
-                entity: "subscription",
-                from: self.status.as_str().into(),
-                action: "change".into(),
-            });
-        }
-        if self.pending_change.is_some() {
-            return Err(DomainError::conflict(
-                "change_pending",
-                "a plan change is already scheduled for this subscription",
-            ));
-        }
-        self.check_compatible(&plan)?;
+        self.check_change(&plan)?;
         let from_period = self.current_period(now)?.map_or(0, |p| p.index + 1).max(self.next_period);
         self.pending_change = Some(ScheduledChange { plan, from_period });
         self.version += 1;
@@ -347,20 +352,7 @@ impl Subscription {
     /// Switches to `plan` now: returns the proration adjustments (credit for the unused old plan,
     /// charge for the rest of the period on the new one) for the invoice that collects them.
     pub fn change_now(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<(Adjustment, Adjustment)> {
-        if !self.status.is_live() {
-            return Err(DomainError::IllegalTransition {
-                entity: "subscription",
-                from: self.status.as_str().into(),
-                action: "change".into(),
-            });
-        }
-        if self.pending_change.is_some() {
-            return Err(DomainError::conflict(
-                "change_pending",
-                "a plan change is already scheduled for this subscription",
-            ));
-        }
-        self.check_compatible(&plan)?;
+        self.check_change(&plan)?;
         if plan.cadence != self.plan.cadence {
             return Err(DomainError::invalid(
                 "plan_incompatible",

@@ -210,6 +210,15 @@ where
     idempotent(&deps.idempotency, &ctx, request, now, move || handle(inner)).await
 }
 
+/// The `limit` and `starting_after` of a list request for objects of `kind`.
+pub fn page(request: &Request, kind: billy_core::ids::IdKind) -> DomainResult<billy_core::page::PageRequest> {
+    billy_core::page::PageRequest::parse(
+        query_param(request, "limit").as_deref(),
+        query_param(request, "starting_after").as_deref(),
+        kind,
+    )
+}
+
 /// Optional query parameters parsed with `parse`, naming the parameter on error.
 pub fn query_with<T>(
     request: &Request,
