@@ -10,7 +10,6 @@ pub mod gateway;
 pub mod ids;
 pub mod invoice;
 pub mod journal;
-pub mod memory;
 pub mod money;
 pub mod page;
 pub mod payment_method;

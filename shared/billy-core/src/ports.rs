@@ -1,5 +1,5 @@
-//! The ports: what the domain needs from the outside world, each a small trait with a real adapter
-//! (billy-aws) and an in-memory one (`crate::memory`) for fast tests.
+//! The ports: what the domain needs from the outside world, each a small trait implemented over the
+//! AWS SDK in billy-aws. Domain rules are tested without them, as pure functions.
 
 use crate::audit::AuditEvent;
 use crate::customer::Customer;
