@@ -7,18 +7,10 @@
 . "$BILLY_LOCAL_DIR/env.sh"
 cd "$BILLY_ROOT"
 
-started="$(mktemp)"
-cleanup() {
-  local svcs; svcs="$(cat "$started" 2>/dev/null || true)"
-  # shellcheck disable=SC2086
-  [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
-  rm -f "$started"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
+stop_on_exit_what_this_run_starts
 bash "$BILLY_LOCAL_DIR/install.sh" all
-bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$started"
+bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE"
 log "building billy-bench (release)"
 cargo build --release -q -p billy-bench
 mkdir -p target/bench

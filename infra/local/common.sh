@@ -48,3 +48,20 @@ find_python313() {
 find_python_tools() { find_python313 || command -v python3; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Makes this script stop, on exit, exactly the services a `stack.sh start --record "$STARTED_FILE"`
+# of its own started (a reused healthy stack is left running). `on_exit_first`, if the script
+# defines it, runs before that.
+stop_on_exit_what_this_run_starts() {
+  STARTED_FILE="$(mktemp)"
+  trap '_stop_started_stack' EXIT
+  trap 'exit 130' INT TERM
+}
+
+_stop_started_stack() {
+  if declare -F on_exit_first >/dev/null; then on_exit_first; fi
+  local svcs; svcs="$(cat "$STARTED_FILE" 2>/dev/null || true)"
+  # shellcheck disable=SC2086
+  [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
+  rm -f "$STARTED_FILE"
+}

@@ -5,24 +5,19 @@
 . "$BILLY_LOCAL_DIR/env.sh"
 command -v cargo >/dev/null 2>&1 || die "cargo (Rust) is needed"
 
-started="$(mktemp)"
 sandbox_pid=""
-cleanup() {
+# Before the stack goes: the sandbox gateway this script started.
+on_exit_first() {
   if [ -n "$sandbox_pid" ] && kill -0 "$sandbox_pid" 2>/dev/null; then
     kill -TERM "$sandbox_pid" 2>/dev/null || true
     wait "$sandbox_pid" 2>/dev/null || true
     log "stopped the sandbox gateway (pid $sandbox_pid)"
   fi
-  local svcs; svcs="$(cat "$started" 2>/dev/null || true)"
-  # shellcheck disable=SC2086
-  [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
-  rm -f "$started"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_on_exit_what_this_run_starts
 
 t0=$SECONDS
-bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$started"
+bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE"
 log "stack ready after $((SECONDS - t0)) s; building the runner and the sandbox gateway"
 (cd "$BILLY_ROOT" && cargo build -q -p billy-local -p sandbox-gateway)
 # The sandbox gateway: a separate loopback process that posts signed webhooks to the runner.

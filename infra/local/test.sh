@@ -6,23 +6,14 @@
 . "$BILLY_LOCAL_DIR/env.sh"
 command -v cargo >/dev/null 2>&1 || die "cargo (Rust) is needed"
 cd "$BILLY_ROOT"
-
-started="$(mktemp)"
-cleanup() {
-  local svcs; svcs="$(cat "$started" 2>/dev/null || true)"
-  # shellcheck disable=SC2086
-  [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
-  rm -f "$started"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_on_exit_what_this_run_starts
 
 step() { log "== $* ($(date -u +%H:%M:%S))"; }
 
 step "installing the local stack and tools (cached under $BILLY_CACHE)"
 bash "$BILLY_LOCAL_DIR/install.sh" all
 # The stack starts in the background while the code compiles and is linted.
-bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$started" > "$BILLY_LOGS/stack-start.log" 2>&1 &
+bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE" > "$BILLY_LOGS/stack-start.log" 2>&1 &
 stack_pid=$!
 
 step "cargo fmt --check"
