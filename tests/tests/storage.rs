@@ -9,6 +9,7 @@ use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
 use billy_aws::plans::DynamoPlans;
 use billy_aws::subscriptions::DynamoSubscriptions;
+use billy_aws::unit::DynamoUnitOfWork;
 use billy_core::DomainError;
 use billy_core::audit::{Actor, AuditEvent, Change, Context};
 use billy_core::clock::SystemClock;
@@ -20,7 +21,7 @@ use billy_core::page::PageRequest;
 use billy_core::plan::{Direction, NewPlan, Plan, PlanKind};
 use billy_core::ports::{
     AuditJournal, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter, InvoiceRepository,
-    PlanRepository, SubscriptionRepository,
+    PlanRepository, SubscriptionRepository, UnitOfWork, Write,
 };
 use billy_core::schedule::{Cadence, Frequency};
 use billy_core::subscription::Subscription;
@@ -38,6 +39,7 @@ struct Repos {
     subs: DynamoSubscriptions,
     invoices: DynamoInvoices,
     audit: DynamoAudit,
+    unit: DynamoUnitOfWork,
     ids: RandomIds<SystemClock>,
 }
 
@@ -50,10 +52,33 @@ impl Repos {
             plans: DynamoPlans::new(ddb.clone(), t.clone()),
             subs: DynamoSubscriptions::new(ddb.clone(), t.clone()),
             invoices: DynamoInvoices::new(ddb.clone(), t.clone()),
-            audit: DynamoAudit::new(ddb, t),
+            audit: DynamoAudit::new(ddb.clone(), t.clone()),
+            unit: DynamoUnitOfWork::new(ddb, t),
             ids: RandomIds::new(SystemClock),
             res,
         }
+    }
+
+    async fn create_invoice(&self, ctx: &Context, inv: &Invoice) {
+        let event = self.event(ctx, &inv.id, "invoice", 1, inv);
+        self.commit(ctx, Write::Invoice { invoice: inv.clone(), expected: None }, event).await.unwrap();
+    }
+
+    /// Replaces `inv` if its stored version is `expected`, journaling `event_version`.
+    async fn update_invoice(
+        &self,
+        ctx: &Context,
+        inv: &Invoice,
+        expected: u64,
+        event_version: u64,
+    ) -> Result<(), DomainError> {
+        let event = self.event(ctx, &inv.id, "invoice", event_version, inv);
+        self.commit(ctx, Write::Invoice { invoice: inv.clone(), expected: Some(expected) }, event).await
+    }
+
+    /// Writes through the unit of work, as every use case does.
+    async fn commit(&self, ctx: &Context, write: Write, event: AuditEvent) -> Result<(), DomainError> {
+        self.unit.commit(&ctx.scope, vec![write], vec![event]).await
     }
 
     fn aws(&self) -> &AwsClients {
@@ -106,7 +131,8 @@ impl Repos {
             livemode: false,
             version: 1,
         };
-        self.customers.insert(&customer, &self.event(ctx, &customer.id, "customer", 1, &customer)).await.unwrap();
+        let event = self.event(ctx, &customer.id, "customer", 1, &customer);
+        self.commit(ctx, Write::Customer { customer: customer.clone(), expected: None }, event).await.unwrap();
         customer.id
     }
 
@@ -125,7 +151,8 @@ impl Repos {
             false,
         )
         .unwrap();
-        self.plans.insert(&plan, &self.event(ctx, &plan.id, "plan", 1, &plan)).await.unwrap();
+        let event = self.event(ctx, &plan.id, "plan", 1, &plan);
+        self.commit(ctx, Write::Plan { plan: plan.clone() }, event).await.unwrap();
         plan
     }
 
@@ -139,7 +166,8 @@ impl Repos {
             start,
         )
         .unwrap();
-        self.subs.insert(&sub, &self.event(ctx, &sub.id, "subscription", 1, &sub)).await.unwrap();
+        let event = self.event(ctx, &sub.id, "subscription", 1, &sub);
+        self.commit(ctx, Write::Subscription { subscription: sub.clone(), expected: None }, event).await.unwrap();
         sub
     }
 
@@ -165,7 +193,7 @@ fn day(m: u32, d: u32) -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn eight_concurrent_generators_of_one_period_make_exactly_one_invoice_and_one_event() {
+async fn eight_concurrent_creators_of_one_period_make_exactly_one_invoice_and_one_event() {
     let r = Repos::new().await;
     let ctx = r.ctx("ten_a");
     let customer = r.customer(&ctx).await;
@@ -175,15 +203,22 @@ async fn eight_concurrent_generators_of_one_period_make_exactly_one_invoice_and_
     let attempts = (0..8).map(|_| {
         let inv = r.period_invoice(&sub, 0);
         let event = r.event(&ctx, &inv.id, "invoice", 1, &inv);
-        let repo = r.invoices.clone();
-        async move { repo.create_for_period(&inv, &event).await }
+        let (unit, scope) = (r.unit.clone(), ctx.scope.clone());
+        async move {
+            (
+                inv.id.clone(),
+                unit.commit(&scope, vec![Write::Invoice { invoice: inv, expected: None }], vec![event]).await,
+            )
+        }
     });
-    let results: Vec<(Invoice, bool)> =
-        futures::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
-    // THEN one of them created it and all seven others got that same invoice back
-    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
-    let winner = &results.iter().find(|(_, c)| *c).unwrap().0.id;
-    assert!(results.iter().all(|(inv, _)| &inv.id == winner));
+    let results = futures::future::join_all(attempts).await;
+    // THEN exactly one creates it; the seven others lose on the period's claim, as typed conflicts
+    let winners: Vec<&Id> = results.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| id).collect();
+    assert_eq!(winners.len(), 1);
+    assert!(results.iter().filter(|(_, r)| r.is_err()).all(|(_, r)| matches!(r, Err(DomainError::Conflict { .. }))));
+    // AND the period's invoice is the winner's
+    let period_start = sub.period(0).unwrap().start;
+    assert_eq!(&r.invoices.for_period(&ctx.scope, &sub.id, period_start).await.unwrap().unwrap().id, winners[0]);
     // AND the store holds one invoice and one new audit event
     let page = r
         .invoices
@@ -206,24 +241,17 @@ async fn a_stale_version_update_is_rejected_and_changes_neither_the_entity_nor_t
     let customer = r.customer(&ctx).await;
     let sub = r.subscription(&ctx, &customer, day(1, 1)).await;
     let mut inv = r.period_invoice(&sub, 0);
-    r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
+    r.create_invoice(&ctx, &inv).await;
     // GIVEN two workers that both read version 1
     let stored_version = inv.version;
     let mut first = inv.clone();
     first.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
     inv.apply(InvoiceAction::Cancel, Utc::now()).unwrap();
-    r.invoices
-        .update(&first, stored_version, &[r.event(&ctx, &first.id, "invoice", first.version, &first)])
-        .await
-        .unwrap();
+    r.update_invoice(&ctx, &first, stored_version, first.version).await.unwrap();
     let stored = r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap();
     let journal = r.audit.for_entity(&ctx.scope, &inv.id).await.unwrap();
     // WHEN the second writes with its stale version
-    let err = r
-        .invoices
-        .update(&inv, stored_version, &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)])
-        .await
-        .unwrap_err();
+    let err = r.update_invoice(&ctx, &inv, stored_version, inv.version).await.unwrap_err();
     // THEN it is a typed conflict and nothing changed
     assert!(matches!(err, DomainError::Conflict { code: "version_conflict", .. }), "{err:?}");
     assert_eq!(r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap(), stored);
@@ -239,13 +267,12 @@ async fn an_audit_event_for_an_existing_version_cancels_the_whole_change() {
     let customer = r.customer(&ctx).await;
     let sub = r.subscription(&ctx, &customer, day(1, 1)).await;
     let inv = r.period_invoice(&sub, 0);
-    r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
+    r.create_invoice(&ctx, &inv).await;
     // An update that claims version 1 again in the journal (a replayed event) is refused whole.
     let stored_version = inv.version;
     let mut next = inv.clone();
     next.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
-    let err =
-        r.invoices.update(&next, stored_version, &[r.event(&ctx, &inv.id, "invoice", 1, &next)]).await.unwrap_err();
+    let err = r.update_invoice(&ctx, &next, stored_version, 1).await.unwrap_err();
     assert!(matches!(err, DomainError::Conflict { .. }));
     assert_eq!(r.invoices.get(&ctx.scope, &inv.id).await.unwrap().unwrap().status, InvoiceStatus::Draft);
     r.res.teardown().await;
@@ -260,7 +287,7 @@ async fn every_list_access_pattern_stays_inside_its_tenant() {
         let customer = r.customer(ctx).await;
         let sub = r.subscription(ctx, &customer, day(1, 1)).await;
         let inv = r.period_invoice(&sub, 0);
-        r.invoices.create_for_period(&inv, &r.event(ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
+        r.create_invoice(ctx, &inv).await;
         seen.push((customer, sub, inv));
     }
     let (a_customer, a_sub, a_inv) = &seen[0];
@@ -313,14 +340,11 @@ async fn invoice_lists_filter_by_status_and_period_and_paginate() {
     let mut ids = Vec::new();
     for index in 0..5 {
         let mut inv = r.period_invoice(&sub, index);
-        r.invoices.create_for_period(&inv, &r.event(&ctx, &inv.id, "invoice", 1, &inv)).await.unwrap();
+        r.create_invoice(&ctx, &inv).await;
         let stored_version = inv.version;
         if index % 2 == 0 {
             inv.apply(InvoiceAction::Finalize, Utc::now()).unwrap();
-            r.invoices
-                .update(&inv, stored_version, &[r.event(&ctx, &inv.id, "invoice", inv.version, &inv)])
-                .await
-                .unwrap();
+            r.update_invoice(&ctx, &inv, stored_version, inv.version).await.unwrap();
         }
         ids.push(inv.id.clone());
     }
@@ -404,10 +428,9 @@ async fn due_subscriptions_are_found_across_shards_and_leave_the_index_when_canc
     // AND a canceled subscription is no longer due
     let (scope, mut sub) = due[0].clone();
     sub.cancel(false, day(2, 1)).unwrap();
-    r.subs
-        .update(&sub, 1, &[r.event(&r.ctx(scope.tenant.as_str()), &sub.id, "subscription", sub.version, &sub)])
-        .await
-        .unwrap();
+    let sub_ctx = r.ctx(scope.tenant.as_str());
+    let event = r.event(&sub_ctx, &sub.id, "subscription", sub.version, &sub);
+    r.commit(&sub_ctx, Write::Subscription { subscription: sub.clone(), expected: Some(1) }, event).await.unwrap();
     assert!(!sweep(day(3, 1)).await.contains(&(scope, sub.id)));
     r.res.teardown().await;
 }
@@ -450,7 +473,7 @@ async fn a_duplicate_customer_insert_is_a_conflict_with_no_second_event() {
     let mut copy = existing.clone();
     copy.name = Some("overwrite?".into());
     let event = r.event(&ctx, &id, "customer", 2, &copy);
-    let err = r.customers.insert(&copy, &event).await.unwrap_err();
+    let err = r.commit(&ctx, Write::Customer { customer: copy, expected: None }, event).await.unwrap_err();
     assert!(matches!(err, DomainError::Conflict { .. }));
     assert_eq!(r.customers.get(&ctx.scope, &id).await.unwrap().unwrap(), existing);
     assert_eq!(r.audit.for_entity(&ctx.scope, &id).await.unwrap().len(), 1);

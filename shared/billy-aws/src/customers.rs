@@ -4,7 +4,6 @@ use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
 use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use billy_core::DomainResult;
-use billy_core::audit::AuditEvent;
 use billy_core::customer::Customer;
 use billy_core::ids::Id;
 use billy_core::page::{Page, PageRequest};
@@ -32,11 +31,6 @@ impl HasId for Customer {
 
 #[async_trait]
 impl CustomerRepository for DynamoCustomers {
-    async fn insert(&self, customer: &Customer, event: &AuditEvent) -> DomainResult<()> {
-        let put = self.store.put_new(crate::items::customer(&event.scope, customer)?)?;
-        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
-    }
-
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Customer>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }

@@ -6,13 +6,12 @@ use crate::items::{self, PeriodClaim, period_claim_key};
 use crate::store::{Filter, HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use billy_core::audit::AuditEvent;
+use billy_core::DomainResult;
 use billy_core::ids::Id;
 use billy_core::invoice::Invoice;
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{InvoiceFilter, InvoiceRepository};
 use billy_core::tenant::Scope;
-use billy_core::{DomainError, DomainResult};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -111,40 +110,8 @@ impl HasId for Invoice {
 
 #[async_trait]
 impl InvoiceRepository for DynamoInvoices {
-    async fn create_for_period(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<(Invoice, bool)> {
-        let scope = &event.scope;
-        let (Some(sub), Some(period)) = (&invoice.subscription, &invoice.period) else {
-            return Err(DomainError::unexpected("a period invoice needs its subscription and period"));
-        };
-        let claim = items::period_claim(scope, invoice)?.ok_or_else(|| DomainError::unexpected("no claim"))?;
-        let puts = vec![self.store.put_new(claim)?, self.store.put_new(items::invoice(scope, invoice)?)?];
-        match self.store.transact(puts, std::slice::from_ref(event), ENTITY).await {
-            Ok(()) => Ok((invoice.clone(), true)),
-            // Lost the race (or a redelivery): the period already has its invoice.
-            Err(DomainError::Conflict { .. }) => match self.for_period(scope, sub, period.start).await? {
-                Some(existing) => Ok((existing, false)),
-                None => Err(DomainError::conflict("transaction_conflict", "invoice creation conflicted; retry")),
-            },
-            Err(other) => Err(other),
-        }
-    }
-
-    async fn insert(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<()> {
-        let put = self.store.put_new(items::invoice(&event.scope, invoice)?)?;
-        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
-    }
-
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
-    }
-
-    async fn update(&self, invoice: &Invoice, expected_version: u64, events: &[AuditEvent]) -> DomainResult<()> {
-        let scope = events
-            .first()
-            .map(|e| e.scope.clone())
-            .ok_or_else(|| DomainError::unexpected("a change needs its audit event"))?;
-        let put = self.store.put_versioned(items::invoice(&scope, invoice)?, expected_version)?;
-        self.store.transact(vec![put], events, ENTITY).await
     }
 
     async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>> {

@@ -4,7 +4,6 @@ use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
 use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use billy_core::DomainResult;
-use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
 use billy_core::page::{Page, PageRequest};
 use billy_core::plan::Plan;
@@ -32,11 +31,6 @@ impl HasId for Plan {
 
 #[async_trait]
 impl PlanRepository for DynamoPlans {
-    async fn insert(&self, plan: &Plan, event: &AuditEvent) -> DomainResult<()> {
-        let put = self.store.put_new(crate::items::plan(&event.scope, plan)?)?;
-        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
-    }
-
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Plan>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }

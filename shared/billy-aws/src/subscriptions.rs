@@ -5,7 +5,6 @@ use crate::items;
 use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
 use billy_core::page::PageRequest;
 use billy_core::ports::SubscriptionRepository;
@@ -73,27 +72,8 @@ impl HasId for Subscription {
 
 #[async_trait]
 impl SubscriptionRepository for DynamoSubscriptions {
-    async fn insert(&self, subscription: &Subscription, event: &AuditEvent) -> DomainResult<()> {
-        let put = self.store.put_new(items::subscription(&event.scope, subscription)?)?;
-        self.store.transact(vec![put], std::slice::from_ref(event), ENTITY).await
-    }
-
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Subscription>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
-    }
-
-    async fn update(
-        &self,
-        subscription: &Subscription,
-        expected_version: u64,
-        events: &[AuditEvent],
-    ) -> DomainResult<()> {
-        let scope = events
-            .first()
-            .map(|e| e.scope.clone())
-            .ok_or_else(|| DomainError::unexpected("a change needs its audit event"))?;
-        let put = self.store.put_versioned(items::subscription(&scope, subscription)?, expected_version)?;
-        self.store.transact(vec![put], events, ENTITY).await
     }
 
     async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>> {

@@ -31,8 +31,6 @@ pub trait TenantRepository: Send + Sync + std::fmt::Debug {
 
 #[async_trait]
 pub trait CustomerRepository: Send + Sync + std::fmt::Debug {
-    /// Stores a new customer and its audit event atomically; an existing id is a conflict.
-    async fn insert(&self, customer: &Customer, event: &AuditEvent) -> DomainResult<()>;
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Customer>>;
     /// Newest first, within one scope only.
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>>;
@@ -96,23 +94,13 @@ pub trait EventBus: Send + Sync + std::fmt::Debug {
 
 #[async_trait]
 pub trait PlanRepository: Send + Sync + std::fmt::Debug {
-    async fn insert(&self, plan: &Plan, event: &AuditEvent) -> DomainResult<()>;
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Plan>>;
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Plan>>;
 }
 
 #[async_trait]
 pub trait SubscriptionRepository: Send + Sync + std::fmt::Debug {
-    async fn insert(&self, subscription: &Subscription, event: &AuditEvent) -> DomainResult<()>;
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Subscription>>;
-    /// Writes `subscription` if the stored version is still `expected_version`, with its events,
-    /// atomically; otherwise a conflict and nothing changes.
-    async fn update(
-        &self,
-        subscription: &Subscription,
-        expected_version: u64,
-        events: &[AuditEvent],
-    ) -> DomainResult<()>;
     /// Subscriptions of every tenant due at or before `before`, from one shard of the due index.
     async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Subscription>>;
@@ -131,13 +119,7 @@ pub struct InvoiceFilter {
 
 #[async_trait]
 pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
-    /// Creates a subscription period's invoice unless that period already has one (a conditional
-    /// put on subscription + period start); returns the stored invoice and whether it is new.
-    async fn create_for_period(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<(Invoice, bool)>;
-    async fn insert(&self, invoice: &Invoice, event: &AuditEvent) -> DomainResult<()>;
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>>;
-    /// Optimistic update with its audit events, atomically.
-    async fn update(&self, invoice: &Invoice, expected_version: u64, events: &[AuditEvent]) -> DomainResult<()>;
     async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>>;
     /// The invoice of one subscription period, if it exists.
     async fn for_period(
