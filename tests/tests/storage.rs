@@ -20,8 +20,8 @@ use billy_core::money::Currency;
 use billy_core::page::PageRequest;
 use billy_core::plan::{Direction, NewPlan, Plan, PlanKind};
 use billy_core::ports::{
-    AuditJournal, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter, InvoiceRepository,
-    PlanRepository, SubscriptionRepository, UnitOfWork, Write,
+    AuditJournal, Changeset, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter,
+    InvoiceRepository, PlanRepository, SubscriptionRepository, UnitOfWork, Write,
 };
 use billy_core::schedule::{Cadence, Frequency};
 use billy_core::subscription::Subscription;
@@ -477,5 +477,111 @@ async fn a_duplicate_customer_insert_is_a_conflict_with_no_second_event() {
     assert!(matches!(err, DomainError::Conflict { .. }));
     assert_eq!(r.customers.get(&ctx.scope, &id).await.unwrap().unwrap(), existing);
     assert_eq!(r.audit.for_entity(&ctx.scope, &id).await.unwrap().len(), 1);
+    r.res.teardown().await;
+}
+
+fn new_customer(ids: &RandomIds<SystemClock>) -> Customer {
+    Customer {
+        id: ids.next(IdKind::Customer),
+        created: Utc::now(),
+        name: Some("c".into()),
+        email: None,
+        description: None,
+        metadata: Default::default(),
+        test_clock: None,
+        default_payment_method: None,
+        livemode: false,
+        version: 1,
+    }
+}
+
+/// A unit of work whose DynamoDB requests are counted.
+async fn metered_unit(r: &Repos) -> (DynamoUnitOfWork, billy_aws::metering::RequestMeter) {
+    let meter = billy_aws::metering::RequestMeter::default();
+    let metered = AwsClients::local_metered(&billy_aws::LocalEndpoints::from_env(), Some(meter.clone())).await;
+    (DynamoUnitOfWork::new(metered.dynamodb.clone(), r.res.tables()), meter)
+}
+
+fn transactions_sent(meter: &billy_aws::metering::RequestMeter) -> u64 {
+    meter.snapshot().requests.get(&("DynamoDB".into(), "TransactWriteItems".into())).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn changesets_committed_together_stand_or_fall_alone() {
+    let r = Repos::new().await;
+    let (unit, meter) = metered_unit(&r).await;
+    let (ctx, other) = (r.ctx("ten_a"), r.ctx("ten_b"));
+    // GIVEN an existing customer, and five changes committed together: a new customer, a stale
+    // update of the existing one, a new customer of another tenant, a second creation of the first
+    // new customer (same item), and one more new customer
+    let existing_id = r.customer(&ctx).await;
+    let existing = r.customers.get(&ctx.scope, &existing_id).await.unwrap().unwrap();
+    let change = |ctx: &Context, customer: Customer, expected: Option<u64>, version: u64| Changeset {
+        scope: ctx.scope.clone(),
+        events: vec![r.event(ctx, &customer.id, "customer", version, &customer)],
+        writes: vec![Write::Customer { customer, expected }],
+    };
+    let (a, b, d) = (new_customer(&r.ids), new_customer(&r.ids), new_customer(&r.ids));
+    let mut stale = existing.clone();
+    stale.name = Some("stale".into());
+    stale.version = 3;
+    let mut a_again = a.clone();
+    a_again.name = Some("second".into());
+    let changes = vec![
+        change(&ctx, a.clone(), None, 1),
+        change(&ctx, stale, Some(2), 3),
+        change(&other, b.clone(), None, 1),
+        change(&ctx, a_again, None, 1),
+        change(&ctx, d.clone(), None, 1),
+    ];
+    // WHEN they are committed with commit_each
+    let results = unit.commit_each(changes).await;
+    // THEN the stale update and the second creation are conflicts, the others are stored, each with
+    // exactly its own audit event, and the existing customer and its journal are untouched
+    let outcome: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            Ok(()) => "ok",
+            Err(DomainError::Conflict { .. }) => "conflict",
+            Err(_) => "error",
+        })
+        .collect();
+    assert_eq!(outcome, vec!["ok", "conflict", "ok", "conflict", "ok"]);
+    assert_eq!(r.customers.get(&ctx.scope, &a.id).await.unwrap().unwrap().name.as_deref(), Some("c"));
+    assert!(r.customers.get(&other.scope, &b.id).await.unwrap().is_some());
+    assert!(r.customers.get(&ctx.scope, &b.id).await.unwrap().is_none(), "each change keeps its own tenant");
+    assert!(r.customers.get(&ctx.scope, &d.id).await.unwrap().is_some());
+    assert_eq!(r.customers.get(&ctx.scope, &existing_id).await.unwrap().unwrap(), existing);
+    assert_eq!(r.audit.for_entity(&ctx.scope, &existing_id).await.unwrap().len(), 1);
+    assert_eq!(r.audit.for_entity(&ctx.scope, &a.id).await.unwrap().len(), 1);
+    assert_eq!(r.audit.for_entity(&other.scope, &b.id).await.unwrap().len(), 1);
+    // and the cancelled pack named its failed item, so only the innocent three went again together
+    // (the pack, its retry, then the second creation of `a`, which waited for `a`): 3 transactions
+    assert_eq!(transactions_sent(&meter), 3);
+    r.res.teardown().await;
+}
+
+#[tokio::test]
+async fn many_changesets_are_packed_into_few_transactions() {
+    let r = Repos::new().await;
+    let ctx = r.ctx("ten_a");
+    let (unit, meter) = metered_unit(&r).await;
+    // GIVEN 120 new customers, two items each (the customer and its audit event)
+    let customers: Vec<Customer> = (0..120).map(|_| new_customer(&r.ids)).collect();
+    let changes: Vec<Changeset> = customers
+        .iter()
+        .map(|c| Changeset {
+            scope: ctx.scope.clone(),
+            events: vec![r.event(&ctx, &c.id, "customer", 1, c)],
+            writes: vec![Write::Customer { customer: c.clone(), expected: None }],
+        })
+        .collect();
+    // WHEN they are committed together
+    let results = unit.commit_each(changes).await;
+    // THEN all are stored, in 100-item transactions: 3 requests, not 120
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let keys: Vec<(Scope, Id)> = customers.iter().map(|c| (ctx.scope.clone(), c.id.clone())).collect();
+    assert_eq!(r.customers.get_many(&keys).await.unwrap().len(), 120);
+    assert_eq!(transactions_sent(&meter), 3);
     r.res.teardown().await;
 }

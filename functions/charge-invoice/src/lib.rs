@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
 use billy_aws::sandbox::SandboxGateway;
-use billy_core::billing::{CHARGE_INVOICE, ChargeDeps, ChargeRequest, MESSAGE_VERSION, charge_invoice};
+use billy_core::billing::{CHARGE_INVOICE, ChargeDeps, ChargeRequest, MESSAGE_VERSION, charge_invoices};
 use billy_core::dunning::DunningPolicy;
 use billy_core::gateway::PaymentGateway;
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{decode, for_each_message};
+use billy_lambda::sqs::for_batch;
 
 #[derive(Debug)]
 pub struct App {
@@ -44,10 +44,8 @@ impl SqsFunction for App {
             clocks: &d.clocks,
             clock: &d.clock,
         };
-        Ok(for_each_message(event, 10, |m| async move {
-            let request: ChargeRequest = decode(&m, CHARGE_INVOICE, &[MESSAGE_VERSION])?;
-            charge_invoice(deps, &request).await?;
-            Ok(())
+        Ok(for_batch(event, CHARGE_INVOICE, &[MESSAGE_VERSION], |requests: Vec<ChargeRequest>| async move {
+            charge_invoices(deps, &requests).await.into_iter().map(|r| r.map(|_| ())).collect()
         })
         .await)
     }

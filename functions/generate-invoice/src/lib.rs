@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
-use billy_core::billing::{BILL_PERIOD, BillPeriod, GenerateDeps, MESSAGE_VERSION, generate_invoice, now_for};
+use billy_core::billing::{BILL_PERIOD, BillPeriod, GenerateDeps, MESSAGE_VERSION, generate_invoices};
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{decode, for_each_message};
+use billy_lambda::sqs::for_batch;
 
 #[derive(Debug)]
 pub struct App {
@@ -28,16 +28,15 @@ impl SqsFunction for App {
         let deps = GenerateDeps {
             subscriptions: &d.subscriptions,
             invoices: &d.invoices,
+            clocks: &d.clocks,
             unit: &d.unit,
             queue: &d.queue,
             ids: &d.ids,
+            clock: &d.clock,
             charge_queue: &self.charge_queue,
         };
-        Ok(for_each_message(event, 10, |m| async move {
-            let msg: BillPeriod = decode(&m, BILL_PERIOD, &[MESSAGE_VERSION])?;
-            let now = now_for(&d.clocks, &d.clock, &msg.scope, msg.test_clock.as_ref()).await?;
-            generate_invoice(deps, &msg, now).await?;
-            Ok(())
+        Ok(for_batch(event, BILL_PERIOD, &[MESSAGE_VERSION], |periods: Vec<BillPeriod>| async move {
+            generate_invoices(deps, &periods).await.into_iter().map(|r| r.map(|_| ())).collect()
         })
         .await)
     }

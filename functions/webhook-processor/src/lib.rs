@@ -3,13 +3,13 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
-use billy_core::billing::{EventDeps, GATEWAY_EVENT, MESSAGE_VERSION, apply_gateway_event};
+use billy_core::billing::{EventDeps, GATEWAY_EVENT, MESSAGE_VERSION, apply_gateway_events};
 use billy_core::dunning::DunningPolicy;
 use billy_core::gateway::GatewayEvent;
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{decode, for_each_message};
+use billy_lambda::sqs::for_batch;
 
 #[derive(Debug)]
 pub struct App {
@@ -38,10 +38,8 @@ impl SqsFunction for App {
             clock: &d.clock,
             dunning: &self.dunning,
         };
-        Ok(for_each_message(event, 10, |m| async move {
-            let event: GatewayEvent = decode(&m, GATEWAY_EVENT, &[MESSAGE_VERSION])?;
-            apply_gateway_event(deps, &event).await?;
-            Ok(())
+        Ok(for_batch(event, GATEWAY_EVENT, &[MESSAGE_VERSION], |events: Vec<GatewayEvent>| async move {
+            apply_gateway_events(deps, &events).await.into_iter().map(|r| r.map(|_| ())).collect()
         })
         .await)
     }

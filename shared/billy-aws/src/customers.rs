@@ -35,6 +35,10 @@ impl CustomerRepository for DynamoCustomers {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Customer>> {
+        self.store.get_many(keys).await
+    }
+
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>> {
         self.store.page(scope, &IndexQuery::new("GSI1", list_pk(scope, ENTITY)), page).await
     }

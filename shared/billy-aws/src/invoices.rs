@@ -85,7 +85,8 @@ impl DynamoInvoices {
         }
         let mut data: Vec<Invoice> = Vec::new();
         for chunk in ids.chunks(page.limit + 1) {
-            let found: Vec<Invoice> = self.store.get_many(scope, chunk).await?;
+            let keys: Vec<(Scope, Id)> = chunk.iter().map(|id| (scope.clone(), id.clone())).collect();
+            let found: Vec<Invoice> = self.store.get_many(&keys).await?;
             data.extend(found.into_iter().filter(|inv| {
                 filter.status.is_none_or(|s| inv.status == s)
                     && filter.customer.as_ref().is_none_or(|c| &inv.customer == c)
@@ -112,6 +113,10 @@ impl HasId for Invoice {
 impl InvoiceRepository for DynamoInvoices {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
+    }
+
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Invoice>> {
+        self.store.get_many(keys).await
     }
 
     async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>> {

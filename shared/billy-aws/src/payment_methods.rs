@@ -26,6 +26,10 @@ impl PaymentMethodRepository for DynamoPaymentMethods {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<PaymentMethod>> {
+        self.store.get_many(keys).await
+    }
+
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<PaymentMethod>> {
         self.store.all(&IndexQuery::new("GSI3", format!("{}#payment_method", entity_pk(scope, customer)))).await
     }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
 /// DynamoDB allows 100 items in one transaction.
-const MAX_TRANSACTION_ITEMS: usize = 100;
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -87,22 +87,37 @@ impl Store {
         events: &[AuditEvent],
         what: &str,
     ) -> DomainResult<()> {
+        let items = self.transaction_items(puts, updates, events)?;
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(DomainError::unexpected(format!("{what}: {} items exceed one transaction", items.len())));
+        }
+        self.send_transaction(items).await.map_err(|e| map_transact_error(e, what))
+    }
+
+    /// The items of one transaction: `puts`, `updates`, then the audit appends of `events`.
+    pub fn transaction_items(
+        &self,
+        puts: Vec<Put>,
+        updates: Vec<aws_sdk_dynamodb::types::Update>,
+        events: &[AuditEvent],
+    ) -> DomainResult<Vec<TransactWriteItem>> {
         let mut items: Vec<TransactWriteItem> =
             puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
         items.extend(updates.into_iter().map(|u| TransactWriteItem::builder().update(u).build()));
         for event in events {
             items.push(TransactWriteItem::builder().put(audit_put(&self.tables.audit, event)?).build());
         }
-        if items.len() > MAX_TRANSACTION_ITEMS {
-            return Err(DomainError::unexpected(format!("{what}: {} items exceed one transaction", items.len())));
-        }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| map_transact_error(e, what))?;
-        Ok(())
+        Ok(items)
+    }
+
+    pub async fn send_transaction(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>,
+    > {
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map(|_| ())
     }
 
     pub async fn get<T: DeserializeOwned>(&self, pk: String, sk: &str) -> DomainResult<Option<T>> {
@@ -123,18 +138,26 @@ impl Store {
         Ok(out.item)
     }
 
-    /// Fetches entities by id (in the order given), skipping missing ones.
-    pub async fn get_many<T: DeserializeOwned>(&self, scope: &Scope, ids: &[Id]) -> DomainResult<Vec<T>> {
-        let mut found: HashMap<String, Item> = HashMap::new();
-        for chunk in ids.chunks(100) {
+    /// Fetches entities by scope and id (in the order given), skipping missing ones: one
+    /// `BatchGetItem` per 100 keys, whatever their tenants.
+    pub async fn get_many<T: DeserializeOwned>(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<T>> {
+        let keys: Vec<(String, String)> =
+            keys.iter().map(|(scope, id)| (crate::dynamo::entity_pk(scope, id), ENTITY_SK.to_owned())).collect();
+        let found = self.get_items(&keys).await?;
+        keys.iter().filter_map(|k| found.get(k).cloned()).map(from_item).collect()
+    }
+
+    /// Fetches items of the main table by (PK, SK), consistently, 100 keys per request, retrying
+    /// what DynamoDB leaves unprocessed. Missing items are absent from the map.
+    pub async fn get_items(&self, keys: &[(String, String)]) -> DomainResult<HashMap<(String, String), Item>> {
+        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(100) {
             let keys: Vec<Item> = chunk
                 .iter()
-                .map(|id| {
-                    HashMap::from([
-                        (PK.to_owned(), s(crate::dynamo::entity_pk(scope, id))),
-                        (SK.to_owned(), s(ENTITY_SK)),
-                    ])
-                })
+                .map(|(pk, sk)| HashMap::from([(PK.to_owned(), s(pk.clone())), (SK.to_owned(), s(sk.clone()))]))
                 .collect();
             let mut request = Some(
                 aws_sdk_dynamodb::types::KeysAndAttributes::builder()
@@ -143,7 +166,13 @@ impl Store {
                     .build()
                     .map_err(DomainError::unexpected)?,
             );
+            let mut round = 0u32;
             while let Some(keys) = request.take() {
+                if round > 0 {
+                    // Unprocessed keys mean the table is throttling: back off before asking again.
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round.min(6))).await;
+                }
+                round += 1;
                 let out = self
                     .client
                     .batch_get_item()
@@ -152,14 +181,15 @@ impl Store {
                     .await
                     .map_err(sdk_error)?;
                 for item in out.responses.unwrap_or_default().remove(&self.tables.main).unwrap_or_default() {
-                    if let Some(AttributeValue::S(pk)) = item.get(PK) {
-                        found.insert(pk.clone(), item);
+                    if let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) = (item.get(PK), item.get(SK)) {
+                        found.insert((pk.clone(), sk.clone()), item);
                     }
                 }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.tables.main));
+                request =
+                    out.unprocessed_keys.and_then(|mut u| u.remove(&self.tables.main)).filter(|k| !k.keys.is_empty());
             }
         }
-        ids.iter().filter_map(|id| found.remove(&crate::dynamo::entity_pk(scope, id))).map(from_item).collect()
+        Ok(found)
     }
 
     /// One page of an index, newest first, resuming after the entity `starting_after`. Filters may

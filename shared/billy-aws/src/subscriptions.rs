@@ -76,6 +76,10 @@ impl SubscriptionRepository for DynamoSubscriptions {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Subscription>> {
+        self.store.get_many(keys).await
+    }
+
     async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>> {
         due_in(&self.store, &format!("DUE#{shard}"), before, limit).await
     }

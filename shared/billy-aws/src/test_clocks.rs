@@ -32,6 +32,10 @@ impl TestClockRepository for DynamoTestClocks {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<TestClock>> {
+        self.store.get_many(keys).await
+    }
+
     async fn due_subscriptions(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>> {
         due_in(&self.store, &format!("DUE#CLOCK#{clock}"), before, LIMIT).await
     }

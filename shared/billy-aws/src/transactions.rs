@@ -44,6 +44,10 @@ impl TransactionRepository for DynamoTransactions {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Transaction>> {
+        self.store.get_many(keys).await
+    }
+
     async fn for_attempt(
         &self,
         scope: &Scope,
@@ -60,6 +64,22 @@ impl TransactionRepository for DynamoTransactions {
         let found: Option<GatewayReference> =
             self.store.get(gateway_reference_pk(gateway, reference), ENTITY_SK).await?;
         Ok(found.map(|r| (r.scope, r.transaction)))
+    }
+
+    async fn by_references(&self, refs: &[(String, String)]) -> DomainResult<Vec<Option<(Scope, Id)>>> {
+        let keys: Vec<(String, String)> =
+            refs.iter().map(|(g, r)| (gateway_reference_pk(g, r), ENTITY_SK.to_owned())).collect();
+        let found = self.store.get_items(&keys).await?;
+        keys.iter()
+            .map(|k| {
+                found
+                    .get(k)
+                    .cloned()
+                    .map(crate::dynamo::from_item::<GatewayReference>)
+                    .transpose()
+                    .map(|r| r.map(|r| (r.scope, r.transaction)))
+            })
+            .collect()
     }
 
     async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool> {

@@ -1,15 +1,20 @@
 //! The unit of work: several entity writes of one scope and their audit events in one
-//! `TransactWriteItems`, with the claims and lookups each write implies.
+//! `TransactWriteItems`, with the claims and lookups each write implies; and many such changes
+//! packed into as few transactions as DynamoDB allows, each still standing or falling alone.
 
-use crate::dynamo::{ENTITY_SK, PK, SK, entity_pk, s};
+use crate::dynamo::{ENTITY_SK, PK, SK, entity_pk, map_transact_error, s};
 use crate::items;
-use crate::store::Store;
+use crate::store::{MAX_TRANSACTION_ITEMS, Store};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::Update;
-use billy_core::DomainResult;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use billy_core::audit::AuditEvent;
-use billy_core::ports::{UnitOfWork, Write};
+use billy_core::ports::{Changeset, UnitOfWork, Write};
 use billy_core::tenant::Scope;
+use billy_core::{DomainError, DomainResult};
+use futures::stream::{self, StreamExt};
+use std::collections::HashSet;
 
 #[derive(Debug, Clone)]
 pub struct DynamoUnitOfWork {
@@ -22,9 +27,42 @@ impl DynamoUnitOfWork {
     }
 }
 
-#[async_trait]
-impl UnitOfWork for DynamoUnitOfWork {
-    async fn commit(&self, scope: &Scope, writes: Vec<Write>, events: Vec<AuditEvent>) -> DomainResult<()> {
+/// How many packed transactions of one `commit_each` are in flight at once.
+const PARALLEL_TRANSACTIONS: usize = 4;
+/// Rounds after which the changesets still pending are committed one by one.
+const MAX_ROUNDS: usize = 8;
+
+/// The table and key of the item a transaction item writes.
+type ItemKey = (String, String, String);
+
+fn item_key(item: &TransactWriteItem) -> Option<ItemKey> {
+    let text = |v: Option<&AttributeValue>| v.and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+    if let Some(put) = item.put() {
+        return Some((put.table_name().to_owned(), text(put.item().get(PK)), text(put.item().get(SK))));
+    }
+    item.update().map(|u| (u.table_name().to_owned(), text(u.key().get(PK)), text(u.key().get(SK))))
+}
+
+/// One changeset ready to send: its transaction items and the keys they write.
+struct Prepared {
+    index: usize,
+    items: Vec<TransactWriteItem>,
+    keys: Vec<ItemKey>,
+}
+
+/// What became of one packed transaction, per member (by position in the pack).
+enum PackOutcome {
+    Committed,
+    /// Per member: `Some(error)` for the members whose own items failed a condition, `None` for
+    /// the innocent ones, which go again.
+    Cancelled(Vec<Option<DomainError>>),
+    /// The store gave no per-item reasons: every member goes again, alone.
+    Unattributed,
+    Failed(DomainError),
+}
+
+impl DynamoUnitOfWork {
+    fn items(&self, scope: &Scope, writes: &[Write], events: &[AuditEvent]) -> DomainResult<Vec<TransactWriteItem>> {
         let store = &self.store;
         let put = |item, expected: Option<u64>| match expected {
             None => store.put_new(item),
@@ -32,7 +70,7 @@ impl UnitOfWork for DynamoUnitOfWork {
         };
         let mut puts = Vec::with_capacity(writes.len() + 2);
         let mut updates = Vec::new();
-        for write in &writes {
+        for write in writes {
             match write {
                 Write::Customer { customer, expected } => puts.push(put(items::customer(scope, customer)?, *expected)?),
                 Write::PaymentMethod { method } => puts.push(store.put_new(items::payment_method(scope, method)?)?),
@@ -70,7 +108,7 @@ impl UnitOfWork for DynamoUnitOfWork {
                             .expression_attribute_values(":pending", s("pending"))
                             .expression_attribute_values(":null", s("NULL"))
                             .build()
-                            .map_err(billy_core::DomainError::unexpected)?,
+                            .map_err(DomainError::unexpected)?,
                     );
                 }
                 Write::GatewayReference { gateway, reference, transaction } => {
@@ -83,6 +121,163 @@ impl UnitOfWork for DynamoUnitOfWork {
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
             }
         }
-        store.transact_with_updates(puts, updates, &events, "change").await
+        store.transaction_items(puts, updates, events)
+    }
+
+    /// Sends one packed transaction and says, per member, what became of it.
+    async fn send_pack(&self, pack: &[&Prepared]) -> PackOutcome {
+        let items: Vec<TransactWriteItem> = pack.iter().flat_map(|p| p.items.iter().cloned()).collect();
+        let total = items.len();
+        let err = match self.store.send_transaction(items).await {
+            Ok(()) => return PackOutcome::Committed,
+            Err(err) => err,
+        };
+        let reasons: Vec<Option<String>> = match &err {
+            SdkError::ServiceError(service) => match service.err() {
+                TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                    cancel.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        if reasons.len() != total {
+            if let SdkError::ServiceError(service) = &err
+                && matches!(service.err(), TransactWriteItemsError::TransactionCanceledException(_))
+            {
+                return PackOutcome::Unattributed;
+            }
+            return PackOutcome::Failed(map_transact_error(err, "change"));
+        }
+        let mut at = 0;
+        let verdicts = pack
+            .iter()
+            .map(|p| {
+                let own = &reasons[at..at + p.items.len()];
+                at += p.items.len();
+                if own.iter().any(|r| r.as_deref() == Some("ConditionalCheckFailed")) {
+                    Some(DomainError::conflict(
+                        "version_conflict",
+                        "change was changed by another request; retry with fresh data",
+                    ))
+                } else if own.iter().flatten().any(|r| r != "None") {
+                    Some(DomainError::conflict(
+                        "transaction_conflict",
+                        "change is being changed by another request; retry",
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        PackOutcome::Cancelled(verdicts)
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for DynamoUnitOfWork {
+    async fn commit(&self, scope: &Scope, writes: Vec<Write>, events: Vec<AuditEvent>) -> DomainResult<()> {
+        let items = self.items(scope, &writes, &events)?;
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(DomainError::unexpected(format!("change: {} items exceed one transaction", items.len())));
+        }
+        self.store.send_transaction(items).await.map_err(|e| map_transact_error(e, "change"))
+    }
+
+    /// Packs changesets into transactions of up to 100 items. Two changesets that write the same
+    /// item never share a round (DynamoDB rejects a transaction that names an item twice, and
+    /// concurrent transactions on one item cancel each other); the later one waits for the next.
+    /// A cancelled pack names the items that failed: their changesets get their conflict, the
+    /// others go again.
+    async fn commit_each(&self, changes: Vec<Changeset>) -> Vec<DomainResult<()>> {
+        let mut results: Vec<Option<DomainResult<()>>> = changes.iter().map(|_| None).collect();
+        let mut pending: Vec<Prepared> = Vec::new();
+        for (index, c) in changes.iter().enumerate() {
+            match self.items(&c.scope, &c.writes, &c.events) {
+                Ok(items) if items.len() > MAX_TRANSACTION_ITEMS => {
+                    results[index] = Some(Err(DomainError::unexpected(format!(
+                        "change: {} items exceed one transaction",
+                        items.len()
+                    ))));
+                }
+                Ok(items) => {
+                    let keys = items.iter().filter_map(item_key).collect();
+                    pending.push(Prepared { index, items, keys });
+                }
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        let mut alone: HashSet<usize> = HashSet::new();
+        let mut round = 0;
+        while !pending.is_empty() {
+            round += 1;
+            let mut packs: Vec<Vec<usize>> = Vec::new();
+            let mut later: Vec<usize> = Vec::new();
+            let mut taken: HashSet<&ItemKey> = HashSet::new();
+            let mut current: Vec<usize> = Vec::new();
+            let mut size = 0;
+            for (at, p) in pending.iter().enumerate() {
+                if p.keys.iter().any(|k| taken.contains(k)) {
+                    later.push(at);
+                    continue;
+                }
+                taken.extend(p.keys.iter());
+                if alone.contains(&p.index) || round > MAX_ROUNDS {
+                    packs.push(vec![at]);
+                    continue;
+                }
+                if size + p.items.len() > MAX_TRANSACTION_ITEMS {
+                    packs.push(std::mem::take(&mut current));
+                    size = 0;
+                }
+                size += p.items.len();
+                current.push(at);
+            }
+            if !current.is_empty() {
+                packs.push(current);
+            }
+            let pending_now = &pending;
+            let outcomes: Vec<(Vec<usize>, PackOutcome)> = stream::iter(packs)
+                .map(|pack: Vec<usize>| async move {
+                    let members: Vec<&Prepared> = pack.iter().map(|&at| &pending_now[at]).collect();
+                    let outcome = self.send_pack(&members).await;
+                    (members.iter().map(|p| p.index).collect::<Vec<_>>(), outcome)
+                })
+                .buffer_unordered(PARALLEL_TRANSACTIONS)
+                .collect()
+                .await;
+            let mut again: HashSet<usize> = later.iter().map(|&at| pending[at].index).collect();
+            for (members, outcome) in outcomes {
+                match outcome {
+                    PackOutcome::Committed => members.iter().for_each(|&i| results[i] = Some(Ok(()))),
+                    PackOutcome::Failed(e) => members.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
+                    PackOutcome::Unattributed if members.len() == 1 => {
+                        results[members[0]] = Some(Err(DomainError::conflict(
+                            "transaction_conflict",
+                            "change is being changed by another request; retry",
+                        )));
+                    }
+                    PackOutcome::Unattributed => {
+                        alone.extend(members.iter().copied());
+                        again.extend(members);
+                    }
+                    PackOutcome::Cancelled(verdicts) => {
+                        for (i, verdict) in members.into_iter().zip(verdicts) {
+                            match verdict {
+                                Some(e) => results[i] = Some(Err(e)),
+                                None => {
+                                    again.insert(i);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            pending.retain(|p| again.contains(&p.index));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(DomainError::unexpected("change was never sent"))))
+            .collect()
     }
 }

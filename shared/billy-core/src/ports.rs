@@ -32,6 +32,8 @@ pub trait TenantRepository: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait CustomerRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Customer>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Customer>>;
     /// Newest first, within one scope only.
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Customer>>;
 }
@@ -101,6 +103,8 @@ pub trait PlanRepository: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait SubscriptionRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Subscription>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Subscription>>;
     /// Subscriptions of every tenant due at or before `before`, from one shard of the due index.
     async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Subscription>>;
@@ -120,6 +124,8 @@ pub struct InvoiceFilter {
 #[async_trait]
 pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Invoice>>;
     async fn list(&self, scope: &Scope, filter: &InvoiceFilter, page: &PageRequest) -> DomainResult<Page<Invoice>>;
     /// The invoice of one subscription period, if it exists.
     async fn for_period(
@@ -152,6 +158,8 @@ pub struct TransactionFilter {
 #[async_trait]
 pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Transaction>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Transaction>>;
     /// The transaction of one attempt of one kind on one invoice, if it exists.
     async fn for_attempt(
         &self,
@@ -162,6 +170,8 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     ) -> DomainResult<Option<Transaction>>;
     /// Which transaction (and scope) a gateway's reference belongs to.
     async fn by_reference(&self, gateway: &str, reference: &str) -> DomainResult<Option<(Scope, Id)>>;
+    /// `by_reference` for several (gateway, reference) pairs at once, in the order given.
+    async fn by_references(&self, refs: &[(String, String)]) -> DomainResult<Vec<Option<(Scope, Id)>>>;
     /// Whether a gateway event was already applied (cheap check before queueing it again).
     async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool>;
     async fn list(
@@ -175,12 +185,16 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait PaymentMethodRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<PaymentMethod>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<PaymentMethod>>;
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<PaymentMethod>>;
 }
 
 #[async_trait]
 pub trait TestClockRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<TestClock>>;
+    /// Several at once, whatever their scopes (missing ones are left out).
+    async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<TestClock>>;
     /// Subscriptions of the clock's customers that are due at or before `before`.
     async fn due_subscriptions(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
     /// Invoices of the clock's customers whose retry is due at or before `before`.
@@ -241,11 +255,23 @@ pub enum Write {
     },
 }
 
+/// One atomic change: writes of one scope and the audit events that explain them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changeset {
+    pub scope: Scope,
+    pub writes: Vec<Write>,
+    pub events: Vec<AuditEvent>,
+}
+
 /// Commits several writes of one scope and their audit events atomically: all or nothing, and a
 /// failed condition (stale version, existing key) is a `Conflict`.
 #[async_trait]
 pub trait UnitOfWork: Send + Sync + std::fmt::Debug {
     async fn commit(&self, scope: &Scope, writes: Vec<Write>, events: Vec<AuditEvent>) -> DomainResult<()>;
+    /// Commits each changeset as if by `commit`, independently of the others (one's conflict
+    /// never undoes another), packing several into one request where the store allows. Results
+    /// come back in the order given.
+    async fn commit_each(&self, changes: Vec<Changeset>) -> Vec<DomainResult<()>>;
 }
 
 #[async_trait]

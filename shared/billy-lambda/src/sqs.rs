@@ -1,10 +1,10 @@
-//! The SQS batch helper every queue consumer uses: decodes each message's versioned envelope, handles
-//! messages concurrently, and reports exactly the failed ones (partial batch failure), so one bad
-//! message never makes a whole batch redeliver.
+//! The SQS batch helpers every queue consumer uses: decode each message's versioned envelope, hand
+//! the messages to a handler (one at a time, concurrently, or all together as one batch), and report
+//! exactly the failed ones (partial batch failure), so one bad message never makes a whole batch
+//! redeliver.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use billy_core::ports::QueueMessage;
-use futures::stream::{self, StreamExt};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 
@@ -35,34 +35,47 @@ pub fn decode<T: DeserializeOwned>(message: &QueueMessage, kind: &str, versions:
     serde_json::from_value(message.body.clone()).map_err(|e| MessageError::Undecodable(e.to_string()))
 }
 
-/// Runs `handle` on every message of `event`, at most `concurrency` at a time.
-pub async fn for_each_message<F, Fut>(event: SqsEvent, concurrency: usize, handle: F) -> SqsBatchResponse
+fn failure(id: String, error: &MessageError) -> BatchItemFailure {
+    tracing::warn!(message_id = %id, error = %error, "message failed; it returns to the queue");
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = id;
+    failure
+}
+
+/// Decodes every message of `event` as a `kind` body and hands the decodable ones to `handle`
+/// together, which answers one result per body, in order. Undecodable messages and failed
+/// results are reported as the batch's failures.
+pub async fn for_batch<T, F, Fut>(event: SqsEvent, kind: &str, versions: &[u32], handle: F) -> SqsBatchResponse
 where
-    F: Fn(QueueMessage) -> Fut,
-    Fut: Future<Output = Result<(), MessageError>>,
+    T: DeserializeOwned,
+    F: FnOnce(Vec<T>) -> Fut,
+    Fut: Future<Output = Vec<Result<(), billy_core::DomainError>>>,
 {
-    let handle = &handle;
-    let failures: Vec<BatchItemFailure> = stream::iter(event.records)
-        .map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            let result = match serde_json::from_str::<QueueMessage>(record.body.as_deref().unwrap_or_default()) {
-                Ok(message) => handle(message).await,
-                Err(e) => Err(MessageError::Undecodable(e.to_string())),
-            };
-            match result {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::warn!(message_id = %id, error = %e, "message failed; it returns to the queue");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    Some(failure)
-                }
+    let mut failures = Vec::new();
+    let (mut ids, mut bodies) = (Vec::new(), Vec::new());
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let decoded = serde_json::from_str::<QueueMessage>(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| MessageError::Undecodable(e.to_string()))
+            .and_then(|m| decode::<T>(&m, kind, versions));
+        match decoded {
+            Ok(body) => {
+                ids.push(id);
+                bodies.push(body);
             }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .filter_map(|f| async move { f })
-        .collect()
-        .await;
+            Err(e) => failures.push(failure(id, &e)),
+        }
+    }
+    let expected = ids.len();
+    let results = if bodies.is_empty() { Vec::new() } else { handle(bodies).await };
+    for (i, id) in ids.into_iter().enumerate() {
+        match results.get(i) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => failures.push(failure(id, &MessageError::from(e.clone()))),
+            None => failures
+                .push(failure(id, &MessageError::Failed(format!("no result ({} of {expected})", results.len())))),
+        }
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response
@@ -83,25 +96,44 @@ mod tests {
 
     #[tokio::test]
     async fn only_failed_and_undecodable_messages_are_reported() {
-        let good =
-            serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!({"n": 1}) }).unwrap();
-        let bad =
-            serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!({"n": 13}) }).unwrap();
-        let future =
-            serde_json::to_string(&QueueMessage { version: 9, kind: "bill".into(), body: json!({"n": 2}) }).unwrap();
+        let body = |version: u32, n: u32| {
+            serde_json::to_string(&QueueMessage { version, kind: "bill".into(), body: json!({"n": n}) }).unwrap()
+        };
         let mut event = SqsEvent::default();
-        event.records = vec![record("a", &good), record("b", &bad), record("c", "not json"), record("d", &future)];
+        event.records = vec![
+            record("a", &body(1, 1)),
+            record("b", &body(1, 13)),
+            record("c", "not json"),
+            record("d", &body(9, 2)),
+            record("e", &body(1, 3)),
+        ];
         #[derive(serde::Deserialize)]
         struct Body {
             n: u32,
         }
-        let response = for_each_message(event, 4, |m| async move {
-            let body: Body = decode(&m, "bill", &[1])?;
-            if body.n == 13 { Err(MessageError::Failed("unlucky".into())) } else { Ok(()) }
+        let seen = std::sync::Mutex::new(Vec::new());
+        let seen_by_handler = &seen;
+        let response = for_batch(event, "bill", &[1], |bodies: Vec<Body>| async move {
+            seen_by_handler.lock().unwrap().extend(bodies.iter().map(|b| b.n));
+            bodies
+                .iter()
+                .map(|b| if b.n == 13 { Err(billy_core::DomainError::unexpected("unlucky")) } else { Ok(()) })
+                .collect()
         })
         .await;
         let mut failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         failed.sort();
         assert_eq!(failed, vec!["b", "c", "d"]);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 13, 3], "decodable bodies are handled together, in order");
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_answers_too_few_results_fails_the_unanswered_messages() {
+        let body = serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!(1) }).unwrap();
+        let mut event = SqsEvent::default();
+        event.records = vec![record("a", &body), record("b", &body)];
+        let response = for_batch(event, "bill", &[1], |_: Vec<u32>| async { vec![Ok(())] }).await;
+        let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        assert_eq!(failed, vec!["b"]);
     }
 }
