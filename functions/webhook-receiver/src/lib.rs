@@ -1,11 +1,11 @@
 //! `POST /v1/webhooks/{gateway}`: verifies the gateway's signature (bad or stale: 400, nothing
-//! stored), skips events already applied, and hands the rest to the webhook queue at once.
+//! stored) and hands the event to the webhook queue at once; the processor recognises replays.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_aws::sandbox::SandboxGateway;
 use billy_core::DomainError;
-use billy_core::billing::{Reception, receive_webhook};
+use billy_core::billing::receive_webhook;
 use billy_core::gateway::PaymentGateway;
 use billy_core::ports::Clock;
 use billy_lambda::HttpFunction;
@@ -47,7 +47,6 @@ impl HttpFunction for App {
             .collect();
         let received = receive_webhook(
             gateway,
-            &self.deps.transactions,
             &self.deps.queue,
             &self.queue_url,
             &headers,
@@ -56,10 +55,7 @@ impl HttpFunction for App {
         )
         .await;
         match received {
-            Ok(Reception::Queued) => json_response(StatusCode::OK, &json!({"received": true})),
-            Ok(Reception::AlreadyApplied) => {
-                json_response(StatusCode::OK, &json!({"received": true, "duplicate": true}))
-            }
+            Ok(()) => json_response(StatusCode::OK, &json!({"received": true})),
             Err(e) => error_response(&e),
         }
     }

@@ -163,8 +163,4 @@ impl InvoiceRepository for DynamoInvoices {
     async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>> {
         crate::subscriptions::due_in(&self.store, &format!("RETRY#{shard}"), before, limit).await
     }
-
-    async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64> {
-        Ok(u64::try_from(self.claimed_ids(scope, subscription).await?.len()).unwrap_or(u64::MAX))
-    }
 }

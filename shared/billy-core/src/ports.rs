@@ -138,8 +138,6 @@ pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>>;
     /// Invoices of every tenant whose retry is due at or before `before`, from one shard.
     async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
-    /// How many periods of a subscription have their invoice.
-    async fn periods_billed(&self, scope: &Scope, subscription: &Id) -> DomainResult<u64>;
 }
 
 /// Filters of `GET /v1/transactions`.

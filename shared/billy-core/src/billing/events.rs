@@ -191,8 +191,9 @@ fn plan_event(
         Err(DomainError::IllegalTransition { .. }) => false,
         Err(e) => return Err(e),
     };
-    let marker = Write::GatewayEventApplied { gateway: event.gateway.clone(), event_id: event.id.clone() };
     if !applied {
+        // A note is not a new version: the applied marker keeps a replay from journaling it twice.
+        let marker = Write::GatewayEventApplied { gateway: event.gateway.clone(), event_id: event.id.clone() };
         let note = ctx.record(
             deps.ids,
             now,
@@ -224,8 +225,9 @@ fn plan_event(
         }
         writes.push(Write::Invoice { invoice: inv.clone(), expected: Some(inv_expected) });
     }
+    // The transaction's versioned write is what makes this once-only: a replay of the event finds
+    // it settled at that event time (a duplicate), and a concurrent one loses the version race.
     writes.push(Write::Transaction { transaction: txn, expected: Some(txn_expected) });
-    writes.push(marker);
     Ok(Planned::Commit {
         change: Changeset { scope: scope.clone(), writes, events },
         stale: false,

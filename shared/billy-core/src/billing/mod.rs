@@ -11,7 +11,7 @@ use crate::journal::InvoiceChange;
 use crate::plan::Plan;
 use crate::ports::{
     Changeset, Clock, InvoiceRepository, PaymentGateway, QueueMessage, QueuePublisher, SubscriptionRepository,
-    TestClockRepository, TransactionRepository, UnitOfWork, Write,
+    TestClockRepository, UnitOfWork, Write,
 };
 use crate::schedule::Period;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
@@ -272,25 +272,18 @@ pub async fn bill_due_subscriptions(
 // ---------------------------------------------------------------------------------------------
 // Webhook reception
 
-/// Why a webhook was not taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reception {
-    Queued,
-    /// Already applied: acknowledged without queueing it again.
-    AlreadyApplied,
-}
-
 /// Verifies a gateway's webhook and hands it to the processing queue. Nothing is stored for a
-/// webhook that fails verification.
+/// webhook that fails verification. A replayed event is queued again and recognised by the
+/// processor (its applied marker and the transaction's event time), which keeps this path to one
+/// request.
 pub async fn receive_webhook(
     gateway: &dyn PaymentGateway,
-    transactions: &dyn TransactionRepository,
     queue: &dyn QueuePublisher,
     webhook_queue: &str,
     headers: &[(String, String)],
     body: &[u8],
     now: DateTime<Utc>,
-) -> DomainResult<Reception> {
+) -> DomainResult<()> {
     let event = gateway.verify_webhook(headers, body, now).map_err(|rejection| {
         let code = match rejection {
             crate::gateway::WebhookRejection::MissingSignature => "signature_missing",
@@ -300,11 +293,7 @@ pub async fn receive_webhook(
         };
         DomainError::invalid(code, rejection.to_string(), None)
     })?;
-    if transactions.event_applied(&event.gateway, &event.id).await? {
-        return Ok(Reception::AlreadyApplied);
-    }
-    queue.send(webhook_queue, &[message(GATEWAY_EVENT, &event)?]).await?;
-    Ok(Reception::Queued)
+    queue.send(webhook_queue, &[message(GATEWAY_EVENT, &event)?]).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,7 +328,7 @@ pub async fn sweep_retries(
 
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
 /// of its customers' subscriptions has its invoice, no invoice waits for a gateway, and no retry
-/// is due.
+/// is due. Two queries per customer, however many subscriptions it has.
 pub async fn clock_status(
     subscriptions: &dyn SubscriptionRepository,
     invoices: &dyn InvoiceRepository,
@@ -348,20 +337,25 @@ pub async fn clock_status(
 ) -> DomainResult<ClockStatus> {
     let frozen = clock.frozen_time;
     for customer in &clock.customers {
-        for sub in subscriptions.for_customer(scope, customer).await? {
-            if !sub.due_periods(frozen)?.is_empty() || invoices.periods_billed(scope, &sub.id).await? < sub.next_period
-            {
-                return Ok(ClockStatus::Advancing);
-            }
-            if sub.next_due_at()?.is_some_and(|t| t <= frozen) {
-                return Ok(ClockStatus::Advancing);
-            }
-        }
+        let mut billed: HashMap<Id, u64> = HashMap::new();
         for inv in invoices.for_customer(scope, customer).await? {
             let waiting = inv.status == InvoiceStatus::Pending;
             let retry_due = matches!(inv.status, InvoiceStatus::ChargedWithError | InvoiceStatus::PayoutFailed)
                 && inv.next_attempt_at.is_some_and(|t| t <= frozen);
             if waiting || retry_due {
+                return Ok(ClockStatus::Advancing);
+            }
+            if let (Some(sub), Some(_)) = (inv.subscription, inv.period) {
+                *billed.entry(sub).or_default() += 1;
+            }
+        }
+        for sub in subscriptions.for_customer(scope, customer).await? {
+            // Periods the tick recorded as billed whose invoices are not made yet are on their way.
+            let invoiced = billed.get(&sub.id).copied().unwrap_or(0);
+            if !sub.due_periods(frozen)?.is_empty() || invoiced < sub.next_period {
+                return Ok(ClockStatus::Advancing);
+            }
+            if sub.next_due_at()?.is_some_and(|t| t <= frozen) {
                 return Ok(ClockStatus::Advancing);
             }
         }
