@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use billy_e2e::{Api, TestStack, error_code, item_count};
+use billy_local::testing::EventWatch;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -256,6 +257,8 @@ async fn switching_to_a_good_card_before_the_last_attempt_ends_it_paid() {
 #[tokio::test]
 async fn redelivered_bill_charge_and_webhook_messages_change_nothing() {
     let w = World::new("2026-05-01T00:00:00Z", "4242424242424242").await;
+    let bus = w.stack.event_bus("BillyEventBus").unwrap().to_owned();
+    let paid_events = EventWatch::start(&w.stack.aws, &bus, "invoice.paid").await.unwrap();
     let plan = w.plan(1000).await;
     let sub = w.subscribe(&plan).await;
     w.settled().await;
@@ -326,6 +329,16 @@ async fn redelivered_bill_charge_and_webhook_messages_change_nothing() {
     assert_eq!(w.stack.sandbox.movements(), 1);
     assert_eq!(w.trail(&s(&inv["id"])).await, trail);
     assert_eq!(item_count(&w.stack, &w.stack.tables().audit).await, audit_items);
+    // AND each delivery of the paid event announced `invoice.paid` (a crash before the first
+    // announcement cannot lose it) under one id, so subscribers can drop the repeats
+    let mut announced = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while announced.len() < 3 && Instant::now() < deadline {
+        announced.extend(paid_events.receive(&w.stack.aws).await);
+    }
+    paid_events.remove(&w.stack.aws).await;
+    assert_eq!(announced.len(), 3, "{announced:?}");
+    assert!(announced.iter().all(|e| e["id"] == announced[0]["id"] && e["data"]["invoice"] == inv["id"]));
     w.stack.stop().await;
 }
 

@@ -148,6 +148,11 @@ impl TestStack {
         tables_of(&self.provisioned)
     }
 
+    /// The name of the event bus a logical id of the template became.
+    pub fn event_bus(&self, logical_id: &str) -> Option<&str> {
+        self.provisioned.buses.get(logical_id).map(String::as_str)
+    }
+
     /// Invocations per function so far.
     pub fn calls(&self) -> &crate::runner::Calls {
         &self.runner.calls
@@ -157,5 +162,90 @@ impl TestStack {
         self.runner.shutdown().await;
         self.sandbox.shutdown().await;
         self.provisioned.teardown(&self.aws).await;
+    }
+}
+
+/// A queue that receives one type of Billy's domain events through a rule on its bus, for tests
+/// and benchmarks that watch what Billy announces. Remove it when done.
+#[derive(Debug)]
+pub struct EventWatch {
+    rule: String,
+    bus: String,
+    queue_url: String,
+}
+
+impl EventWatch {
+    pub async fn start(aws: &AwsClients, bus: &str, detail_type: &str) -> Result<Self, String> {
+        let err = |e: &dyn std::fmt::Debug| format!("{e:?}");
+        let name = format!("{}-watch", unique_prefix());
+        let queue_url = aws
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .map_err(|e| err(&e))?
+            .queue_url
+            .ok_or("no queue url")?;
+        let arn_attribute = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+        let arn = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(arn_attribute.clone())
+            .send()
+            .await
+            .map_err(|e| err(&e))?
+            .attributes
+            .and_then(|mut a| a.remove(&arn_attribute))
+            .ok_or("no queue arn")?;
+        let pattern = serde_json::json!({"source": [billy_aws::events::SOURCE], "detail-type": [detail_type]});
+        aws.eventbridge
+            .put_rule()
+            .name(&name)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        let target = aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build().map_err(|e| err(&e))?;
+        aws.eventbridge
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(bus)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(Self { rule: name, bus: bus.to_owned(), queue_url })
+    }
+
+    /// The `detail` of the next events (waiting up to a second for some). They are not deleted but
+    /// hidden for an hour, so each is seen once.
+    pub async fn receive(&self, aws: &AwsClients) -> Vec<serde_json::Value> {
+        let Ok(out) = aws
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(3600)
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        out.messages
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m.body.as_deref()?).ok())
+            .map(|mut envelope| envelope["detail"].take())
+            .collect()
+    }
+
+    pub async fn remove(&self, aws: &AwsClients) {
+        let _ = aws.eventbridge.remove_targets().rule(&self.rule).event_bus_name(&self.bus).ids("q").send().await;
+        let _ = aws.eventbridge.delete_rule().name(&self.rule).event_bus_name(&self.bus).send().await;
+        let _ = aws.sqs.delete_queue().queue_url(&self.queue_url).send().await;
     }
 }

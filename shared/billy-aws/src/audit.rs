@@ -1,7 +1,7 @@
 //! The audit journal's read side. There is deliberately no update or delete path: events are
 //! appended only inside the repositories' transactions (`dynamo::audit_put`).
 
-use crate::dynamo::{GSI1, entity_pk, from_item, s, sdk_error};
+use crate::dynamo::{GSI1, audit_from_item, entity_pk, s, sdk_error};
 use async_trait::async_trait;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
@@ -36,7 +36,7 @@ impl DynamoAudit {
                 .await
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
-                events.push(from_item(item)?);
+                events.push(audit_from_item(item)?);
             }
             start = out.last_evaluated_key;
             if start.is_none() {

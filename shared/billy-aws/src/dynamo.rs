@@ -93,8 +93,22 @@ pub fn audit_sk(event: &AuditEvent) -> String {
     }
 }
 
-pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
-    let item = to_item(
+/// The attribute holding an audit event's snapshots (`before`, `after`, `change`), deflated JSON.
+/// Snapshots are most of an event and compress several times over, so most events stay under the
+/// 1 KB one write unit covers, and so do their copies in the account index.
+const AUDIT_SNAPSHOTS: &str = "snapshots";
+const SNAPSHOT_FIELDS: [&str; 3] = ["before", "after", "change"];
+
+#[derive(Serialize, serde::Deserialize)]
+struct Snapshots {
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    change: Option<serde_json::Value>,
+}
+
+pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
+    use std::io::Write as _;
+    let mut item = to_item(
         event,
         &[
             (PK, entity_pk(&event.scope, &event.entity)),
@@ -109,9 +123,41 @@ pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
             (GSI1SK, format!("{}#{}", event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), event.id)),
         ],
     )?;
+    for field in SNAPSHOT_FIELDS {
+        item.remove(field);
+    }
+    let snapshots =
+        Snapshots { before: event.before.clone(), after: event.after.clone(), change: event.change.clone() };
+    let json = serde_json::to_vec(&snapshots).map_err(DomainError::unexpected)?;
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflate.write_all(&json).map_err(DomainError::unexpected)?;
+    let packed = deflate.finish().map_err(DomainError::unexpected)?;
+    item.insert(AUDIT_SNAPSHOTS.to_owned(), AttributeValue::B(aws_smithy_types::Blob::new(packed)));
+    Ok(item)
+}
+
+/// Reads an audit event back, inflating its snapshots (events stored before they were packed
+/// keep them as plain attributes and read as they are).
+pub fn audit_from_item(mut item: Item) -> DomainResult<AuditEvent> {
+    use std::io::Read as _;
+    let packed = match item.remove(AUDIT_SNAPSHOTS) {
+        Some(AttributeValue::B(blob)) => Some(blob.into_inner()),
+        _ => None,
+    };
+    let mut event: AuditEvent = from_item(item)?;
+    if let Some(packed) = packed {
+        let mut json = Vec::new();
+        flate2::read::DeflateDecoder::new(packed.as_slice()).read_to_end(&mut json).map_err(DomainError::unexpected)?;
+        let snapshots: Snapshots = serde_json::from_slice(&json).map_err(DomainError::unexpected)?;
+        (event.before, event.after, event.change) = (snapshots.before, snapshots.after, snapshots.change);
+    }
+    Ok(event)
+}
+
+pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
     Put::builder()
         .table_name(audit_table)
-        .set_item(Some(item))
+        .set_item(Some(audit_item(event)?))
         .condition_expression("attribute_not_exists(PK)")
         .build()
         .map_err(DomainError::unexpected)
@@ -148,4 +194,73 @@ pub fn sdk_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debu
 
 pub fn unexpected<E: ProvideErrorMetadata + std::fmt::Debug>(err: E) -> DomainError {
     DomainError::unexpected(format!("{}: {}", err.code().unwrap_or("unknown"), err.message().unwrap_or("no message")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use billy_core::audit::{Actor, Change, Context};
+    use billy_core::ids::{Id, RandomIds};
+    use billy_core::tenant::Mode;
+
+    fn event() -> AuditEvent {
+        let ctx = Context {
+            scope: Scope::new(Id::from_trusted("ten_a".into()), Mode::Test),
+            actor: Actor::System { function: "test".into() },
+            request_id: None,
+        };
+        // An invoice-like snapshot of about 2.5 KB of JSON: repetitive, as entity snapshots are.
+        let lines: Vec<serde_json::Value> = (0..12)
+            .map(|i| serde_json::json!({"description": format!("Seat {i} (2026-01-01 – 2026-02-01)"), "quantity": 1, "unit_amount": 1999, "amount": 1999}))
+            .collect();
+        let after = serde_json::json!({"id": "inv_1", "status": "pending", "currency": "usd", "items": lines});
+        let mut e = ctx.record(
+            &RandomIds::new(billy_core::clock::SystemClock),
+            chrono::Utc::now(),
+            Change {
+                entity: &Id::from_trusted("inv_1".into()),
+                entity_type: "invoice",
+                account: None,
+                action: "invoice.created",
+                version: 1,
+                reason: Some("because"),
+                before: None,
+                after: Some(&after),
+                change: None,
+            },
+        );
+        e.change = Some(serde_json::json!({"type": "created", "invoice": after}));
+        e
+    }
+
+    fn stored_bytes(item: &Item) -> usize {
+        item.iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        other => serde_json::to_string(&format!("{other:?}")).unwrap().len(),
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn audit_events_read_back_whole_and_their_snapshots_travel_packed() {
+        let e = event();
+        let item = audit_item(&e).unwrap();
+        assert!(SNAPSHOT_FIELDS.iter().all(|f| !item.contains_key(*f)), "snapshots are not plain attributes");
+        assert!(matches!(item.get(AUDIT_SNAPSHOTS), Some(AttributeValue::B(_))));
+        let plain = serde_json::to_vec(&Snapshots { before: None, after: e.after.clone(), change: e.change.clone() });
+        assert!(stored_bytes(&item) < 1024 && plain.unwrap().len() > 2048, "a 2 KB+ snapshot fits one write unit");
+        assert_eq!(audit_from_item(item).unwrap(), e);
+    }
+
+    #[test]
+    fn audit_events_stored_with_plain_snapshots_still_read() {
+        let e = event();
+        let plain = to_item(&e, &[(PK, "p".into()), (SK, "v1".into())]).unwrap();
+        assert_eq!(audit_from_item(plain).unwrap(), e);
+    }
 }

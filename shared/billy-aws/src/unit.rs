@@ -28,7 +28,7 @@ impl DynamoUnitOfWork {
 }
 
 /// How many packed transactions of one `commit_each` are in flight at once.
-const PARALLEL_TRANSACTIONS: usize = 4;
+const PARALLEL_TRANSACTIONS: usize = 2;
 /// Rounds after which the changesets still pending are committed one by one.
 const MAX_ROUNDS: usize = 8;
 

@@ -50,16 +50,18 @@ pub enum EventOutcome {
 /// the commit variant does not matter.)
 #[allow(clippy::large_enum_variant)]
 enum Planned {
-    Done(EventOutcome),
+    /// Seen before. What it announced is announced again (same ids): the first time may have
+    /// crashed between its commit and its publication.
+    Duplicate { invoice: Invoice, announced: Vec<&'static str>, now: DateTime<Utc> },
     /// A dispute: applied one by one after the batch, on a fresh read of its invoice.
     Dispute,
     Commit {
+        now: DateTime<Utc>,
         change: Changeset,
         /// A stale event's note: a conflict then means it was journaled already.
         stale: bool,
         invoice: Invoice,
         published: Vec<&'static str>,
-        now: DateTime<Utc>,
     },
 }
 
@@ -118,7 +120,7 @@ async fn events_batch(deps: EventDeps<'_>, events: &[GatewayEvent]) -> DomainRes
     let time =
         BatchTime::read(deps.clocks, deps.clock, scoped.iter().map(|(s, i)| (*s, i.test_clock.as_ref()))).await?;
 
-    let (mut planned, mut changes, mut disputes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut planned, mut changes, mut disputes, mut outgoing) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, scope, txn_id) in located {
         let plan = (|| {
             let txn = txns.get(&txn_id).cloned().ok_or_else(|| DomainError::unexpected("transaction vanished"))?;
@@ -128,35 +130,45 @@ async fn events_batch(deps: EventDeps<'_>, events: &[GatewayEvent]) -> DomainRes
             plan_event(deps, &events[i], &scope, txn, inv, sub, now)
         })();
         match plan {
-            Ok(Planned::Done(outcome)) => results[i] = Some(Ok(outcome)),
+            Ok(Planned::Duplicate { invoice, announced, now }) => {
+                outgoing
+                    .extend(domain_events(&scope, &events[i], &invoice, &announced, now).into_iter().map(|e| (i, e)));
+                results[i] = Some(Ok(EventOutcome::Duplicate));
+            }
             Ok(Planned::Dispute) => disputes.push((i, scope)),
-            Ok(Planned::Commit { change, stale, invoice, published, now }) => {
+            Ok(Planned::Commit { now, change, stale, invoice, published }) => {
                 changes.push(change);
                 planned.push((i, scope, stale, invoice, published, now));
             }
             Err(e) => results[i] = Some(Err(e)),
         }
     }
-    let mut outgoing = Vec::new();
     let committed = deps.unit.commit_each(changes).await;
     for ((i, scope, stale, inv, published, now), committed) in planned.into_iter().zip(committed) {
         results[i] = Some(match (committed, stale) {
             (Ok(()), true) => Ok(EventOutcome::Stale),
             (Err(DomainError::Conflict { .. }), true) => Ok(EventOutcome::Duplicate),
             (Ok(()), false) => {
-                outgoing.extend(domain_events(deps.ids, &scope, &inv, &published, now));
+                outgoing.extend(domain_events(&scope, &events[i], &inv, &published, now).into_iter().map(|e| (i, e)));
                 Ok(EventOutcome::Applied { invoice: inv.id, status: inv.status })
             }
             (Err(e), _) => Err(e),
         });
     }
     for (i, scope) in disputes {
-        results[i] = Some(apply_dispute(deps, &scope, &events[i], &mut outgoing).await);
+        let mut announced = Vec::new();
+        results[i] = Some(apply_dispute(deps, &scope, &events[i], &mut announced).await);
+        outgoing.extend(announced.into_iter().map(|e| (i, e)));
     }
-    // Domain events go out after the commits; a failure to publish is not undone (the audit
-    // trail is the record of truth) and the publisher logs it.
+    // Domain events go out after the commits. An event whose announcement failed fails too, so
+    // the queue brings it back; it is then a duplicate, which announces again under the same ids.
     if !outgoing.is_empty() {
-        let _ = deps.bus.publish(&outgoing).await;
+        let announcements: Vec<DomainEvent> = outgoing.iter().map(|(_, e)| e.clone()).collect();
+        if let Err(e) = deps.bus.publish(&announcements).await {
+            for (i, _) in &outgoing {
+                results[*i] = Some(Err(e.clone()));
+            }
+        }
     }
     Ok(results.into_iter().map(|r| r.unwrap_or(Ok(EventOutcome::Duplicate))).collect())
 }
@@ -179,7 +191,12 @@ fn plan_event(
         _ => return Ok(Planned::Dispute),
     };
     if txn.status == target && txn.last_event_at.is_some_and(|t| t >= event.occurred_at) {
-        return Ok(Planned::Done(EventOutcome::Duplicate));
+        let announced = if txn.last_event_at == Some(event.occurred_at) {
+            announced_by(target, &txn, &inv, sub.as_ref(), deps.dunning)
+        } else {
+            Vec::new()
+        };
+        return Ok(Planned::Duplicate { invoice: inv, announced, now });
     }
     if txn.gateway_reference.is_none() {
         txn.gateway = event.gateway.clone();
@@ -210,7 +227,7 @@ fn plan_event(
             },
         );
         let change = Changeset { scope: scope.clone(), writes: vec![marker], events: vec![note] };
-        return Ok(Planned::Commit { change, stale: true, invoice: inv, published: Vec::new(), now });
+        return Ok(Planned::Commit { now, change, stale: true, invoice: inv, published: Vec::new() });
     }
     let action = if target == TransactionStatus::Succeeded { "transaction.succeeded" } else { "transaction.failed" };
     let mut events = vec![ctx.snapshot(deps.ids, now, action, &txn).because(event.failure_code.as_deref())];
@@ -229,11 +246,11 @@ fn plan_event(
     // it settled at that event time (a duplicate), and a concurrent one loses the version race.
     writes.push(Write::Transaction { transaction: txn, expected: Some(txn_expected) });
     Ok(Planned::Commit {
+        now,
         change: Changeset { scope: scope.clone(), writes, events },
         stale: false,
         invoice: inv,
         published,
-        now,
     })
 }
 
@@ -314,9 +331,11 @@ async fn apply_dispute(
         // Refund outcomes are applied by the refund use case, which is not part of this pipeline.
         _ => return Ok(EventOutcome::Stale),
     };
-    if deps.transactions.event_applied(&event.gateway, &event.id).await? {
-        return Ok(EventOutcome::Duplicate);
-    }
+    let name = match action {
+        InvoiceAction::Contest => "invoice.disputed",
+        InvoiceAction::DisputeWon => "invoice.dispute_won",
+        _ => "invoice.charged_back",
+    };
     let (_, txn_id) = locate(event, deps.transactions.by_reference(&event.gateway, &event.reference).await?)?;
     let txn =
         deps.transactions.get(scope, &txn_id).await?.ok_or_else(|| DomainError::unexpected("transaction vanished"))?;
@@ -325,16 +344,15 @@ async fn apply_dispute(
     let now = BatchTime::read(deps.clocks, deps.clock, std::iter::once((scope, inv.test_clock.as_ref())))
         .await?
         .now(inv.test_clock.as_ref())?;
+    if deps.transactions.event_applied(&event.gateway, &event.id).await? {
+        outgoing.extend(domain_events(scope, event, &inv, &[name], now));
+        return Ok(EventOutcome::Duplicate);
+    }
     let expected = inv.version;
     let change = match journal::transition(&mut inv, action, now) {
         Ok(change) => change,
         Err(DomainError::IllegalTransition { .. }) => return Ok(EventOutcome::Stale),
         Err(e) => return Err(e),
-    };
-    let name = match action {
-        InvoiceAction::Contest => "invoice.disputed",
-        InvoiceAction::DisputeWon => "invoice.dispute_won",
-        _ => "invoice.charged_back",
     };
     let ctx = context(scope, event);
     let events = vec![invoice_event(&ctx, deps.ids, now, &inv, name, &change)?];
@@ -345,14 +363,44 @@ async fn apply_dispute(
     // A conflict (the invoice moved, or the same event applied meanwhile) fails this event so the
     // queue brings it back, when the duplicate check above tells the two apart.
     deps.unit.commit(scope, writes, events).await?;
-    outgoing.extend(domain_events(deps.ids, scope, &inv, &[name], now));
+    outgoing.extend(domain_events(scope, event, &inv, &[name], now));
     Ok(EventOutcome::Applied { invoice: inv.id, status: inv.status })
 }
 
-/// The domain events announcing what happened to an invoice.
+/// What applying a settlement announced, worked out again from what it left behind: the invoice's
+/// news when this was its current attempt, and the subscription's when the invoice was given up.
+fn announced_by(
+    target: TransactionStatus,
+    txn: &Transaction,
+    inv: &Invoice,
+    sub: Option<&Subscription>,
+    dunning: &DunningPolicy,
+) -> Vec<&'static str> {
+    if txn.attempt != inv.attempt_count {
+        return Vec::new();
+    }
+    if target == TransactionStatus::Succeeded {
+        return vec![if inv.direction == crate::plan::Direction::Payout { "payout.paid" } else { "invoice.paid" }];
+    }
+    let mut kinds = vec!["invoice.payment_failed"];
+    if inv.status == InvoiceStatus::Failed {
+        match (sub.map(|s| s.status), dunning.final_action) {
+            (Some(SubscriptionStatus::Canceled), _) => kinds.push("subscription.canceled"),
+            (Some(SubscriptionStatus::PastDue), crate::dunning::FinalAction::PastDue) => {
+                kinds.push("subscription.past_due");
+            }
+            _ => {}
+        }
+    }
+    kinds
+}
+
+/// The domain events announcing what one gateway event did to an invoice. Their ids derive from
+/// the gateway event, so an announcement made again (after a crash before publication) carries
+/// the same ids and subscribers can drop the repeat. `now` is the scope's time (a test clock's).
 fn domain_events(
-    ids: &dyn IdGenerator,
     scope: &Scope,
+    event: &GatewayEvent,
     inv: &Invoice,
     kinds: &[&str],
     now: DateTime<Utc>,
@@ -360,7 +408,7 @@ fn domain_events(
     kinds
         .iter()
         .map(|k| DomainEvent {
-            id: ids.next(IdKind::Event),
+            id: Id::derived(IdKind::Event, event.occurred_at, &format!("{}:{}:{k}", event.gateway, event.id)),
             kind: (*k).to_owned(),
             scope: scope.clone(),
             occurred_at: now,
