@@ -9,6 +9,8 @@ use billy_core::{DomainError, DomainResult};
 
 const BATCH: usize = 10;
 const ATTEMPTS: usize = 3;
+/// How many `SendMessageBatch` calls of one send are in flight at once.
+const PARALLEL_BATCHES: usize = 4;
 /// Billy's own bound on one message and on one batch: the classic SQS limit, well above any billing
 /// message, so a runaway payload is caught here with a clear error on every SQS version.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -49,56 +51,64 @@ impl SqsPublisher {
     }
 }
 
+impl SqsPublisher {
+    /// Sends one batch, retrying the entries the service failed (throttling, say); a message the
+    /// service refuses as the sender's fault is an error at once.
+    async fn send_batch(&self, queue: &str, batch: Vec<String>) -> DomainResult<()> {
+        let mut pending: Vec<(String, String)> =
+            batch.into_iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
+        for attempt in 1..=ATTEMPTS {
+            let entries: Vec<SendMessageBatchRequestEntry> = pending
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .build()
+                        .map_err(DomainError::unexpected)
+                })
+                .collect::<DomainResult<_>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            if let Some(bad) = out.failed.iter().find(|f| f.sender_fault) {
+                return Err(DomainError::unexpected(format!(
+                    "SQS refused a message: {}",
+                    bad.message.clone().unwrap_or_default()
+                )));
+            }
+            let failed: Vec<String> = out.failed.iter().map(|f| f.id.clone()).collect();
+            pending.retain(|(id, _)| failed.contains(id));
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if attempt == ATTEMPTS {
+                break;
+            }
+        }
+        Err(DomainError::unexpected(format!("{} messages could not be sent to {queue}", pending.len())))
+    }
+}
+
 #[async_trait]
 impl QueuePublisher for SqsPublisher {
-    /// `queue` is the queue URL (what `!Ref Queue` gives a function).
+    /// `queue` is the queue URL (what `!Ref Queue` gives a function). Batches go out a few at a
+    /// time (a tick can send thousands of messages); any batch that cannot be sent fails the call,
+    /// and the caller's retry sends it again (every consumer is idempotent).
     async fn send(&self, queue: &str, messages: &[QueueMessage]) -> DomainResult<()> {
+        use futures::stream::{self, TryStreamExt};
         let encoded = messages
             .iter()
             .map(|m| serde_json::to_string(m).map_err(DomainError::unexpected))
             .collect::<DomainResult<Vec<_>>>()?;
-        for batch in batches(encoded)? {
-            let mut pending: Vec<(String, String)> =
-                batch.into_iter().enumerate().map(|(i, body)| (i.to_string(), body)).collect();
-            for attempt in 1..=ATTEMPTS {
-                let entries: Vec<SendMessageBatchRequestEntry> = pending
-                    .iter()
-                    .map(|(id, body)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(id)
-                            .message_body(body)
-                            .build()
-                            .map_err(DomainError::unexpected)
-                    })
-                    .collect::<DomainResult<_>>()?;
-                let out = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(queue)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(sdk_error)?;
-                let failed: Vec<String> = out.failed.iter().filter(|f| !f.sender_fault).map(|f| f.id.clone()).collect();
-                if let Some(bad) = out.failed.iter().find(|f| f.sender_fault) {
-                    return Err(DomainError::unexpected(format!(
-                        "SQS refused a message: {}",
-                        bad.message.clone().unwrap_or_default()
-                    )));
-                }
-                pending.retain(|(id, _)| failed.contains(id));
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt == ATTEMPTS {
-                    return Err(DomainError::unexpected(format!(
-                        "{} messages could not be sent to {queue}",
-                        pending.len()
-                    )));
-                }
-            }
-        }
-        Ok(())
+        stream::iter(batches(encoded)?.into_iter().map(Ok))
+            .try_for_each_concurrent(PARALLEL_BATCHES, |batch| self.send_batch(queue, batch))
+            .await
     }
 }
 
