@@ -193,17 +193,19 @@ pub async fn charge_invoices(deps: ChargeDeps<'_>, reqs: &[ChargeRequest]) -> Ve
 
 async fn charge_batch(deps: ChargeDeps<'_>, reqs: &[ChargeRequest]) -> DomainResult<Vec<DomainResult<ChargeOutcome>>> {
     let keys: Vec<(Scope, Id)> = reqs.iter().map(|r| (r.scope.clone(), r.invoice.clone())).collect();
-    let mut invoices: HashMap<Id, Invoice> =
+    let invoices: HashMap<Id, Invoice> =
         deps.invoices.get_many(&keys).await?.into_iter().map(|i| (i.id.clone(), i)).collect();
     let found: Vec<(&Scope, &Invoice)> =
         reqs.iter().filter_map(|r| Some((&r.scope, invoices.get(&r.invoice)?))).collect();
     let time = BatchTime::read(deps.clocks, deps.clock, found.iter().map(|(s, i)| (*s, i.test_clock.as_ref()))).await?;
-    let mut methods = methods_for(deps, &found).await?;
+    let methods = methods_for(deps, &found).await?;
     let mut results: Vec<Option<DomainResult<ChargeOutcome>>> = reqs.iter().map(|_| None).collect();
     let mut one_by_one = Vec::new();
     let (mut attempts, mut changes) = (Vec::new(), Vec::new());
     for (i, req) in reqs.iter().enumerate() {
-        let Some(inv) = invoices.remove(&req.invoice) else {
+        // (`get`, not `remove`: a request delivered twice in one batch is decided like any other
+        // duplicate, by its attempt's claim.)
+        let Some(inv) = invoices.get(&req.invoice).cloned() else {
             results[i] = Some(Err(DomainError::conflict(
                 "invoice_not_visible",
                 format!("invoice {} is not visible yet; retry", req.invoice),
@@ -217,7 +219,7 @@ async fn charge_batch(deps: ChargeDeps<'_>, reqs: &[ChargeRequest]) -> DomainRes
                 continue;
             }
         };
-        match (attempt_of(&inv, req, now), methods.remove(&inv.id)) {
+        match (attempt_of(&inv, req, now), methods.get(&inv.id).cloned()) {
             (Attempt::Stale, _) => results[i] = Some(Ok(ChargeOutcome::Skipped)),
             (Attempt::New { retrying }, Some(method)) => match plan_attempt(deps, i, req, inv, method, retrying, now) {
                 Ok((attempt, change)) => {
