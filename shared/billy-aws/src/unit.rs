@@ -32,6 +32,11 @@ const PARALLEL_TRANSACTIONS: usize = 2;
 /// Rounds after which the changesets still pending are committed one by one.
 const MAX_ROUNDS: usize = 8;
 
+/// A change cancelled by another request on the same items (what `commit` reports for it too).
+fn busy() -> DomainError {
+    DomainError::conflict("transaction_conflict", "change is being changed by another request; retry")
+}
+
 /// The table and key of the item a transaction item writes.
 type ItemKey = (String, String, String);
 
@@ -161,10 +166,7 @@ impl DynamoUnitOfWork {
                         "change was changed by another request; retry with fresh data",
                     ))
                 } else if own.iter().flatten().any(|r| r != "None") {
-                    Some(DomainError::conflict(
-                        "transaction_conflict",
-                        "change is being changed by another request; retry",
-                    ))
+                    Some(busy())
                 } else {
                     None
                 }
@@ -252,19 +254,21 @@ impl UnitOfWork for DynamoUnitOfWork {
                     PackOutcome::Committed => members.iter().for_each(|&i| results[i] = Some(Ok(()))),
                     PackOutcome::Failed(e) => members.iter().for_each(|&i| results[i] = Some(Err(e.clone()))),
                     PackOutcome::Unattributed if members.len() == 1 => {
-                        results[members[0]] = Some(Err(DomainError::conflict(
-                            "transaction_conflict",
-                            "change is being changed by another request; retry",
-                        )));
+                        results[members[0]] = Some(Err(busy()));
                     }
                     PackOutcome::Unattributed => {
                         alone.extend(members.iter().copied());
                         again.extend(members);
                     }
                     PackOutcome::Cancelled(verdicts) => {
+                        let alone_in_pack = members.len() == 1;
                         for (i, verdict) in members.into_iter().zip(verdicts) {
                             match verdict {
                                 Some(e) => results[i] = Some(Err(e)),
+                                // Cancelled alone with no reason of its own: as `commit` would say.
+                                None if alone_in_pack => {
+                                    results[i] = Some(Err(busy()));
+                                }
                                 None => {
                                     again.insert(i);
                                 }
