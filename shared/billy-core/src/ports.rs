@@ -170,7 +170,7 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     async fn by_reference(&self, gateway: &str, reference: &str) -> DomainResult<Option<(Scope, Id)>>;
     /// `by_reference` for several (gateway, reference) pairs at once, in the order given.
     async fn by_references(&self, refs: &[(String, String)]) -> DomainResult<Vec<Option<(Scope, Id)>>>;
-    /// Whether a gateway event was already applied (cheap check before queueing it again).
+    /// Whether a gateway event that moves no version (a dispute, a stale note) was already applied.
     async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool>;
     async fn list(
         &self,
