@@ -3,7 +3,7 @@
 //! concurrently, and their references recorded together. Anything unusual (a redelivered attempt,
 //! no payment method, a decline) takes the one-by-one path, which re-reads what it needs.
 
-use super::{BatchTime, ChargeRequest, final_consequence, invoice_event, per_item, subscription_event, system};
+use super::{BatchTime, ChargeRequest, invoice_event, now_for, per_item, system, uncollectible_consequence};
 use crate::audit::Context;
 use crate::dunning::DunningPolicy;
 use crate::error::{DomainError, DomainResult};
@@ -17,7 +17,6 @@ use crate::ports::{
     Changeset, Clock, CustomerRepository, EventBus, InvoiceRepository, PaymentMethodRepository, SubscriptionRepository,
     TestClockRepository, TransactionRepository, UnitOfWork, Write,
 };
-use crate::subscription::SubscriptionStatus;
 use crate::tenant::Scope;
 use crate::transaction::{Transaction, TransactionStatus, TransactionType};
 use chrono::{DateTime, Utc};
@@ -285,9 +284,7 @@ async fn charge_one(deps: ChargeDeps<'_>, req: &ChargeRequest) -> DomainResult<C
     let mut inv = deps.invoices.get(scope, &req.invoice).await?.ok_or_else(|| {
         DomainError::conflict("invoice_not_visible", format!("invoice {} is not visible yet; retry", req.invoice))
     })?;
-    let now = BatchTime::read(deps.clocks, deps.clock, std::iter::once((scope, inv.test_clock.as_ref())))
-        .await?
-        .now(inv.test_clock.as_ref())?;
+    let now = now_for(deps.clocks, deps.clock, scope, inv.test_clock.as_ref()).await?;
     let Attempt::New { retrying } = attempt_of(&inv, req, now) else { return Ok(ChargeOutcome::Skipped) };
     if let Some(existing) = deps.transactions.for_attempt(scope, &inv.id, kind_of(&inv), req.attempt).await? {
         if existing.gateway_reference.is_some() || existing.status != TransactionStatus::Pending {
@@ -473,18 +470,11 @@ async fn commit_failure(
     let scope = &ctx.scope;
     if inv.status == InvoiceStatus::Failed
         && let Some(sid) = &inv.subscription
-        && let Some(mut sub) = deps.subscriptions.get(scope, sid).await?
+        && let Some(sub) = deps.subscriptions.get(scope, sid).await?
+        && let Some((write, event, _)) = uncollectible_consequence(deps.dunning, ctx, deps.ids, sub, now)?
     {
-        let sub_expected = sub.version;
-        if final_consequence(deps.dunning, &mut sub, now)? {
-            let action = if sub.status == SubscriptionStatus::Canceled {
-                "subscription.canceled"
-            } else {
-                "subscription.past_due"
-            };
-            events.push(subscription_event(ctx, deps.ids, now, &sub, action, Some("an invoice is uncollectible")));
-            writes.push(Write::Subscription { subscription: sub, expected: Some(sub_expected) });
-        }
+        events.push(event);
+        writes.push(write);
     }
     writes.push(Write::Invoice { invoice: inv, expected: Some(expected) });
     deps.unit.commit(scope, writes, events).await

@@ -2,7 +2,7 @@
 //! with dunning) and subscriptions (recovered, past due, canceled), and disputes. A batch of events
 //! is read together, committed in as few store requests as possible, and published at once.
 
-use super::{BatchTime, final_consequence, invoice_event, per_item, subscription_event};
+use super::{BatchTime, invoice_event, now_for, per_item, subscription_event, uncollectible_consequence};
 use crate::audit::{Actor, AuditEvent, Change, Context};
 use crate::dunning::DunningPolicy;
 use crate::error::{DomainError, DomainResult};
@@ -300,18 +300,12 @@ fn settle_failed(
     }
     let change = journal::transition(inv, InvoiceAction::GiveUp, now)?;
     events.push(invoice_event(ctx, deps.ids, now, inv, "invoice.uncollectible", &change)?);
-    if let Some(mut sub) = sub {
-        let expected = sub.version;
-        if final_consequence(deps.dunning, &mut sub, now)? {
-            let action = if sub.status == SubscriptionStatus::Canceled {
-                "subscription.canceled"
-            } else {
-                "subscription.past_due"
-            };
-            events.push(subscription_event(ctx, deps.ids, now, &sub, action, Some("an invoice is uncollectible")));
-            published.push(action);
-            writes.push(Write::Subscription { subscription: sub, expected: Some(expected) });
-        }
+    if let Some(sub) = sub
+        && let Some((write, event, action)) = uncollectible_consequence(deps.dunning, ctx, deps.ids, sub, now)?
+    {
+        events.push(event);
+        published.push(action);
+        writes.push(write);
     }
     Ok(())
 }
@@ -341,9 +335,7 @@ async fn apply_dispute(
         deps.transactions.get(scope, &txn_id).await?.ok_or_else(|| DomainError::unexpected("transaction vanished"))?;
     let mut inv =
         deps.invoices.get(scope, &txn.invoice).await?.ok_or_else(|| DomainError::unexpected("invoice vanished"))?;
-    let now = BatchTime::read(deps.clocks, deps.clock, std::iter::once((scope, inv.test_clock.as_ref())))
-        .await?
-        .now(inv.test_clock.as_ref())?;
+    let now = now_for(deps.clocks, deps.clock, scope, inv.test_clock.as_ref()).await?;
     if deps.transactions.event_applied(&event.gateway, &event.id).await? {
         outgoing.extend(domain_events(scope, event, &inv, &[name], now));
         return Ok(EventOutcome::Duplicate);

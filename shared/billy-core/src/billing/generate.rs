@@ -1,7 +1,7 @@
 //! Invoice generation: exactly one invoice per subscription period, created finalized, with its
 //! charge requested. A batch of periods is read and committed together.
 
-use super::{BatchTime, BillPeriod, CHARGE_INVOICE, ChargeRequest, invoice_event, message, per_item, system};
+use super::{BatchTime, BillPeriod, charge_message, invoice_event, per_item, system};
 use crate::error::{DomainError, DomainResult};
 use crate::ids::{Id, IdGenerator, IdKind};
 use crate::invoice::{Invoice, InvoiceAction, InvoiceItem, InvoiceStatus};
@@ -132,9 +132,7 @@ async fn generate_batch(
         if let Ok(Some(inv)) = result
             && inv.status == InvoiceStatus::Pending
         {
-            let request =
-                ChargeRequest { scope: msgs[i].scope.clone(), invoice: inv.id.clone(), attempt: inv.attempt_count };
-            requests.push(message(CHARGE_INVOICE, &request)?);
+            requests.push(charge_message(&msgs[i].scope, inv)?);
             asked.push(i);
         }
     }
@@ -153,6 +151,5 @@ pub async fn request_charge(
     scope: &Scope,
     inv: &Invoice,
 ) -> DomainResult<()> {
-    let request = ChargeRequest { scope: scope.clone(), invoice: inv.id.clone(), attempt: inv.attempt_count };
-    queue.send(charge_queue, &[message(CHARGE_INVOICE, &request)?]).await
+    queue.send(charge_queue, &[charge_message(scope, inv)?]).await
 }

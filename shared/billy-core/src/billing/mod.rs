@@ -142,16 +142,36 @@ fn subscription_event(
     ctx.snapshot(ids, at, action, sub).because(reason)
 }
 
-/// The subscription's status after one of its invoices became uncollectible.
-fn final_consequence(policy: &DunningPolicy, sub: &mut Subscription, now: DateTime<Utc>) -> DomainResult<bool> {
+/// What happens to a subscription when one of its invoices became uncollectible, per the dunning
+/// policy: its write, its audit event and the action's name; `None` when it does not change.
+fn uncollectible_consequence(
+    policy: &DunningPolicy,
+    ctx: &Context,
+    ids: &dyn IdGenerator,
+    mut sub: Subscription,
+    now: DateTime<Utc>,
+) -> DomainResult<Option<(Write, crate::audit::AuditEvent, &'static str)>> {
     if !sub.status.is_live() {
-        return Ok(false);
+        return Ok(None);
     }
+    let expected = sub.version;
     match policy.final_action {
-        FinalAction::PastDue if sub.status == SubscriptionStatus::PastDue => Ok(false),
-        FinalAction::PastDue => sub.apply(SubscriptionAction::PaymentFailed).map(|_| true),
-        FinalAction::Cancel => sub.cancel(false, now).map(|()| true),
+        FinalAction::PastDue if sub.status == SubscriptionStatus::PastDue => return Ok(None),
+        FinalAction::PastDue => sub.apply(SubscriptionAction::PaymentFailed).map(|_| ())?,
+        FinalAction::Cancel => sub.cancel(false, now)?,
     }
+    let action =
+        if sub.status == SubscriptionStatus::Canceled { "subscription.canceled" } else { "subscription.past_due" };
+    let event = subscription_event(ctx, ids, now, &sub, action, Some("an invoice is uncollectible"));
+    Ok(Some((Write::Subscription { subscription: sub, expected: Some(expected) }, event, action)))
+}
+
+/// The charge queue's message for an invoice's current attempt.
+fn charge_message(scope: &Scope, inv: &Invoice) -> DomainResult<QueueMessage> {
+    message(
+        CHARGE_INVOICE,
+        &ChargeRequest { scope: scope.clone(), invoice: inv.id.clone(), attempt: inv.attempt_count },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
