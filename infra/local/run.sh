@@ -24,6 +24,8 @@ log "stack ready after $((SECONDS - t0)) s; building the runner and the sandbox 
 export SANDBOX_PORT="${SANDBOX_PORT:-4610}"
 export SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
 export SANDBOX_WEBHOOK_URL="http://127.0.0.1:${BILLY_PORT:-3000}/v1/webhooks/sandbox"
+# The sandbox's own vault of test numbers (it stands in for a gateway's vault; Billy keeps tokens).
+export SANDBOX_VAULT_FILE="${SANDBOX_VAULT_FILE:-$BILLY_CACHE/state/sandbox-vault.json}"
 "$BILLY_ROOT/target/debug/sandbox-gateway" > "$BILLY_LOGS/sandbox-gateway.log" 2>&1 &
 sandbox_pid=$!
 log "sandbox gateway on $SANDBOX_URL (pid $sandbox_pid, log $BILLY_LOGS/sandbox-gateway.log)"

@@ -5,6 +5,7 @@
 use billy_aws::events::{EventBridgePublisher, SOURCE};
 use billy_aws::sqs::SqsPublisher;
 use billy_aws::{AwsClients, LocalEndpoints};
+use billy_core::events::EventType;
 use billy_core::ids::Id;
 use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher};
 use billy_core::tenant::{Mode, Scope};
@@ -105,7 +106,7 @@ async fn domain_events_reach_a_rule_target_with_the_stable_schema() {
     let events: Vec<DomainEvent> = (0..12)
         .map(|n| DomainEvent {
             id: Id::from_trusted(format!("evt_{n}")),
-            kind: if n == 5 { "invoice.payment_failed".into() } else { "invoice.paid".into() },
+            kind: if n == 5 { EventType::InvoicePaymentFailed } else { EventType::InvoicePaid },
             scope: scope.clone(),
             occurred_at: chrono::Utc::now(),
             data: json!({"invoice": format!("inv_{n}")}),

@@ -86,11 +86,11 @@ impl Repos {
     }
 
     fn ctx(&self, tenant: &str) -> Context {
-        Context {
-            scope: Scope::new(Id::from_trusted(tenant.into()), Mode::Test),
-            actor: Actor::System { function: "test".into() },
-            request_id: None,
-        }
+        Context::new(
+            Scope::new(Id::from_trusted(tenant.into()), Mode::Test),
+            Actor::System { function: "test".into() },
+            None,
+        )
     }
 
     fn event<T: serde::Serialize>(
@@ -441,7 +441,9 @@ async fn idempotency_keys_process_once_replay_and_refuse_mismatches() {
     let store = DynamoIdempotency::new(r.aws().dynamodb.clone(), r.res.tables());
     let scope = r.ctx("ten_a").scope;
     let now = Utc::now();
-    assert_eq!(store.begin(&scope, "k1", "h1", now).await.unwrap(), IdempotencyDecision::Process);
+    let now = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap();
+    let process = |first_seen| IdempotencyDecision::Process { first_seen };
+    assert_eq!(store.begin(&scope, "k1", "h1", now).await.unwrap(), process(now));
     assert_eq!(store.begin(&scope, "k1", "h1", now).await.unwrap(), IdempotencyDecision::InFlight);
     assert_eq!(store.begin(&scope, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Mismatch);
     store.complete(&scope, "k1", 201, r#"{"id":"cus_1"}"#).await.unwrap();
@@ -451,16 +453,19 @@ async fn idempotency_keys_process_once_replay_and_refuse_mismatches() {
     );
     // the same key in another scope is another key
     let other = r.ctx("ten_b").scope;
-    assert_eq!(store.begin(&other, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Process);
-    // an abandoned key can be processed again; a crashed one after its lock expires
+    assert_eq!(store.begin(&other, "k1", "h2", now).await.unwrap(), process(now));
+    // a released key (its request failed) can be processed again with the same body, and keeps
+    // the time it was first seen: a retry names what it creates as the first try did
     store.abandon(&other, "k1").await.unwrap();
-    assert_eq!(store.begin(&other, "k1", "h2", now).await.unwrap(), IdempotencyDecision::Process);
-    assert_eq!(
-        store.begin(&other, "k1", "h2", now + Duration::seconds(61)).await.unwrap(),
-        IdempotencyDecision::Process
-    );
+    let later = now + Duration::seconds(5);
+    assert_eq!(store.begin(&other, "k1", "h3", later).await.unwrap(), IdempotencyDecision::Mismatch);
+    assert_eq!(store.begin(&other, "k1", "h2", later).await.unwrap(), process(now));
+    // a crashed one is taken over after its lock expires, with its first-seen time too
+    assert_eq!(store.begin(&other, "k1", "h2", now + Duration::seconds(61)).await.unwrap(), process(now));
     // and a key past its retention is free for a new request
-    assert_eq!(store.begin(&scope, "k1", "h9", now + Duration::hours(49)).await.unwrap(), IdempotencyDecision::Process);
+    let expired = now + Duration::hours(49);
+    let expired = chrono::DateTime::from_timestamp_millis(expired.timestamp_millis()).unwrap();
+    assert_eq!(store.begin(&scope, "k1", "h9", expired).await.unwrap(), process(expired));
     r.res.teardown().await;
 }
 

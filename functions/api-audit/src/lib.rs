@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
-use billy_core::customer::get_customer;
 use billy_core::journal::fold_account;
 use billy_core::ports::AuditJournal;
 use billy_core::service;
@@ -38,12 +37,12 @@ impl App {
                     Some("entity"),
                 )
             })?;
-            let events = service::entity_history(self.deps.services(), &ctx, &entity).await?;
+            let events = service::audit::entity_history(&self.deps.ports(), &ctx, &entity).await?;
             return Ok(
                 json!({"object": "list", "data": events.iter().map(views::audit_event).collect::<Vec<_>>(), "has_more": false, "next_cursor": null}),
             );
         }
-        let customer = get_customer(&self.deps.customers, &ctx, &customer).await?;
+        let customer = service::customers::get_customer(&self.deps.ports(), &ctx, &customer).await?;
         let events = self.deps.audit.for_account(&ctx.scope, &customer.id).await?;
         let balance = fold_account(&events)?;
         Ok(json!({

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::DomainResult;
-use billy_core::customer::{NewCustomer, get_customer, list_customers};
+use billy_core::customer::NewCustomer;
 use billy_core::ids::IdKind;
 use billy_core::service;
 use billy_lambda::HttpFunction;
@@ -44,9 +44,9 @@ impl App {
         let ctx = authenticate(&self.deps.tenants, request).await?;
         if id.is_empty() {
             let page = page(request, IdKind::Customer)?;
-            Ok(views::list(list_customers(&self.deps.customers, &ctx, &page).await?, views::customer))
+            Ok(views::list(service::customers::list_customers(&self.deps.ports(), &ctx, &page).await?, views::customer))
         } else {
-            Ok(views::customer(&get_customer(&self.deps.customers, &ctx, id).await?))
+            Ok(views::customer(&service::customers::get_customer(&self.deps.ports(), &ctx, id).await?))
         }
     }
 }
@@ -67,7 +67,8 @@ impl HttpFunction for App {
                             description: body.description,
                             metadata: body.metadata,
                         };
-                        service::create_customer(self.deps.services(), &ctx, input, body.test_clock.as_deref()).await
+                        service::customers::create_customer(&self.deps.ports(), &ctx, input, body.test_clock.as_deref())
+                            .await
                     };
                     respond(StatusCode::CREATED, created.await.map(|c| views::customer(&c)))
                 })

@@ -1,5 +1,5 @@
 //! `POST /v1/invoices` (a one-off draft), `POST /v1/invoices/{id}/items`,
-//! `POST /v1/invoices/{id}/charge` (finalize and request the charge), `GET /v1/invoices` (filters:
+//! `POST /v1/invoices/{id}/charge` (finalize; the charge follows from the announcement), `GET /v1/invoices` (filters:
 //! customer, subscription, status, period_from, period_to) and `GET /v1/invoices/{id}`.
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use billy_core::invoice::InvoiceStatus;
 use billy_core::money::Currency;
 use billy_core::ports::InvoiceFilter;
 use billy_core::schedule::parse_time;
-use billy_core::service::{self, NewItem};
+use billy_core::service::invoices::{self as service, NewItem};
 use billy_core::{DomainError, DomainResult};
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
@@ -65,17 +65,17 @@ struct AddItems {
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    charge_queue: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)?, charge_queue: config.require("CHARGE_QUEUE_URL")?.to_owned() })
+        Ok(Self { deps: Deps::new(config, aws)? })
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
-        let s = self.deps.services();
+        let p = self.deps.ports();
+        let s = &p;
         if !id.is_empty() {
             return Ok(views::invoice(&service::get_invoice(s, &ctx, id).await?));
         }
@@ -98,7 +98,8 @@ impl HttpFunction for App {
         let id = path_param(request, "id");
         let path = request.uri().path();
         let (items, charge) = (path.ends_with("/items"), path.ends_with("/charge"));
-        let s = self.deps.services();
+        let p = self.deps.ports();
+        let s = &p;
         let view = |r: DomainResult<billy_core::invoice::Invoice>| r.map(|i| views::invoice(&i));
         match (request.method(), id.is_empty()) {
             (&Method::POST, true) => {
@@ -132,7 +133,7 @@ impl HttpFunction for App {
             }
             (&Method::POST, false) if charge => {
                 authenticated_write(&self.deps, request, |ctx| async move {
-                    let charged = service::charge_invoice(s, &ctx, &id, &self.deps.queue, &self.charge_queue).await;
+                    let charged = service::charge_invoice(s, &ctx, &id).await;
                     respond(StatusCode::OK, view(charged))
                 })
                 .await

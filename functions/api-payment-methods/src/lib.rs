@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
-use billy_core::payment_method::{Instrument, MethodType};
-use billy_core::service;
+use billy_core::payment_method::{GatewayToken, MethodDetails, MethodType, NewMethod, SensitiveNumber};
+use billy_core::service::payment_methods as service;
 use billy_core::{DomainError, DomainResult};
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
@@ -16,45 +16,100 @@ use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+/// A number as a client may send it (test mode only); never kept, logged or echoed.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct RawNumber(String);
+
+impl std::fmt::Debug for RawNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawNumber(…)")
+    }
+}
+
+/// `card: {number}`, `bank_account: {account_number}`, `pix: {key}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Card {
-    number: String,
+struct Nested {
+    #[serde(alias = "account_number", alias = "key")]
+    number: RawNumber,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BankAccount {
-    account_number: String,
+struct Shown {
+    last4: Option<String>,
+    brand: Option<String>,
+    exp_month: Option<u8>,
+    exp_year: Option<u16>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Pix {
-    key: String,
-}
-
+/// What `POST /v1/customers/{id}/payment_methods` takes: gateway tokens (`gateway` + `token`, or
+/// `tokens: [...]`), or in test mode a sandbox test number (`number`, or `card.number`,
+/// `bank_account.account_number`, `pix.key`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateMethod {
     #[serde(rename = "type")]
     kind: String,
-    card: Option<Card>,
-    bank_account: Option<BankAccount>,
-    pix: Option<Pix>,
+    gateway: Option<String>,
+    token: Option<String>,
+    tokens: Option<Vec<GatewayToken>>,
+    number: Option<RawNumber>,
+    card: Option<Nested>,
+    bank_account: Option<Nested>,
+    pix: Option<Nested>,
+    /// What the client knows of a tokenised method (its gateway may tell more).
+    details: Option<Shown>,
 }
 
 impl CreateMethod {
-    fn instrument(self) -> DomainResult<Instrument> {
-        let missing = |field: &str| {
-            DomainError::invalid("parameter_missing", format!("a {field} payment method needs '{field}'"), Some(field))
+    fn into_new_method(self) -> DomainResult<NewMethod> {
+        let kind = MethodType::parse(&self.kind, "type")?;
+        let nested = match kind {
+            MethodType::Card => self.card,
+            MethodType::BankAccount => self.bank_account,
+            MethodType::Pix => self.pix,
         };
-        match MethodType::parse(&self.kind, "type")? {
-            MethodType::Card => Instrument::card(&self.card.ok_or_else(|| missing("card"))?.number),
-            MethodType::BankAccount => {
-                Instrument::bank_account(&self.bank_account.ok_or_else(|| missing("bank_account"))?.account_number)
+        let number = self.number.or(nested.map(|n| n.number));
+        let tokens = match (self.tokens, self.gateway, self.token) {
+            (Some(tokens), None, None) => Some(tokens),
+            (None, Some(gateway), Some(token)) => Some(vec![GatewayToken { gateway, token }]),
+            (None, None, None) => None,
+            _ => {
+                return Err(DomainError::invalid(
+                    "parameter_invalid",
+                    "give either 'gateway' and 'token', or 'tokens'",
+                    Some("tokens"),
+                ));
             }
-            MethodType::Pix => Instrument::pix(&self.pix.ok_or_else(|| missing("pix"))?.key),
+        };
+        match (tokens, number) {
+            (Some(tokens), None) => {
+                let shown = self.details.unwrap_or(Shown { last4: None, brand: None, exp_month: None, exp_year: None });
+                Ok(NewMethod::Tokens {
+                    kind,
+                    tokens,
+                    details: MethodDetails {
+                        brand: shown.brand,
+                        last4: shown.last4.unwrap_or_default(),
+                        exp_month: shown.exp_month,
+                        exp_year: shown.exp_year,
+                        fingerprint: None,
+                    },
+                })
+            }
+            (None, Some(n)) => Ok(NewMethod::TestNumber { kind, number: SensitiveNumber::parse(kind, &n.0)? }),
+            (Some(_), Some(_)) => Err(DomainError::invalid(
+                "parameter_invalid",
+                "give a gateway token or (in test mode) a test number, not both",
+                Some("number"),
+            )),
+            (None, None) => Err(DomainError::invalid(
+                "parameter_missing",
+                "give the gateway's token ('gateway' and 'token'), or in test mode a test number",
+                Some("token"),
+            )),
         }
     }
 }
@@ -62,16 +117,11 @@ impl CreateMethod {
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    /// The gateway new methods are registered with (the first configured one).
-    gateway: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        let gateway = Deps::gateways(config)
-            .first()
-            .map_or_else(|| "sandbox".to_owned(), |g| billy_core::gateway::PaymentGateway::name(g).to_owned());
-        Ok(Self { deps: Deps::new(config, aws)?, gateway })
+        Ok(Self { deps: Deps::new(config, aws)? })
     }
 }
 
@@ -81,13 +131,14 @@ impl HttpFunction for App {
         let request = &request;
         let customer = path_param(request, "id");
         let method = path_param(request, "pm");
-        let s = self.deps.services();
+        let p = self.deps.ports();
+        let s = &p;
         match (request.method(), method.is_empty()) {
             (&Method::POST, true) => {
                 authenticated_write(&self.deps, request, |ctx| async move {
                     let created = async {
                         let body: CreateMethod = parse_json(request)?;
-                        service::add_payment_method(s, &ctx, &customer, body.instrument()?, &self.gateway).await
+                        service::add_payment_method(s, &ctx, &customer, body.into_new_method()?).await
                     };
                     respond(StatusCode::CREATED, created.await.map(|m| views::payment_method(&m)))
                 })

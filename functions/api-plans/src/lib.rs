@@ -31,6 +31,8 @@ struct CreatePlan {
     #[serde(default = "one")]
     interval: u32,
     trial_period_days: Option<u32>,
+    /// `fixed_debit` when omitted: amount, currency and frequency make a classic plan.
+    #[serde(default = "fixed_debit")]
     kind: String,
     amount: Option<i64>,
     metric: Option<String>,
@@ -40,6 +42,10 @@ struct CreatePlan {
 
 fn one() -> u32 {
     1
+}
+
+fn fixed_debit() -> String {
+    "fixed_debit".to_owned()
 }
 
 impl CreatePlan {
@@ -94,7 +100,7 @@ impl App {
             let page = page(request, IdKind::Plan)?;
             Ok(views::list(self.deps.plans.list(&ctx.scope, &page).await?, views::plan))
         } else {
-            Ok(views::plan(&service::get_plan(self.deps.services(), &ctx, id, "").await?))
+            Ok(views::plan(&service::plans::get_plan(&self.deps.ports(), &ctx, id, "").await?))
         }
     }
 }
@@ -109,7 +115,7 @@ impl HttpFunction for App {
                 authenticated_write(&self.deps, request, |ctx| async move {
                     let created = async {
                         let body: CreatePlan = parse_json(request)?;
-                        service::create_plan(self.deps.services(), &ctx, body.into_new_plan()?).await
+                        service::plans::create_plan(&self.deps.ports(), &ctx, body.into_new_plan()?).await
                     };
                     respond(StatusCode::CREATED, created.await.map(|p| views::plan(&p)))
                 })

@@ -4,11 +4,9 @@
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::DomainResult;
-use billy_core::billing::TickDeps;
 use billy_core::ids::IdKind;
-use billy_core::ports::SubscriptionRepository;
 use billy_core::schedule::parse_time;
-use billy_core::service::{self, NewSubscription};
+use billy_core::service::subscriptions::{self as service, NewSubscription};
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -40,32 +38,20 @@ struct Cancel {
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    bill_queue: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)?, bill_queue: config.require("BILL_QUEUE_URL")?.to_owned() })
-    }
-
-    fn tick(&self) -> TickDeps<'_> {
-        let d = &self.deps;
-        TickDeps {
-            subscriptions: &d.subscriptions,
-            unit: &d.unit,
-            queue: &d.queue,
-            ids: &d.ids,
-            bill_queue: &self.bill_queue,
-        }
+        Ok(Self { deps: Deps::new(config, aws)? })
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
         if id.is_empty() {
             let page = page(request, IdKind::Subscription)?;
-            Ok(views::list(self.deps.subscriptions.list(&ctx.scope, &page).await?, views::subscription))
+            Ok(views::list(service::list_subscriptions(&self.deps.ports(), &ctx, &page).await?, views::subscription))
         } else {
-            Ok(views::subscription(&service::get_subscription(self.deps.services(), &ctx, id).await?))
+            Ok(views::subscription(&service::get_subscription(&self.deps.ports(), &ctx, id).await?))
         }
     }
 }
@@ -76,7 +62,8 @@ impl HttpFunction for App {
         let request = &request;
         let id = path_param(request, "id");
         let canceling = request.uri().path().ends_with("/cancel");
-        let s = self.deps.services();
+        let p = self.deps.ports();
+        let s = &p;
         match (request.method(), id.is_empty(), canceling) {
             (&Method::POST, true, _) => {
                 authenticated_write(&self.deps, request, |ctx| async move {
@@ -89,7 +76,7 @@ impl HttpFunction for App {
                             start,
                             payment_method: body.payment_method,
                         };
-                        service::create_subscription(s, &ctx, input, self.tick()).await
+                        service::create_subscription(s, &ctx, input).await
                     };
                     respond(StatusCode::CREATED, created.await.map(|s| views::subscription(&s)))
                 })

@@ -43,14 +43,15 @@ impl HttpFunction for App {
         let request = &request;
         let id = path_param(request, "id");
         let advancing = request.uri().path().ends_with("/advance");
-        let s = self.deps.services();
+        let p = self.deps.ports();
+        let p = &p;
         match (request.method(), id.is_empty(), advancing) {
             (&Method::POST, true, _) => {
                 authenticated_write(&self.deps, request, |ctx| async move {
                     let created = async {
                         let body: CreateClock = parse_json(request)?;
                         let at = parse_time(&body.frozen_time, "frozen_time")?;
-                        service::create_clock(s, &ctx, at, body.name).await
+                        service::clocks::create_clock(p, &ctx, at, body.name).await
                     };
                     respond(StatusCode::CREATED, created.await.map(|c| views::test_clock(&c)))
                 })
@@ -61,7 +62,7 @@ impl HttpFunction for App {
                     let advanced = async {
                         let body: Advance = parse_json(request)?;
                         let to = parse_time(&body.frozen_time, "frozen_time")?;
-                        service::advance_clock(s, &ctx, &id, to).await
+                        service::clocks::advance_clock(p, &ctx, &id, to).await
                     };
                     respond(StatusCode::OK, advanced.await.map(|c| views::test_clock(&c)))
                 })
@@ -70,7 +71,7 @@ impl HttpFunction for App {
             (&Method::GET, false, false) => {
                 let view = async {
                     let ctx = authenticate(&self.deps.tenants, request).await?;
-                    service::get_clock(s, &ctx, &id).await
+                    service::clocks::get_clock(p, &ctx, &id).await
                 };
                 respond(StatusCode::OK, view.await.map(|c| views::test_clock(&c)))
             }

@@ -1,13 +1,9 @@
 //! `POST /v1/webhooks/{gateway}`: verifies the gateway's signature (bad or stale: 400, nothing
-//! stored) and hands the event to the webhook queue at once; the processor recognises replays.
+//! stored) and hands the events to the webhook queue at once; the processor recognises replays.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
-use billy_aws::sandbox::SandboxGateway;
-use billy_core::DomainError;
 use billy_core::billing::receive_webhook;
-use billy_core::gateway::PaymentGateway;
-use billy_core::ports::Clock;
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -19,43 +15,25 @@ use serde_json::json;
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    gateways: Vec<SandboxGateway>,
-    queue_url: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self {
-            deps: Deps::new(config, aws)?,
-            gateways: Deps::gateways(config),
-            queue_url: config.require("WEBHOOK_QUEUE_URL")?.to_owned(),
-        })
+        Ok(Self { deps: Deps::new(config, aws)? })
     }
 }
 
 #[async_trait]
 impl HttpFunction for App {
     async fn handle(&self, request: Request) -> Response<Body> {
-        let name = path_param(&request, "gateway");
-        let Some(gateway) = self.gateways.iter().find(|g| g.name() == name) else {
-            return error_response(&DomainError::not_found("gateway", name));
-        };
+        let gateway = path_param(&request, "gateway");
         let headers: Vec<(String, String)> = request
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let received = receive_webhook(
-            gateway,
-            &self.deps.queue,
-            &self.queue_url,
-            &headers,
-            request.body().as_ref(),
-            self.deps.clock.now(),
-        )
-        .await;
-        match received {
-            Ok(()) => json_response(StatusCode::OK, &json!({"received": true})),
+        match receive_webhook(&self.deps.ports(), &gateway, &headers, request.body().as_ref()).await {
+            Ok(_) => json_response(StatusCode::OK, &json!({"received": true})),
             Err(e) => error_response(&e),
         }
     }

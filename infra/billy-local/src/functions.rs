@@ -2,7 +2,7 @@
 //! must appear here (a test checks both directions), so the runner wires exactly what AWS would.
 
 use billy_aws::AwsClients;
-use billy_lambda::{Config, EventFunction, HttpFunction, SqsFunction};
+use billy_lambda::{Config, EventFunction, HttpFunction, SqsFunction, StreamFunction};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -10,6 +10,7 @@ pub enum Handler {
     Http(Arc<dyn HttpFunction>),
     Sqs(Arc<dyn SqsFunction>),
     Event(Arc<dyn EventFunction>),
+    Stream(Arc<dyn StreamFunction>),
 }
 
 impl std::fmt::Debug for Handler {
@@ -18,6 +19,7 @@ impl std::fmt::Debug for Handler {
             Self::Http(_) => "Handler::Http",
             Self::Sqs(_) => "Handler::Sqs",
             Self::Event(_) => "Handler::Event",
+            Self::Stream(_) => "Handler::Stream",
         })
     }
 }
@@ -36,6 +38,7 @@ pub const KNOWN: &[&str] = &[
     "billing-tick",
     "charge-invoice",
     "generate-invoice",
+    "publish-events",
     "retry-sweeper",
     "webhook-processor",
     "webhook-receiver",
@@ -61,6 +64,7 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "charge-invoice" => Handler::Sqs(Arc::new(charge_invoice::App::new(config, aws).map_err(err)?)),
         "billing-tick" => Handler::Event(Arc::new(billing_tick::App::new(config, aws).map_err(err)?)),
         "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
+        "publish-events" => Handler::Stream(Arc::new(publish_events::App::new(config, aws).map_err(err)?)),
         other => {
             return Err(format!("function '{other}' in template.yaml has no handler in billy-local"));
         }

@@ -1,10 +1,11 @@
 //! Billy's local runner: provisions the local stack from `template.yaml`, then plays API Gateway
-//! (HTTP routes) and the Lambda event source mappings (SQS pollers, schedules) for the same
+//! (HTTP routes) and the Lambda event source mappings (SQS pollers, DynamoDB streams, schedules) for the same
 //! handlers the Lambda binaries run.
 
 pub mod functions;
 pub mod provision;
 pub mod runner;
+pub mod streams;
 pub mod template;
 pub mod testing;
 

@@ -35,8 +35,11 @@ pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     /// logical id → (queue name, queue URL, queue ARN)
     pub queues: BTreeMap<String, (String, String, String)>,
-    pub rules: BTreeMap<String, String>,
+    /// Rule logical id → (rule name, bus name).
+    pub rules: BTreeMap<String, (String, String)>,
     pub buses: BTreeMap<String, String>,
+    /// Table logical id → its stream's ARN.
+    pub streams: BTreeMap<String, String>,
     /// (function logical id, event id) → the queue that stands in for a rule's function target,
     /// with the rule's (name, bus).
     pub bridges: BTreeMap<(String, String), Bridge>,
@@ -66,7 +69,7 @@ impl Provisioned {
             let _ = aws.sqs.delete_queue().queue_url(url).send().await;
         }
         let bridge_rules = self.bridges.values().map(|b| (b.rule.clone(), b.bus.clone()));
-        let plain_rules = self.rules.values().map(|r| (r.clone(), "default".to_owned()));
+        let plain_rules = self.rules.values().cloned();
         for (name, bus) in bridge_rules.chain(plain_rules) {
             if let Ok(targets) = aws.eventbridge.list_targets_by_rule().rule(&name).event_bus_name(&bus).send().await {
                 let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
@@ -117,6 +120,7 @@ pub async fn provision(
         queues: BTreeMap::new(),
         rules: BTreeMap::new(),
         buses: BTreeMap::new(),
+        streams: BTreeMap::new(),
         bridges: BTreeMap::new(),
         resolver: Resolver::default(),
     };
@@ -166,6 +170,16 @@ pub async fn provision(
     for (id, resource) in template.of_type("AWS::DynamoDB::Table") {
         let name = format!("{prefix}-{id}");
         create_table(aws, &name, &resource.properties).await.map_err(|e| aws_error(id, e))?;
+        if !resource.properties["StreamSpecification"].is_null() {
+            let described =
+                aws.dynamodb.describe_table().table_name(&name).send().await.map_err(|e| aws_error(id, e))?;
+            let arn = described
+                .table()
+                .and_then(|t| t.latest_stream_arn())
+                .ok_or_else(|| aws_error(id, "the table's stream has no ARN"))?;
+            out.resolver.attrs.insert((id.clone(), "StreamArn".into()), arn.to_owned());
+            out.streams.insert(id.clone(), arn.to_owned());
+        }
         out.resolver.refs.insert(id.clone(), name.clone());
         out.resolver
             .attrs
@@ -185,9 +199,10 @@ pub async fn provision(
     }
     for (id, resource) in template.of_type("AWS::Events::Rule") {
         let name = format!("{prefix}-{id}");
-        create_rule(aws, id, &name, &resource.properties, &out).await?;
+        let bus = create_rule(aws, id, &name, &resource.properties, &out).await?;
         out.resolver.refs.insert(id.clone(), name.clone());
-        out.rules.insert(id.clone(), name);
+        out.resolver.attrs.insert((id.clone(), "Arn".into()), format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"));
+        out.rules.insert(id.clone(), (name, bus));
     }
     // Functions are hosted by the runner: their ARN names them for rule targets.
     for (id, _) in template.of_type("AWS::Serverless::Function") {
@@ -413,17 +428,18 @@ async fn create_rule(
     name: &str,
     p: &Value,
     provisioned: &Provisioned,
-) -> Result<(), ProvisionError> {
-    let mut req = aws.eventbridge.put_rule().name(name);
+) -> Result<String, ProvisionError> {
+    let bus = match &p["EventBusName"] {
+        Value::Null => "default".to_owned(),
+        named => provisioned.resolver.resolve(named)?,
+    };
+    let mut req = aws.eventbridge.put_rule().name(name).event_bus_name(&bus);
     if let Some(expr) = p["ScheduleExpression"].as_str() {
         req = req.schedule_expression(expr);
     }
     if !p["EventPattern"].is_null() {
         let pattern = serde_json::to_string(&p["EventPattern"]).map_err(|e| aws_error(id, e))?;
         req = req.event_pattern(pattern);
-    }
-    if !p["EventBusName"].is_null() {
-        req = req.event_bus_name(provisioned.resolver.resolve(&p["EventBusName"])?);
     }
     req.send().await.map_err(|e| aws_error(id, e.into_service_error()))?;
     for target in p["Targets"].as_sequence().cloned().unwrap_or_default() {
@@ -443,12 +459,13 @@ async fn create_rule(
         aws.eventbridge
             .put_targets()
             .rule(name)
+            .event_bus_name(&bus)
             .targets(built)
             .send()
             .await
             .map_err(|e| aws_error(id, e.into_service_error()))?;
     }
-    Ok(())
+    Ok(bus)
 }
 
 async fn create_bridge(

@@ -52,7 +52,7 @@ enum Segment {
 pub struct Calls(Arc<std::sync::Mutex<BTreeMap<String, u64>>>);
 
 impl Calls {
-    fn hit(&self, function: &str) {
+    pub(crate) fn hit(&self, function: &str) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(function.to_owned()).or_default() += 1;
     }
 
@@ -105,6 +105,7 @@ struct RuleSource {
 pub struct Runner {
     routes: Vec<Route>,
     sources: Vec<SqsSource>,
+    streams: Vec<crate::streams::StreamSource>,
     schedules: Vec<ScheduleSource>,
     rules: Vec<RuleSource>,
     aws: AwsClients,
@@ -135,6 +136,7 @@ impl std::fmt::Debug for Runner {
             .field("sqs_sources", &self.sources.len())
             .field("schedules", &self.schedules.len())
             .field("rules", &self.rules.len())
+            .field("streams", &self.streams.len())
             .finish()
     }
 }
@@ -173,6 +175,7 @@ impl Runner {
         let mut sources = Vec::new();
         let mut schedules = Vec::new();
         let mut rules = Vec::new();
+        let mut streams = Vec::new();
         let calls = Calls::default();
         for def in template.functions().map_err(|e| e.to_string())? {
             let config = function_config(&def, provisioned)?;
@@ -229,10 +232,40 @@ impl Runner {
                         });
                     }
                     (EventSource::Schedule { .. } | EventSource::Rule { .. }, _) => return Err(wrong("EventBridge")),
+                    (
+                        EventSource::Stream { table, batch_size, report_failures, max_retries, on_failure },
+                        Handler::Stream(h),
+                    ) => {
+                        let stream_arn = provisioned
+                            .streams
+                            .get(table)
+                            .ok_or_else(|| format!("{}: table {table} has no stream", def.logical_id))?;
+                        let on_failure = match on_failure {
+                            Some(queue) => Some(
+                                provisioned
+                                    .queue_url(queue)
+                                    .ok_or_else(|| format!("{}: queue {queue} was not provisioned", def.logical_id))?
+                                    .to_owned(),
+                            ),
+                            None => None,
+                        };
+                        streams.push(crate::streams::StreamSource {
+                            calls: calls.clone(),
+                            function: def.name.clone(),
+                            stream_arn: stream_arn.clone(),
+                            batch_size: *batch_size,
+                            report_failures: *report_failures,
+                            max_retries: *max_retries,
+                            on_failure,
+                            timeout: Duration::from_secs(def.timeout_secs),
+                            handler: Arc::clone(h),
+                        });
+                    }
+                    (EventSource::Stream { .. }, _) => return Err(wrong("DynamoDB stream")),
                 }
             }
         }
-        Ok(Self { routes, sources, schedules, rules, aws: aws.clone(), calls })
+        Ok(Self { routes, sources, streams, schedules, rules, aws: aws.clone(), calls })
     }
 
     /// Binds the HTTP server and starts every poller.
@@ -253,6 +286,17 @@ impl Runner {
         }
         for schedule in self.schedules {
             tasks.push(tokio::spawn(run_schedule(schedule, stop_rx.clone())));
+        }
+        if !self.streams.is_empty() {
+            let client = crate::streams::local_client();
+            for stream in self.streams.into_iter().map(Arc::new) {
+                tasks.push(tokio::spawn(crate::streams::poll(
+                    stream,
+                    client.clone(),
+                    self.aws.sqs.clone(),
+                    stop_rx.clone(),
+                )));
+            }
         }
         for rule in self.rules.into_iter().map(Arc::new) {
             tasks.push(tokio::spawn(poll_rule(rule, self.aws.sqs.clone(), options.poll_wait_secs, stop_rx.clone())));

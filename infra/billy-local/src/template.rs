@@ -64,6 +64,15 @@ pub enum EventSource {
         pattern: serde_json::Value,
         bus: Option<Value>,
     },
+    /// A DynamoDB table's stream, read from its start, with partial batch responses; a batch that
+    /// keeps failing is reported to the `on_failure` queue after `max_retries` and skipped.
+    Stream {
+        table: String,
+        batch_size: usize,
+        report_failures: bool,
+        max_retries: u32,
+        on_failure: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +173,24 @@ fn event_source(function: &str, event_id: &str, event: &Value) -> Result<EventSo
             pattern: serde_json::to_value(&props["Pattern"]).map_err(|e| resource_error(&where_, e.to_string()))?,
             bus: (!props["EventBusName"].is_null()).then(|| props["EventBusName"].clone()),
         }),
+        Some("DynamoDB") => {
+            if props["StartingPosition"].as_str() != Some("TRIM_HORIZON") {
+                return Err(resource_error(&where_, "the local runner reads streams from TRIM_HORIZON only"));
+            }
+            Ok(EventSource::Stream {
+                table: referenced_resource(&props["Stream"]).ok_or_else(|| {
+                    resource_error(&where_, "DynamoDB event Stream must be !GetAtt <Table>.StreamArn")
+                })?,
+                batch_size: props["BatchSize"].as_u64().map_or(100, |b| usize::try_from(b).unwrap_or(100)),
+                report_failures: props["FunctionResponseTypes"]
+                    .as_sequence()
+                    .is_some_and(|s| s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures"))),
+                max_retries: props["MaximumRetryAttempts"]
+                    .as_u64()
+                    .map_or(u32::MAX, |r| u32::try_from(r).unwrap_or(u32::MAX)),
+                on_failure: referenced_resource(&props["DestinationConfig"]["OnFailure"]["Destination"]),
+            })
+        }
         other => Err(resource_error(&where_, format!("event type {other:?} is not supported by the local runner"))),
     }
 }

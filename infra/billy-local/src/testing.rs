@@ -115,6 +115,7 @@ impl TestStack {
             webhook_secret: webhook_secret.clone(),
             webhook_url: None,
             delay: options.sandbox_delay,
+            vault_file: None,
         })
         .await
         .expect("sandbox gateway binds a loopback port");

@@ -15,6 +15,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         webhook_secret: env("SANDBOX_WEBHOOK_SECRET", "sandbox-webhook-secret"),
         webhook_url: Some(env("SANDBOX_WEBHOOK_URL", "http://127.0.0.1:3000/v1/webhooks/sandbox")),
         delay: Duration::from_millis(env("SANDBOX_DELAY_MS", "100").parse()?),
+        // Test numbers only, kept by the sandbox itself (never by Billy), so tokens outlive a restart.
+        vault_file: std::env::var_os("SANDBOX_VAULT_FILE").map(Into::into),
     };
     let running = start(config).await?;
     println!("sandbox gateway listening on {}", running.url());

@@ -205,11 +205,11 @@ mod tests {
     use billy_core::tenant::Mode;
 
     fn event() -> AuditEvent {
-        let ctx = Context {
-            scope: Scope::new(Id::from_trusted("ten_a".into()), Mode::Test),
-            actor: Actor::System { function: "test".into() },
-            request_id: None,
-        };
+        let ctx = Context::new(
+            Scope::new(Id::from_trusted("ten_a".into()), Mode::Test),
+            Actor::System { function: "test".into() },
+            None,
+        );
         // An invoice-like snapshot of about 2.5 KB of JSON: repetitive, as entity snapshots are.
         let lines: Vec<serde_json::Value> = (0..12)
             .map(|i| serde_json::json!({"description": format!("Seat {i} (2026-01-01 – 2026-02-01)"), "quantity": 1, "unit_amount": 1999, "amount": 1999}))

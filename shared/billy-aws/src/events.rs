@@ -33,7 +33,7 @@ impl EventBus for EventBridgePublisher {
                     Ok(PutEventsRequestEntry::builder()
                         .event_bus_name(&self.bus)
                         .source(SOURCE)
-                        .detail_type(&e.kind)
+                        .detail_type(e.kind.as_str())
                         .time(aws_smithy_types::DateTime::from_millis(e.occurred_at.timestamp_millis()))
                         .detail(serde_json::to_string(e).map_err(DomainError::unexpected)?)
                         .build())

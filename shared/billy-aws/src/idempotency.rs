@@ -1,6 +1,8 @@
-//! Idempotency records for API requests: the first request with a key claims it (conditional put),
-//! the response is saved when done, a same-key same-body request replays it, a different body is a
-//! mismatch, a concurrent duplicate is in flight. Records expire by TTL after 48 hours.
+//! Idempotency records for API requests: the first request with a key claims it (a conditional
+//! write that also keeps when the key was first seen), the response is saved when done, a same-key
+//! same-body request replays it, a different body is a mismatch, a concurrent duplicate is in
+//! flight, and a request that failed with a server error releases the key for a retry of the same
+//! body. Records expire by TTL after 48 hours.
 
 use crate::dynamo::{ENTITY_SK, PK, SK, s, sdk_error, unexpected};
 use crate::store::Store;
@@ -44,34 +46,58 @@ impl IdempotencyStore for DynamoIdempotency {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> DomainResult<IdempotencyDecision> {
-        let claimed = self
-            .store
-            .client
-            .put_item()
-            .table_name(&self.store.tables.main)
-            .item(PK, s(pk(scope, key)))
-            .item(SK, s(ENTITY_SK))
-            .item("request_hash", s(request_hash))
-            .item("state", s("in_flight"))
-            .item("locked_until", n((now + LOCK).timestamp()))
-            .item("expires_at", n((now + RETENTION).timestamp()))
-            // New, or expired but not yet swept by TTL, or abandoned by a crashed request with
-            // the same body.
-            .condition_expression(
-                "attribute_not_exists(PK) OR expires_at < :now OR (#state = :in_flight AND locked_until < :now AND request_hash = :hash)",
-            )
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":now", n(now.timestamp()))
-            .expression_attribute_values(":in_flight", s("in_flight"))
-            .expression_attribute_values(":hash", s(request_hash))
-            .send()
-            .await;
-        match claimed {
-            Ok(_) => return Ok(IdempotencyDecision::Process),
-            Err(e) => {
-                let e = e.into_service_error();
-                if !e.is_conditional_check_failed_exception() {
-                    return Err(unexpected(e));
+        // An update rather than a put, so a key taken over after a crash or released after a
+        // server error keeps the time it was first seen (what the request's new objects are named
+        // from); only a key past its retention starts afresh.
+        let fresh = "SET request_hash = :hash, #state = :in_flight, locked_until = :lock, expires_at = :exp, first_seen = :now_ms";
+        let attempts = [
+            (
+                "SET request_hash = :hash, #state = :in_flight, locked_until = :lock, expires_at = :exp, first_seen = if_not_exists(first_seen, :now_ms)",
+                // New, or left by a crashed or failed request with the same body.
+                "attribute_not_exists(PK) OR (expires_at >= :now AND request_hash = :hash AND (#state = :released OR (#state = :in_flight AND locked_until < :now)))",
+            ),
+            // Expired but not yet swept by TTL: a new request.
+            (fresh, "expires_at < :now"),
+        ];
+        for (update, condition) in attempts {
+            let mut request = self
+                .store
+                .client
+                .update_item()
+                .table_name(&self.store.tables.main)
+                .key(PK, s(pk(scope, key)))
+                .key(SK, s(ENTITY_SK))
+                .update_expression(update)
+                .condition_expression(condition)
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":now", n(now.timestamp()))
+                .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+                .expression_attribute_values(":lock", n((now + LOCK).timestamp()))
+                .expression_attribute_values(":exp", n((now + RETENTION).timestamp()))
+                .expression_attribute_values(":in_flight", s("in_flight"))
+                .expression_attribute_values(":hash", s(request_hash))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+            if condition.contains(":released") {
+                request = request.expression_attribute_values(":released", s("released"));
+            }
+            let claimed = request.send().await;
+            match claimed {
+                Ok(out) => {
+                    let first_seen = out
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get("first_seen"))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .and_then(DateTime::from_timestamp_millis)
+                        .unwrap_or(now);
+                    return Ok(IdempotencyDecision::Process { first_seen });
+                }
+                Err(e) => {
+                    let e = e.into_service_error();
+                    if !e.is_conditional_check_failed_exception() {
+                        return Err(unexpected(e));
+                    }
                 }
             }
         }
@@ -120,13 +146,15 @@ impl IdempotencyStore for DynamoIdempotency {
         let result = self
             .store
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.store.tables.main)
             .key(PK, s(pk(scope, key)))
             .key(SK, s(ENTITY_SK))
+            .update_expression("SET #state = :released REMOVE locked_until")
             .condition_expression("#state = :in_flight")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":released", s("released"))
             .send()
             .await;
         match result {

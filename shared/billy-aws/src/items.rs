@@ -103,11 +103,26 @@ pub fn invoice(scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
     Ok(item)
 }
 
+/// GSI2 holds a transaction while its outcome is unknown (`RECHECK#…`, by look-up time).
 pub fn transaction(scope: &Scope, t: &Transaction) -> DomainResult<Item> {
+    let recheck = t.recheck_at().map(|at| {
+        let partition = match &t.test_clock {
+            Some(clock) => format!("RECHECK#CLOCK#{clock}"),
+            None => format!("RECHECK#{}", shard_of(&t.id, DUE_SHARDS)),
+        };
+        (partition, due_sk(&at, scope, &t.id))
+    });
     let mut keys = base(scope, &t.id, "transaction");
     keys.extend(child_of(scope, &t.customer, "transaction", &t.id));
     keys.extend(by_status(scope, "transaction", t.status.as_str(), &t.id));
+    keys.push((GSI2PK, recheck.as_ref().map(|(p, _)| p.clone())));
+    keys.push((GSI2SK, recheck.map(|(_, s)| s)));
     keyed(t, &keys)
+}
+
+/// A tenant's settings: one item per scope.
+pub fn settings_pk(scope: &Scope) -> String {
+    format!("{}#settings", scope.key())
 }
 
 /// The natural key that makes a subscription period's invoice unique.

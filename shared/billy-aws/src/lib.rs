@@ -14,6 +14,7 @@ pub mod metering;
 pub mod payment_methods;
 pub mod plans;
 pub mod sandbox;
+pub mod settings;
 pub mod sqs;
 pub mod store;
 pub mod subscriptions;

@@ -1,13 +1,19 @@
-//! The sandbox gateway adapter: Billy's `PaymentGateway` port over the sandbox's HTTP API, and
-//! verification of its signed webhooks.
+//! The sandbox gateway adapter: Billy's `PaymentGateway` port over the sandbox's HTTP API (which
+//! vaults test numbers and charges its own tokens), and verification of its signed webhooks.
+//!
+//! Failures are sorted the way every adapter must sort them: a refused connection or a 4xx answer
+//! (the sandbox processed nothing) is *not sent*; a timeout after sending, a 5xx or an unreadable
+//! answer is *outcome unknown*.
 
 use async_trait::async_trait;
 use billy_core::gateway::{
-    GatewayEvent, GatewayEventKind, GatewayResponse, MoneyMovement, PaymentGateway, Unavailable, WebhookRejection,
+    GatewayError, GatewayEvent, GatewayEventKind, GatewayResponse, LookupResult, MoneyMovement, PaymentGateway,
+    WebhookRejection,
 };
-use billy_core::payment_method::{Instrument, MethodType};
+use billy_core::payment_method::{MethodDetails, MethodType, SensitiveNumber, Vaulted};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::time::Duration;
@@ -16,95 +22,167 @@ pub const NAME: &str = "sandbox";
 pub const SIGNATURE_HEADER: &str = "sandbox-signature";
 /// Signatures older (or newer) than this are refused, so a captured webhook cannot be replayed.
 pub const TOLERANCE_SECS: i64 = 300;
+/// A call that takes longer than this has an unknown outcome (it may have been processed).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SandboxGateway {
     http: reqwest::Client,
+    name: String,
     base_url: String,
     api_key: String,
     webhook_secret: String,
 }
 
+/// Sorts a transport error: nothing left this process (connection refused, DNS) or it may have
+/// arrived (a timeout once connected, a broken answer).
+pub fn transport_error(gateway: &str, e: &reqwest::Error) -> GatewayError {
+    if e.is_connect() || e.is_builder() {
+        GatewayError::NotSent(format!("{gateway} unreachable: {e}"))
+    } else {
+        GatewayError::Unknown(format!("{gateway} did not answer in time: {e}"))
+    }
+}
+
+/// Sorts an HTTP status that is not an answer the caller understood: a 4xx is a documented
+/// refusal before processing (not sent), a 5xx or anything else may have been processed.
+pub fn status_error(gateway: &str, status: StatusCode, body: &str) -> GatewayError {
+    let shown: String = body.chars().take(300).collect();
+    if status.is_client_error() {
+        GatewayError::NotSent(format!("{gateway} refused the request ({status}): {shown}"))
+    } else {
+        GatewayError::Unknown(format!("{gateway} answered {status}: {shown}"))
+    }
+}
+
 impl SandboxGateway {
     pub fn new(base_url: &str, api_key: &str, webhook_secret: &str) -> Self {
-        // A gateway call that takes longer than this is treated as unavailable (the router moves on,
-        // or the step is retried with the same idempotency key).
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self::named(NAME, base_url, api_key, webhook_secret, DEFAULT_TIMEOUT)
+    }
+
+    /// A sandbox under another name (tests run two, to show failover) and timeout.
+    pub fn named(name: &str, base_url: &str, api_key: &str, webhook_secret: &str, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
         Self {
             http,
+            name: name.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: api_key.to_owned(),
             webhook_secret: webhook_secret.to_owned(),
         }
     }
 
-    async fn post(&self, path: &str, m: &MoneyMovement) -> Result<GatewayResponse, Unavailable> {
-        let instrument = match &m.instrument {
-            Instrument::Card { token, last4 } => json!({"type": "card", "token": token, "last4": last4}),
-            Instrument::BankAccount { account_number, last4 } => {
-                json!({"type": "bank_account", "account_number": account_number, "last4": last4})
-            }
-            Instrument::Pix { key } => json!({"type": "pix", "key": key}),
-        };
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Value), GatewayError> {
+        let response = request.bearer_auth(&self.api_key).send().await.map_err(|e| transport_error(&self.name, &e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| transport_error(&self.name, &e))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(answer) => Ok((status, answer)),
+            Err(_) => Err(status_error(&self.name, status, &text)),
+        }
+    }
+
+    async fn movement(&self, path: &str, m: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
         let body = json!({
             "idempotency_key": m.idempotency_key,
             "amount": m.amount.amount,
             "currency": m.amount.currency.to_string(),
-            "instrument": instrument,
+            "payment_method": {"type": m.method_type.as_str(), "token": m.token},
             "transaction": m.transaction,
             "description": m.description,
             "metadata": {"billy_scope": m.scope, "billy_transaction": m.transaction},
         });
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base_url))
-            .bearer_auth(&self.api_key)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Unavailable(format!("sandbox unreachable: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.map_err(|e| Unavailable(format!("sandbox answered garbage: {e}")))?;
+        let (status, answer) = self.call(self.http.post(format!("{}{path}", self.base_url)).json(&body)).await?;
         let reference = answer["id"].as_str().map(str::to_owned);
         match status.as_u16() {
             200..=299 => Ok(GatewayResponse::Accepted {
-                reference: reference.ok_or_else(|| Unavailable("no id in answer".into()))?,
+                reference: reference
+                    .ok_or_else(|| GatewayError::Unknown(format!("{} accepted without an id", self.name)))?,
             }),
             402 => Ok(GatewayResponse::Declined {
                 reference,
                 code: answer["failure_code"].as_str().unwrap_or("declined").to_owned(),
                 message: "declined by the sandbox".into(),
             }),
-            // 5xx, throttling and anything unexpected: not a decision.
-            _ => Err(Unavailable(format!("sandbox answered {status}: {answer}"))),
+            _ => Err(status_error(&self.name, status, &answer.to_string())),
         }
+    }
+}
+
+fn details(answer: &Value) -> MethodDetails {
+    MethodDetails {
+        brand: answer["brand"].as_str().map(str::to_owned),
+        last4: answer["last4"].as_str().unwrap_or_default().to_owned(),
+        exp_month: answer["exp_month"].as_u64().and_then(|m| u8::try_from(m).ok()),
+        exp_year: answer["exp_year"].as_u64().and_then(|y| u16::try_from(y).ok()),
+        fingerprint: answer["fingerprint"].as_str().map(str::to_owned),
     }
 }
 
 #[async_trait]
 impl PaymentGateway for SandboxGateway {
     fn name(&self) -> &str {
-        NAME
+        &self.name
     }
 
     fn supports(&self, _method: MethodType) -> bool {
         true
     }
 
-    async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable> {
-        self.post("/v1/charges", request).await
+    async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
+        self.movement("/v1/charges", request).await
     }
 
-    async fn refund(&self, _charge_reference: &str, _request: &MoneyMovement) -> Result<GatewayResponse, Unavailable> {
-        Err(Unavailable("the sandbox does not take refunds yet".into()))
+    async fn refund(&self, _charge_reference: &str, _request: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
+        Err(GatewayError::NotSent("the sandbox does not take refunds yet".into()))
     }
 
-    async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable> {
-        self.post("/v1/payouts", request).await
+    async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
+        self.movement("/v1/payouts", request).await
     }
 
-    async fn cancel(&self, _reference: &str, _idempotency_key: &str) -> Result<GatewayResponse, Unavailable> {
-        Err(Unavailable("the sandbox does not void attempts yet".into()))
+    async fn cancel(&self, _reference: &str, _idempotency_key: &str) -> Result<GatewayResponse, GatewayError> {
+        Err(GatewayError::NotSent("the sandbox does not void attempts yet".into()))
+    }
+
+    async fn lookup(&self, transaction: &str, _idempotency_key: &str) -> Result<LookupResult, GatewayError> {
+        let url = format!("{}/v1/movements", self.base_url);
+        let (status, answer) = self.call(self.http.get(url).query(&[("transaction", transaction)])).await?;
+        let reference = answer["id"].as_str().unwrap_or_default().to_owned();
+        match (status.as_u16(), answer["status"].as_str()) {
+            (404, _) => Ok(LookupResult::NotFound),
+            (200, Some("pending")) => Ok(LookupResult::Pending { reference }),
+            (200, Some("succeeded" | "paid")) => Ok(LookupResult::Succeeded { reference }),
+            (200, Some("failed")) => Ok(LookupResult::Failed {
+                reference,
+                code: answer["failure_code"].as_str().unwrap_or("failed").to_owned(),
+            }),
+            _ => Err(status_error(&self.name, status, &answer.to_string())),
+        }
+    }
+
+    async fn vault(&self, kind: MethodType, number: &SensitiveNumber) -> Result<Vaulted, GatewayError> {
+        let body = json!({"type": kind.as_str(), "number": number.expose()});
+        let (status, answer) = self.call(self.http.post(format!("{}/v1/tokens", self.base_url)).json(&body)).await?;
+        if !status.is_success() {
+            return Err(status_error(&self.name, status, &answer.to_string()));
+        }
+        let token = answer["id"].as_str().ok_or_else(|| GatewayError::Unknown("vaulted without a token".into()))?;
+        Ok(Vaulted { token: token.to_owned(), details: details(&answer) })
+    }
+
+    async fn describe(&self, kind: MethodType, token: &str) -> Result<Option<MethodDetails>, GatewayError> {
+        let url = format!("{}/v1/tokens/{}", self.base_url, urlencode(token));
+        let (status, answer) = self.call(self.http.get(url)).await?;
+        match status.as_u16() {
+            200 if answer["type"].as_str() == Some(kind.as_str()) => Ok(Some(details(&answer))),
+            200 | 404 => Ok(None),
+            _ => Err(status_error(&self.name, status, &answer.to_string())),
+        }
     }
 
     fn verify_webhook(
@@ -112,43 +190,57 @@ impl PaymentGateway for SandboxGateway {
         headers: &[(String, String)],
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<GatewayEvent, WebhookRejection> {
+    ) -> Result<Vec<GatewayEvent>, WebhookRejection> {
         let header = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(SIGNATURE_HEADER))
             .map(|(_, v)| v.as_str())
             .ok_or(WebhookRejection::MissingSignature)?;
-        let mut timestamp = None;
-        let mut signatures = Vec::new();
-        for part in header.split(',') {
-            match part.trim().split_once('=') {
-                Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-                Some(("v1", s)) => signatures.push(hex::decode(s).map_err(|_| WebhookRejection::MissingSignature)?),
-                _ => {}
-            }
-        }
-        let t = timestamp.ok_or(WebhookRejection::MissingSignature)?;
-        if signatures.is_empty() {
-            return Err(WebhookRejection::MissingSignature);
-        }
-        if (now.timestamp() - t).abs() > TOLERANCE_SECS {
-            return Err(WebhookRejection::Stale);
-        }
-        let valid = signatures.iter().any(|sig| {
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.webhook_secret.as_bytes()) else { return false };
-            mac.update(format!("{t}.").as_bytes());
-            mac.update(body);
-            // Constant-time comparison.
-            mac.verify_slice(sig).is_ok()
-        });
-        if !valid {
-            return Err(WebhookRejection::BadSignature);
-        }
-        parse_event(body)
+        verify_signature(header, body, self.webhook_secret.as_bytes(), now)?;
+        parse_event(&self.name, body).map(|e| vec![e])
     }
 }
 
-fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookRejection> {
+/// Percent-encodes a path segment (tokens are printable ASCII, but may hold `/` or `?`).
+fn urlencode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Verifies a `t=<unix>,v1=<hex>[,v1=...]` header (the sandbox's and Stripe's scheme): HMAC-SHA256
+/// of `"<t>.<body>"` with `secret`, any `v1` may match (secret rotation), compared in constant
+/// time; a timestamp more than the tolerance away from `now`, in the past or the future, is refused.
+pub fn verify_signature(header: &str, body: &[u8], secret: &[u8], now: DateTime<Utc>) -> Result<(), WebhookRejection> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", s)) => signatures.push(hex::decode(s).map_err(|_| WebhookRejection::MissingSignature)?),
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or(WebhookRejection::MissingSignature)?;
+    if signatures.is_empty() {
+        return Err(WebhookRejection::MissingSignature);
+    }
+    if (now.timestamp() - t).abs() > TOLERANCE_SECS {
+        return Err(WebhookRejection::Stale);
+    }
+    let valid = signatures.iter().any(|sig| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        mac.verify_slice(sig).is_ok()
+    });
+    if valid { Ok(()) } else { Err(WebhookRejection::BadSignature) }
+}
+
+fn parse_event(gateway: &str, body: &[u8]) -> Result<GatewayEvent, WebhookRejection> {
     let bad = |m: &str| WebhookRejection::Payload(m.to_owned());
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
     let kind = match v["type"].as_str().ok_or_else(|| bad("no type"))? {
@@ -165,7 +257,7 @@ fn parse_event(body: &[u8]) -> Result<GatewayEvent, WebhookRejection> {
     };
     let object = &v["data"]["object"];
     Ok(GatewayEvent {
-        gateway: NAME.to_owned(),
+        gateway: gateway.to_owned(),
         id: v["id"].as_str().ok_or_else(|| bad("no id"))?.to_owned(),
         kind,
         reference: object["id"].as_str().ok_or_else(|| bad("no object id"))?.to_owned(),
@@ -197,7 +289,8 @@ mod tests {
     fn a_correctly_signed_fresh_webhook_is_parsed() {
         let gw = SandboxGateway::new("http://127.0.0.1:1", "k", "whsec");
         let now = Utc::now();
-        let event = gw.verify_webhook(&signed("whsec", now.timestamp(), BODY), BODY.as_bytes(), now).unwrap();
+        let events = gw.verify_webhook(&signed("whsec", now.timestamp(), BODY), BODY.as_bytes(), now).unwrap();
+        let event = &events[0];
         assert_eq!(
             (event.id.as_str(), event.kind, event.reference.as_str()),
             ("evt_1", GatewayEventKind::ChargeFailed, "ch_1")
@@ -206,23 +299,53 @@ mod tests {
     }
 
     #[test]
-    fn forged_stale_and_unsigned_webhooks_are_rejected() {
+    fn forged_stale_future_and_unsigned_webhooks_are_rejected() {
         let gw = SandboxGateway::new("http://127.0.0.1:1", "k", "whsec");
         let now = Utc::now();
         let t = now.timestamp();
-        assert_eq!(
-            gw.verify_webhook(&signed("other", t, BODY), BODY.as_bytes(), now),
-            Err(WebhookRejection::BadSignature)
-        );
+        let verify = |headers: &[(String, String)], body: &str| gw.verify_webhook(headers, body.as_bytes(), now);
+        assert_eq!(verify(&signed("other", t, BODY), BODY), Err(WebhookRejection::BadSignature));
         let tampered = BODY.replace("card_declined", "approved!!!!!");
-        assert_eq!(
-            gw.verify_webhook(&signed("whsec", t, BODY), tampered.as_bytes(), now),
-            Err(WebhookRejection::BadSignature)
-        );
-        assert_eq!(
-            gw.verify_webhook(&signed("whsec", t - 301, BODY), BODY.as_bytes(), now),
-            Err(WebhookRejection::Stale)
-        );
-        assert_eq!(gw.verify_webhook(&[], BODY.as_bytes(), now), Err(WebhookRejection::MissingSignature));
+        assert_eq!(verify(&signed("whsec", t, BODY), &tampered), Err(WebhookRejection::BadSignature));
+        assert_eq!(verify(&signed("whsec", t - 301, BODY), BODY), Err(WebhookRejection::Stale));
+        assert_eq!(verify(&signed("whsec", t + 301, BODY), BODY), Err(WebhookRejection::Stale));
+        assert_eq!(verify(&[], BODY), Err(WebhookRejection::MissingSignature));
+    }
+
+    #[test]
+    fn a_rotated_secret_verifies_when_any_signature_matches() {
+        let now = Utc::now();
+        let t = now.timestamp();
+        let old = &signed("old", t, BODY)[0].1;
+        let new = &signed("new", t, BODY)[0].1;
+        let both = format!("{old},v1={}", new.rsplit("v1=").next().unwrap());
+        assert_eq!(verify_signature(&both, BODY.as_bytes(), b"new", now), Ok(()));
+        assert_eq!(verify_signature(&both, BODY.as_bytes(), b"old", now), Ok(()));
+        assert_eq!(verify_signature(&both, BODY.as_bytes(), b"other", now), Err(WebhookRejection::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent_and_nothing_else_is_assumed() {
+        // A port nothing listens on (bound, then dropped).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let gw = SandboxGateway::new(&format!("http://{addr}"), "k", "whsec");
+        let m = MoneyMovement {
+            idempotency_key: "k1".into(),
+            amount: billy_core::money::Money::new(100, billy_core::money::Currency::parse("usd", "c").unwrap()),
+            method_type: MethodType::Card,
+            token: "tok_1".into(),
+            transaction: "txn_1".into(),
+            scope: "s".into(),
+            description: "d".into(),
+        };
+        assert!(matches!(gw.charge(&m).await, Err(GatewayError::NotSent(_))));
+    }
+
+    #[test]
+    fn statuses_sort_into_not_sent_and_unknown() {
+        assert!(matches!(status_error("g", StatusCode::BAD_REQUEST, ""), GatewayError::NotSent(_)));
+        assert!(matches!(status_error("g", StatusCode::TOO_MANY_REQUESTS, ""), GatewayError::NotSent(_)));
+        assert!(matches!(status_error("g", StatusCode::INTERNAL_SERVER_ERROR, ""), GatewayError::Unknown(_)));
+        assert!(matches!(status_error("g", StatusCode::BAD_GATEWAY, ""), GatewayError::Unknown(_)));
     }
 }

@@ -49,6 +49,26 @@ impl SqsPublisher {
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
         Self { client }
     }
+
+    /// Moves a message that can never be handled to its dead-letter queue, as it was received,
+    /// with why in the `reason` attribute (what the queue's own redrive cannot record).
+    pub async fn dead_letter(&self, queue: &str, body: &str, reason: &str) -> DomainResult<()> {
+        let reason: String = reason.chars().take(1000).collect();
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(if reason.is_empty() { "unknown".to_owned() } else { reason })
+            .build()
+            .map_err(DomainError::unexpected)?;
+        self.client
+            .send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .message_attributes("reason", attribute)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
 }
 
 impl SqsPublisher {

@@ -43,4 +43,8 @@ impl TestClockRepository for DynamoTestClocks {
     async fn due_retries(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>> {
         due_in(&self.store, &format!("RETRY#CLOCK#{clock}"), before, LIMIT).await
     }
+
+    async fn due_rechecks(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>> {
+        due_in(&self.store, &format!("RECHECK#CLOCK#{clock}"), before, LIMIT).await
+    }
 }

@@ -86,6 +86,15 @@ impl TransactionRepository for DynamoTransactions {
         Ok(self.store.get_item(format!("GWEVT#{gateway}#{event_id}"), ENTITY_SK).await?.is_some())
     }
 
+    async fn rechecks_due(
+        &self,
+        shard: u32,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> DomainResult<Vec<(Scope, Id)>> {
+        crate::subscriptions::due_in(&self.store, &format!("RECHECK#{shard}"), before, limit).await
+    }
+
     async fn list(
         &self,
         scope: &Scope,

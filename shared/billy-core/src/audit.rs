@@ -70,6 +70,33 @@ pub struct Context {
     pub scope: Scope,
     pub actor: Actor,
     pub request_id: Option<String>,
+    /// The request's `Idempotency-Key` and when it was first seen: the object a POST creates is
+    /// named from it, so a retry whose first try committed finds that object instead of making a
+    /// second one.
+    pub idempotency: Option<IdempotencySeed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencySeed {
+    pub key: String,
+    pub first_seen: DateTime<Utc>,
+}
+
+impl Context {
+    pub fn new(scope: Scope, actor: Actor, request_id: Option<String>) -> Self {
+        Self { scope, actor, request_id, idempotency: None }
+    }
+
+    /// The id of the object this request creates: derived from its idempotency key when it has
+    /// one (the same on every retry), random otherwise.
+    pub fn new_id(&self, ids: &dyn IdGenerator, kind: IdKind) -> Id {
+        match &self.idempotency {
+            Some(seed) => {
+                Id::derived(kind, seed.first_seen, &format!("{}:{}:{}", self.scope.key(), kind.prefix(), seed.key))
+            }
+            None => ids.next(kind),
+        }
+    }
 }
 
 /// One change of one entity, described by the use case that makes it.

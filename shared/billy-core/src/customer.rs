@@ -1,10 +1,7 @@
-//! Customers: who is billed or paid, validated at construction, and their use cases.
+//! Customers: who is billed or paid, validated at construction.
 
-use crate::audit::Context;
 use crate::error::{DomainError, DomainResult};
-use crate::ids::{Id, IdKind};
-use crate::page::{Page, PageRequest};
-use crate::ports::CustomerRepository;
+use crate::ids::Id;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,19 +98,6 @@ pub fn validate_new_customer(input: NewCustomer) -> DomainResult<NewCustomer> {
     let description = bounded_text(input.description, "description", 1000)?;
     validate_metadata(&input.metadata)?;
     Ok(NewCustomer { name, email, description, metadata: input.metadata })
-}
-
-pub async fn get_customer(customers: &dyn CustomerRepository, ctx: &Context, raw_id: &str) -> DomainResult<Customer> {
-    let id = Id::parse(IdKind::Customer, raw_id, "")?;
-    customers.get(&ctx.scope, &id).await?.ok_or_else(|| DomainError::not_found("customer", raw_id))
-}
-
-pub async fn list_customers(
-    customers: &dyn CustomerRepository,
-    ctx: &Context,
-    page: &PageRequest,
-) -> DomainResult<Page<Customer>> {
-    customers.list(&ctx.scope, page).await
 }
 
 #[cfg(test)]

@@ -42,4 +42,10 @@ impl DomainError {
     pub fn unexpected(message: impl std::fmt::Display) -> Self {
         Self::Unexpected(message.to_string())
     }
+
+    /// Whether doing the same thing again may succeed: a lost race or a failing dependency may
+    /// pass next time; bad input, a missing object or an illegal transition never will.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict { .. } | Self::Unexpected(_))
+    }
 }

@@ -1,20 +1,31 @@
-//! The `PaymentGateway` port: how Billy asks a gateway to move money and how a gateway's webhook
-//! becomes a verified, typed event. Adapters (sandbox, Stripe, ...) live in billy-aws.
+//! The `PaymentGateway` port: how Billy asks a gateway to move money, how a gateway's webhook
+//! becomes a verified, typed event, and the registry that holds a deployment's gateways by name.
+//! Adapters (sandbox, Stripe, Adyen) live in billy-aws.
+//!
+//! A failed call is one of two kinds, never confused: **not sent** (nothing reached the gateway,
+//! or the gateway documents that nothing was processed) may fail over to another gateway;
+//! **outcome unknown** (a timeout after sending, a 5xx) leaves the transaction `unknown` until the
+//! gateway's webhook or a look-up settles it, and is never sent anywhere again.
 
 use crate::money::Money;
-use crate::payment_method::{Instrument, MethodType};
+use crate::payment_method::{MethodDetails, MethodType, SensitiveNumber, Vaulted};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A request to move money, always with the idempotency key of its Billy transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoneyMovement {
     pub idempotency_key: String,
     pub amount: Money,
-    pub instrument: Instrument,
+    pub method_type: MethodType,
+    /// The gateway's own token for the payment method (or payout destination).
+    pub token: String,
     /// Billy's transaction id and scope key, sent as metadata and echoed back in the gateway's
-    /// webhooks, so an outcome that overtakes the recording of its reference still finds its way.
+    /// webhooks, so an outcome that overtakes the recording of its reference still finds its way,
+    /// and an unknown outcome can be looked up.
     pub transaction: String,
     pub scope: String,
     pub description: String,
@@ -30,10 +41,36 @@ pub enum GatewayResponse {
     Declined { reference: Option<String>, code: String, message: String },
 }
 
-/// Why a call did not reach a decision: the router tries the next gateway.
+/// Why a call reached no decision.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("gateway unavailable: {0}")]
-pub struct Unavailable(pub String);
+pub enum GatewayError {
+    /// Nothing was processed: the router may try the next gateway that holds a token.
+    #[error("gateway not reached: {0}")]
+    NotSent(String),
+    /// The request may have been processed: never sent again, anywhere; settled by the gateway's
+    /// webhook or by a look-up.
+    #[error("gateway outcome unknown: {0}")]
+    Unknown(String),
+}
+
+/// What a gateway knows of one of Billy's transactions, found by Billy's transaction id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LookupResult {
+    /// The gateway has no record of it: the request never arrived.
+    NotFound,
+    /// Still processing.
+    Pending {
+        reference: String,
+    },
+    Succeeded {
+        reference: String,
+    },
+    Failed {
+        reference: String,
+        code: String,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,20 +117,79 @@ pub enum WebhookRejection {
     Payload(String),
 }
 
+impl WebhookRejection {
+    /// The stable API error code of each rejection.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingSignature => "signature_missing",
+            Self::BadSignature => "signature_invalid",
+            Self::Stale => "signature_stale",
+            Self::Payload(_) => "payload_invalid",
+        }
+    }
+}
+
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     fn supports(&self, method: MethodType) -> bool;
-    async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
-    async fn refund(&self, charge_reference: &str, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
-    async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, Unavailable>;
+    async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
+    async fn refund(&self, charge_reference: &str, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
+    async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
     /// Voids an open attempt (an invoice canceled while its charge is pending).
-    async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<GatewayResponse, Unavailable>;
-    /// Verifies a webhook's signature (with its timestamp tolerance) and parses it.
+    async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<GatewayResponse, GatewayError>;
+    /// Finds what became of one of Billy's movements, by Billy's transaction id (which every
+    /// request carries as metadata) or its idempotency key: how an `unknown` outcome is settled
+    /// without ever sending the request again.
+    async fn lookup(&self, transaction: &str, idempotency_key: &str) -> Result<LookupResult, GatewayError>;
+    /// Exchanges a test number for the gateway's token (the sandbox does; real gateways take
+    /// numbers only on the client side and refuse).
+    async fn vault(&self, kind: MethodType, number: &SensitiveNumber) -> Result<Vaulted, GatewayError>;
+    /// What the gateway shows of a token it issued (last four digits, brand, fingerprint);
+    /// `None` for a token it does not know.
+    async fn describe(&self, kind: MethodType, token: &str) -> Result<Option<MethodDetails>, GatewayError>;
+    /// Verifies a webhook's signature (with its timestamp tolerance) and parses it. A body may
+    /// carry several events (Adyen batches its notifications); every one is verified.
     fn verify_webhook(
         &self,
         headers: &[(String, String)],
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<GatewayEvent, WebhookRejection>;
+    ) -> Result<Vec<GatewayEvent>, WebhookRejection>;
+}
+
+/// The gateways a function may call, by name. A new gateway is one registration here.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayRegistry {
+    by_name: BTreeMap<String, Arc<dyn PaymentGateway>>,
+    /// Registration order: the routing order for tenants without rules of their own.
+    order: Vec<String>,
+}
+
+impl GatewayRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a gateway under its own name (a later registration of the same name replaces it).
+    pub fn register(&mut self, gateway: Arc<dyn PaymentGateway>) {
+        let name = gateway.name().to_owned();
+        if !self.order.contains(&name) {
+            self.order.push(name.clone());
+        }
+        self.by_name.insert(name, gateway);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn PaymentGateway> {
+        self.by_name.get(name).map(|g| g.as_ref())
+    }
+
+    /// Names in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.order.iter().map(String::as_str).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }

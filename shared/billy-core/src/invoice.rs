@@ -224,6 +224,9 @@ pub struct Invoice {
     pub period: Option<Period>,
     pub attempt_count: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When it was finalized: the time its first collection attempt is made.
+    #[serde(default)]
+    pub finalized_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
     /// The customer's test clock, if any: its advances drive this invoice's retries.
@@ -272,6 +275,7 @@ impl Invoice {
             period,
             attempt_count: 0,
             next_attempt_at: None,
+            finalized_at: None,
             paid_at: None,
             failure_reason: None,
             test_clock: None,
@@ -342,6 +346,9 @@ impl Invoice {
     pub fn apply(&mut self, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
         let from = self.status;
         let mut to = transition(self.direction, from, action)?;
+        if action == A::Finalize {
+            self.finalized_at = Some(at);
+        }
         match action {
             // A zero total needs no gateway: it is settled at once.
             A::Finalize if self.total == 0 => {
@@ -364,6 +371,35 @@ impl Invoice {
         self.status = to;
         self.version += 1;
         Ok(from)
+    }
+
+    /// Waiting for a dunning retry (charge or payout) that has a time.
+    pub fn awaiting_retry(&self) -> bool {
+        matches!(self.status, S::ChargedWithError | S::PayoutFailed) && self.next_attempt_at.is_some()
+    }
+
+    /// A dunning retry is due at or before `now`.
+    pub fn retry_due(&self, now: DateTime<Utc>) -> bool {
+        self.awaiting_retry() && self.next_attempt_at.is_some_and(|t| t <= now)
+    }
+
+    /// When collection attempt `attempt` is scheduled: the first at finalization, a retry when
+    /// dunning set it. On a test clock every step runs at this, its own time.
+    pub fn attempt_time(&self, attempt: u32) -> Option<DateTime<Utc>> {
+        // (A retry keeps `next_attempt_at` while it runs, so a redelivered retry finds its time.)
+        match attempt {
+            0 => None,
+            1 => self.finalized_at.or(Some(self.created)),
+            _ => self.next_attempt_at,
+        }
+    }
+
+    /// The kind of transaction that collects (or pays out) this invoice.
+    pub fn transaction_type(&self) -> crate::transaction::TransactionType {
+        match self.direction {
+            Direction::Debit => crate::transaction::TransactionType::Charge,
+            Direction::Payout => crate::transaction::TransactionType::Payout,
+        }
     }
 
     /// Records a failed attempt with its reason and when the next one is due (if any).

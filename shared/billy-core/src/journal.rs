@@ -343,11 +343,11 @@ mod tests {
         fn new() -> Self {
             Self {
                 ids: RandomIds::new(FixedClock::new(t0())),
-                ctx: Context {
-                    scope: Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
-                    actor: Actor::System { function: "test".into() },
-                    request_id: None,
-                },
+                ctx: Context::new(
+                    Scope::new(Id::from_trusted("ten_1".into()), Mode::Test),
+                    Actor::System { function: "test".into() },
+                    None,
+                ),
                 events: Vec::new(),
             }
         }

@@ -1,11 +1,13 @@
-//! Payment methods (card token, bank account, pix key) and payout destinations; which method a
-//! charge uses; and gateway routing rules, which are data, not code.
+//! Payment methods and payout destinations, kept only as gateway tokens and a redacted view (never
+//! a card or account number, PCI DSS 3.4); which method a charge uses; and gateway routing rules,
+//! which are data, not code.
 
 use crate::error::{DomainError, DomainResult};
 use crate::ids::Id;
 use crate::money::Currency;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,6 +18,8 @@ pub enum MethodType {
 }
 
 impl MethodType {
+    pub const ALL: [Self; 3] = [Self::Card, Self::BankAccount, Self::Pix];
+
     pub fn parse(raw: &str, param: &str) -> DomainResult<Self> {
         match raw {
             "card" => Ok(Self::Card),
@@ -24,62 +28,78 @@ impl MethodType {
             _ => Err(DomainError::invalid("type_invalid", "type must be one of card, bank_account, pix", Some(param))),
         }
     }
-}
 
-/// The instrument itself. Card numbers are tokenised by the gateway; Billy keeps the token (the
-/// sandbox's test numbers act as their own tokens) and the last four digits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Instrument {
-    Card { token: String, last4: String },
-    BankAccount { account_number: String, last4: String },
-    Pix { key: String },
-}
-
-impl Instrument {
-    pub fn method_type(&self) -> MethodType {
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Self::Card { .. } => MethodType::Card,
-            Self::BankAccount { .. } => MethodType::BankAccount,
-            Self::Pix { .. } => MethodType::Pix,
+            Self::Card => "card",
+            Self::BankAccount => "bank_account",
+            Self::Pix => "pix",
+        }
+    }
+}
+
+/// A full card number, bank account number or pix key as a client sent it (test mode only). It
+/// cannot be serialised, and its `Debug` shows only the last four characters, so it can reach
+/// neither storage nor a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SensitiveNumber(String);
+
+impl fmt::Debug for SensitiveNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SensitiveNumber(…{})", self.last4())
+    }
+}
+
+impl SensitiveNumber {
+    /// Checks and normalises what a client gave for a method of `kind`: a card number must be 12
+    /// to 19 digits and pass the Luhn check, an account number 6 to 34 letters or digits, a pix key
+    /// 1 to 77 characters without spaces.
+    pub fn parse(kind: MethodType, raw: &str) -> DomainResult<Self> {
+        match kind {
+            MethodType::Card => {
+                let digits: String = raw.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+                if !(12..=19).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) || !luhn(&digits) {
+                    return Err(DomainError::invalid(
+                        "card_number_invalid",
+                        "the card number is not valid",
+                        Some("card.number"),
+                    ));
+                }
+                Ok(Self(digits))
+            }
+            MethodType::BankAccount => {
+                let n = raw.trim();
+                if !(6..=34).contains(&n.len()) || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(DomainError::invalid(
+                        "account_number_invalid",
+                        "account number must be 6 to 34 letters or digits",
+                        Some("bank_account.account_number"),
+                    ));
+                }
+                Ok(Self(n.to_owned()))
+            }
+            MethodType::Pix => {
+                let k = raw.trim();
+                if k.is_empty() || k.chars().count() > 77 || k.chars().any(char::is_whitespace) {
+                    return Err(DomainError::invalid(
+                        "pix_key_invalid",
+                        "pix key must be 1 to 77 characters without spaces",
+                        Some("pix.key"),
+                    ));
+                }
+                Ok(Self(k.to_owned()))
+            }
         }
     }
 
-    /// A card given by number (sandbox test numbers) must pass the Luhn check.
-    pub fn card(number: &str) -> DomainResult<Self> {
-        let digits: String = number.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
-        if !(12..=19).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) || !luhn(&digits) {
-            return Err(DomainError::invalid(
-                "card_number_invalid",
-                "the card number is not valid",
-                Some("card.number"),
-            ));
-        }
-        Ok(Self::Card { last4: digits[digits.len() - 4..].to_owned(), token: digits })
+    /// The number itself, for the one call that exchanges it for a token.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 
-    pub fn bank_account(number: &str) -> DomainResult<Self> {
-        let n = number.trim();
-        if !(6..=34).contains(&n.len()) || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(DomainError::invalid(
-                "account_number_invalid",
-                "account number must be 6 to 34 letters or digits",
-                Some("bank_account.account_number"),
-            ));
-        }
-        Ok(Self::BankAccount { last4: n[n.len() - 4..].to_owned(), account_number: n.to_owned() })
-    }
-
-    pub fn pix(key: &str) -> DomainResult<Self> {
-        let k = key.trim();
-        if k.is_empty() || k.len() > 77 || k.chars().any(char::is_whitespace) {
-            return Err(DomainError::invalid(
-                "pix_key_invalid",
-                "pix key must be 1 to 77 characters without spaces",
-                Some("pix.key"),
-            ));
-        }
-        Ok(Self::Pix { key: k.to_owned() })
+    pub fn last4(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
     }
 }
 
@@ -96,44 +116,120 @@ fn luhn(digits: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// A gateway's token for a payment method (its vault id): what charges are made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayToken {
+    pub gateway: String,
+    pub token: String,
+}
+
+/// What may be shown of a method: never the number itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodDetails {
+    /// Card brand (`visa`, ...) or bank name, when the gateway says.
+    #[serde(default)]
+    pub brand: Option<String>,
+    pub last4: String,
+    #[serde(default)]
+    pub exp_month: Option<u8>,
+    #[serde(default)]
+    pub exp_year: Option<u16>,
+    /// The gateway's fingerprint of the number: the same card gives the same fingerprint, so
+    /// duplicates can be spotted without the number.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+/// What a gateway answers when it vaults a number: its token and the redacted view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vaulted {
+    pub token: String,
+    pub details: MethodDetails,
+}
+
+/// A method as a client registers it, before validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewMethod {
+    /// Tokens made by the gateways themselves (Stripe.js, Adyen's drop-in): one per gateway that
+    /// vaulted the method. `details` is what the client knows of it (last four digits, brand).
+    Tokens { kind: MethodType, tokens: Vec<GatewayToken>, details: MethodDetails },
+    /// A sandbox test number, exchanged at once for a sandbox token (test mode only).
+    TestNumber { kind: MethodType, number: SensitiveNumber },
+}
+
+impl NewMethod {
+    pub fn kind(&self) -> MethodType {
+        match self {
+            Self::Tokens { kind, .. } | Self::TestNumber { kind, .. } => *kind,
+        }
+    }
+}
+
+/// Checks client-given tokens: 1 to 5, one per gateway, each a short printable string.
+pub fn validate_tokens(tokens: &[GatewayToken]) -> DomainResult<()> {
+    let bad = |m: &str| Err(DomainError::invalid("token_invalid", m.to_owned(), Some("tokens")));
+    if tokens.is_empty() || tokens.len() > 5 {
+        return bad("give 1 to 5 gateway tokens");
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let printable = |s: &str| !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_graphic());
+        if !printable(&t.gateway) || !printable(&t.token) {
+            return bad("gateway and token must be 1 to 255 visible ASCII characters");
+        }
+        if tokens[..i].iter().any(|o| o.gateway == t.gateway) {
+            return bad("one token per gateway");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentMethod {
     pub id: Id,
     pub customer: Id,
-    pub instrument: Instrument,
-    /// The gateway it was registered with.
-    pub gateway: String,
+    #[serde(rename = "type")]
+    pub kind: MethodType,
+    /// One token per gateway that vaulted this method; failover only ever goes to one of these.
+    pub tokens: Vec<GatewayToken>,
+    pub details: MethodDetails,
     pub created: DateTime<Utc>,
     pub livemode: bool,
 }
 
-/// Where payouts go: a bank account or a pix key.
+impl PaymentMethod {
+    /// The token a gateway holds for this method, if it holds one.
+    pub fn token_for(&self, gateway: &str) -> Option<&str> {
+        self.tokens.iter().find(|t| t.gateway == gateway).map(|t| t.token.as_str())
+    }
+
+    pub fn gateways(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().map(|t| t.gateway.as_str())
+    }
+}
+
+/// Where payouts go: a bank account or a pix key, tokenised like a payment method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayoutDestination {
     pub id: Id,
     pub customer: Id,
-    pub instrument: Instrument,
+    #[serde(rename = "type")]
+    pub kind: MethodType,
+    pub tokens: Vec<GatewayToken>,
+    pub details: MethodDetails,
     pub created: DateTime<Utc>,
     pub livemode: bool,
 }
 
-impl PayoutDestination {
-    pub fn new(
-        id: Id,
-        customer: Id,
-        instrument: Instrument,
-        created: DateTime<Utc>,
-        livemode: bool,
-    ) -> DomainResult<Self> {
-        if instrument.method_type() == MethodType::Card {
-            return Err(DomainError::invalid(
-                "destination_invalid",
-                "payouts go to a bank account or a pix key",
-                Some("type"),
-            ));
-        }
-        Ok(Self { id, customer, instrument, created, livemode })
+/// Payouts go to bank accounts and pix keys, never to cards.
+pub fn check_payout_kind(kind: MethodType) -> DomainResult<()> {
+    if kind == MethodType::Card {
+        return Err(DomainError::invalid(
+            "destination_invalid",
+            "payouts go to a bank account or a pix key",
+            Some("type"),
+        ));
     }
+    Ok(())
 }
 
 /// The method a charge uses: the subscription's own, else the customer's default, else an error
@@ -187,8 +283,20 @@ impl RoutingTable {
         Ok(Self { rules })
     }
 
+    /// Without rules of its own, a tenant's charges try the gateways in the order given (the
+    /// deployment's registration order), for every method type.
+    pub fn in_order(gateways: &[&str]) -> Self {
+        let list: Vec<String> = gateways.iter().map(|g| (*g).to_owned()).collect();
+        Self {
+            rules: MethodType::ALL
+                .into_iter()
+                .map(|method_type| RoutingRule { method_type, currency: None, gateways: list.clone() })
+                .collect(),
+        }
+    }
+
     /// Gateways to try, in order, for a method type and currency, skipping unavailable ones
-    /// (`available` answers from recent timeouts and 5xx answers).
+    /// (`available` answers from recent failures: a circuit breaker).
     pub fn candidates(&self, method: MethodType, currency: Currency, available: impl Fn(&str) -> bool) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.method_type == method && r.currency.is_none_or(|c| c == currency)) {
@@ -200,6 +308,14 @@ impl RoutingTable {
         }
         out
     }
+
+    /// The gateways that may charge `method`, in routing order: only those that hold a token for it.
+    pub fn route(&self, method: &PaymentMethod, currency: Currency) -> Vec<GatewayToken> {
+        self.candidates(method.kind, currency, |g| method.token_for(g).is_some())
+            .into_iter()
+            .filter_map(|g| Some(GatewayToken { token: method.token_for(&g)?.to_owned(), gateway: g }))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -209,14 +325,33 @@ mod tests {
     #[test]
     fn sandbox_test_cards_pass_luhn_and_typos_do_not() {
         for n in ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119", "4000000000000259"] {
-            assert!(Instrument::card(n).is_ok(), "{n}");
+            assert!(SensitiveNumber::parse(MethodType::Card, n).is_ok(), "{n}");
         }
-        assert!(Instrument::card("4242424242424241").is_err());
-        assert!(Instrument::card("4242").is_err());
-        assert_eq!(
-            Instrument::card("4242 4242 4242 4242").unwrap(),
-            Instrument::Card { token: "4242424242424242".into(), last4: "4242".into() }
-        );
+        assert!(SensitiveNumber::parse(MethodType::Card, "4242424242424241").is_err());
+        assert!(SensitiveNumber::parse(MethodType::Card, "4242").is_err());
+        let spaced = SensitiveNumber::parse(MethodType::Card, "4242 4242 4242 4242").unwrap();
+        assert_eq!((spaced.expose(), spaced.last4().as_str()), ("4242424242424242", "4242"));
+        assert!(SensitiveNumber::parse(MethodType::BankAccount, "000123456789").is_ok());
+        assert!(SensitiveNumber::parse(MethodType::BankAccount, "12 34").is_err());
+        assert!(SensitiveNumber::parse(MethodType::Pix, "pix-ok@example.com").is_ok());
+        assert!(SensitiveNumber::parse(MethodType::Pix, "a b").is_err());
+    }
+
+    #[test]
+    fn a_sensitive_number_never_shows_more_than_its_last_four_in_debug() {
+        let n = SensitiveNumber::parse(MethodType::Card, "4242424242424242").unwrap();
+        let shown = format!("{n:?} {:?}", NewMethod::TestNumber { kind: MethodType::Card, number: n.clone() });
+        assert!(!shown.contains("424242424242"), "{shown}");
+        assert!(shown.contains("4242"));
+    }
+
+    #[test]
+    fn tokens_are_one_per_gateway_and_bounded() {
+        let t = |g: &str| GatewayToken { gateway: g.into(), token: "pm_1".into() };
+        assert!(validate_tokens(&[t("stripe"), t("adyen")]).is_ok());
+        assert!(validate_tokens(&[]).is_err());
+        assert!(validate_tokens(&[t("stripe"), t("stripe")]).is_err());
+        assert!(validate_tokens(&[GatewayToken { gateway: "stripe".into(), token: "has space".into() }]).is_err());
     }
 
     #[test]
@@ -227,11 +362,9 @@ mod tests {
         assert!(matches!(method_for_charge(None, None), Err(DomainError::Invalid { code: "no_payment_method", .. })));
     }
 
-    #[test]
-    fn routing_follows_the_rules_and_falls_back_past_unavailable_gateways() {
-        let usd = Currency::parse("usd", "c").unwrap();
+    fn table() -> RoutingTable {
         let brl = Currency::parse("brl", "c").unwrap();
-        let table = RoutingTable::new(
+        RoutingTable::new(
             vec![
                 RoutingRule {
                     method_type: MethodType::Card,
@@ -247,7 +380,14 @@ mod tests {
             ],
             &["stripe", "pagbank", "sandbox"],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn routing_follows_the_rules_and_falls_back_past_unavailable_gateways() {
+        let usd = Currency::parse("usd", "c").unwrap();
+        let brl = Currency::parse("brl", "c").unwrap();
+        let table = table();
         assert_eq!(table.candidates(MethodType::Card, brl, |_| true), vec!["pagbank", "stripe", "sandbox"]);
         assert_eq!(table.candidates(MethodType::Card, usd, |_| true), vec!["stripe", "sandbox"]);
         assert_eq!(table.candidates(MethodType::Card, usd, |g| g != "stripe"), vec!["sandbox"]);
@@ -262,13 +402,36 @@ mod tests {
     }
 
     #[test]
-    fn payouts_never_go_to_a_card() {
-        let card = Instrument::card("4242424242424242").unwrap();
-        let id = Id::from_trusted("pd_1".into());
-        let cus = Id::from_trusted("cus_1".into());
-        assert!(PayoutDestination::new(id.clone(), cus.clone(), card, Utc::now(), false).is_err());
-        assert!(
-            PayoutDestination::new(id, cus, Instrument::pix("pix-ok@example.com").unwrap(), Utc::now(), false).is_ok()
+    fn a_method_is_routed_only_to_gateways_that_hold_a_token_for_it() {
+        // GIVEN a card vaulted at the sandbox and at pagbank, not at stripe
+        let method = PaymentMethod {
+            id: Id::from_trusted("pm_1".into()),
+            customer: Id::from_trusted("cus_1".into()),
+            kind: MethodType::Card,
+            tokens: vec![
+                GatewayToken { gateway: "sandbox".into(), token: "tok_s".into() },
+                GatewayToken { gateway: "pagbank".into(), token: "tok_p".into() },
+            ],
+            details: MethodDetails { last4: "4242".into(), ..MethodDetails::default() },
+            created: Utc::now(),
+            livemode: false,
+        };
+        // WHEN a BRL charge is routed THEN pagbank comes first, stripe is never tried
+        let brl = Currency::parse("brl", "c").unwrap();
+        let route = table().route(&method, brl);
+        assert_eq!(
+            route.iter().map(|t| (t.gateway.as_str(), t.token.as_str())).collect::<Vec<_>>(),
+            vec![("pagbank", "tok_p"), ("sandbox", "tok_s")]
         );
+        // AND the default order routes to the token holders only
+        let default = RoutingTable::in_order(&["stripe", "sandbox"]);
+        assert_eq!(default.route(&method, brl).len(), 1);
+    }
+
+    #[test]
+    fn payouts_never_go_to_a_card() {
+        assert!(check_payout_kind(MethodType::Card).is_err());
+        assert!(check_payout_kind(MethodType::Pix).is_ok());
+        assert!(check_payout_kind(MethodType::BankAccount).is_ok());
     }
 }

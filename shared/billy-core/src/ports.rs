@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use crate::clock::Clock;
-pub use crate::gateway::PaymentGateway;
+pub use crate::gateway::{GatewayRegistry, PaymentGateway};
 pub use crate::ids::IdGenerator;
+use crate::settings::TenantSettings;
 
 #[async_trait]
 pub trait TenantRepository: Send + Sync + std::fmt::Debug {
@@ -80,10 +81,10 @@ pub trait QueuePublisher: Send + Sync + std::fmt::Debug {
 /// A domain event for EventBridge (and from there, tenants' webhook endpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DomainEvent {
+    /// The audit event's id: the same however often the event is announced.
     pub id: Id,
-    /// e.g. `invoice.paid`, `invoice.payment_failed`, `subscription.canceled`, `payout.paid`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: crate::events::EventType,
     pub scope: Scope,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
     pub data: serde_json::Value,
@@ -140,6 +141,13 @@ pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
 }
 
+/// A tenant's settings (refund window, dunning policy, routing rules, ...), with the defaults
+/// for a tenant that set nothing.
+#[async_trait]
+pub trait SettingsRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope) -> DomainResult<TenantSettings>;
+}
+
 /// Filters of `GET /v1/transactions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TransactionFilter {
@@ -172,6 +180,8 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     async fn by_references(&self, refs: &[(String, String)]) -> DomainResult<Vec<Option<(Scope, Id)>>>;
     /// Whether a gateway event that moves no version (a dispute, a stale note) was already applied.
     async fn event_applied(&self, gateway: &str, event_id: &str) -> DomainResult<bool>;
+    /// Transactions of every tenant whose unknown outcome is due for a look-up, from one shard.
+    async fn rechecks_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
     async fn list(
         &self,
         scope: &Scope,
@@ -197,6 +207,8 @@ pub trait TestClockRepository: Send + Sync + std::fmt::Debug {
     async fn due_subscriptions(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
     /// Invoices of the clock's customers whose retry is due at or before `before`.
     async fn due_retries(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
+    /// Transactions of the clock's customers whose unknown outcome is due for a look-up.
+    async fn due_rechecks(&self, clock: &Id, before: DateTime<Utc>) -> DomainResult<Vec<(Scope, Id)>>;
 }
 
 /// One write of a unit of work. (Variants hold whole entities; a unit has a handful of writes, so
@@ -288,8 +300,9 @@ pub trait UsageRepository: Send + Sync + std::fmt::Debug {
 /// What to do with a request that carries an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyDecision {
-    /// First time: process it, then `complete`.
-    Process,
+    /// Process it, then `complete`. `first_seen` is when the key was first used, the same on every
+    /// retry: what the request creates is named from it (see `Context::new_id`).
+    Process { first_seen: DateTime<Utc> },
     /// Same key, same body, finished: replay the saved response.
     Replay { status: u16, body: String },
     /// Same key, still being processed by another request: 409.
@@ -308,6 +321,54 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> DomainResult<IdempotencyDecision>;
     async fn complete(&self, scope: &Scope, key: &str, status: u16, body: &str) -> DomainResult<()>;
-    /// Releases a key whose processing failed unexpectedly, so a retry can process it.
+    /// Releases a key whose processing failed unexpectedly, so a retry (with the same body) can
+    /// process it again; the key keeps its first-seen time.
     async fn abandon(&self, scope: &Scope, key: &str) -> DomainResult<()>;
+}
+
+/// The queues a function sends to (`None` where a function has no such queue).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueUrls {
+    pub bill: Option<String>,
+    pub charge: Option<String>,
+    pub webhook: Option<String>,
+}
+
+impl QueueUrls {
+    fn required<'a>(url: &'a Option<String>, name: &str) -> DomainResult<&'a str> {
+        url.as_deref().ok_or_else(|| crate::DomainError::unexpected(format!("this function has no {name} queue")))
+    }
+
+    pub fn bill(&self) -> DomainResult<&str> {
+        Self::required(&self.bill, "bill")
+    }
+
+    pub fn charge(&self) -> DomainResult<&str> {
+        Self::required(&self.charge, "charge")
+    }
+
+    pub fn webhook(&self) -> DomainResult<&str> {
+        Self::required(&self.webhook, "webhook")
+    }
+}
+
+/// Every port a use case may need, built once per function and lent to each invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports<'a> {
+    pub tenants: &'a dyn TenantRepository,
+    pub customers: &'a dyn CustomerRepository,
+    pub methods: &'a dyn PaymentMethodRepository,
+    pub plans: &'a dyn PlanRepository,
+    pub subscriptions: &'a dyn SubscriptionRepository,
+    pub invoices: &'a dyn InvoiceRepository,
+    pub transactions: &'a dyn TransactionRepository,
+    pub clocks: &'a dyn TestClockRepository,
+    pub audit: &'a dyn AuditJournal,
+    pub settings: &'a dyn SettingsRepository,
+    pub unit: &'a dyn UnitOfWork,
+    pub queue: &'a dyn QueuePublisher,
+    pub queues: &'a QueueUrls,
+    pub gateways: &'a GatewayRegistry,
+    pub ids: &'a dyn IdGenerator,
+    pub clock: &'a dyn Clock,
 }

@@ -81,7 +81,8 @@ impl Cadence {
 
     /// `[start, end)` of period `n`.
     pub fn period(&self, anchor: DateTime<Utc>, n: u64) -> DomainResult<Period> {
-        Ok(Period { index: n, start: self.period_start(anchor, n)?, end: self.period_start(anchor, n + 1)? })
+        let next = n.checked_add(1).ok_or_else(out_of_range)?;
+        Ok(Period { index: n, start: self.period_start(anchor, n)?, end: self.period_start(anchor, next)? })
     }
 
     /// The period containing `at`, or `None` before the anchor.

@@ -189,7 +189,7 @@ pub async fn create_tenant(
         })
         .collect();
     // Tenant-level changes are journaled under the live scope: the tenant is a real account.
-    let ctx = Context { scope: Scope::new(tenant.id.clone(), Mode::Live), actor: Actor::Admin, request_id };
+    let ctx = Context::new(Scope::new(tenant.id.clone(), Mode::Live), Actor::Admin, request_id);
     let event = ctx.record(
         ids,
         now,
@@ -220,7 +220,7 @@ pub async fn authenticate(
         .key_by_hash(&secret.hash())
         .await?
         .ok_or_else(|| DomainError::Unauthenticated("invalid API key".into()))?;
-    Ok(Context { scope: record.scope(), actor: Actor::ApiKey { key: record.id.clone() }, request_id })
+    Ok(Context::new(record.scope(), Actor::ApiKey { key: record.id.clone() }, request_id))
 }
 
 #[cfg(test)]

@@ -18,6 +18,18 @@ pub enum ClockStatus {
     Ready,
     /// Billing steps triggered by the last advance are still running.
     Advancing,
+    /// A step at the clock's current time failed for good (its reasons are listed); named as in
+    /// Stripe's test clocks.
+    InternalFailure,
+}
+
+/// A step of a test clock that failed for good: which step, about what, why, at which clock time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockFailure {
+    pub step: String,
+    pub subject: Id,
+    pub reason: String,
+    pub frozen_time: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,9 @@ pub enum TransactionType {
 #[serde(rename_all = "snake_case")]
 pub enum TransactionStatus {
     Pending,
+    /// The gateway's answer was lost (a timeout after sending, a 5xx): settled later by the
+    /// gateway's webhook or by a look-up, never by sending the request again.
+    Unknown,
     Succeeded,
     Failed,
     Canceled,
@@ -28,18 +31,38 @@ impl TransactionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Unknown => "unknown",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
         }
     }
+
+    /// Still waiting for the gateway's outcome.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Unknown)
+    }
 }
 
 use TransactionStatus as T;
 
-/// Only a pending transaction moves; every outcome is final (a later dispute is a new transaction).
-pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] =
-    &[(T::Pending, T::Succeeded), (T::Pending, T::Failed), (T::Pending, T::Canceled)];
+/// Only an open transaction moves; every outcome is final (a later dispute is a new transaction).
+pub const TRANSACTION_TRANSITIONS: &[(TransactionStatus, TransactionStatus)] = &[
+    (T::Pending, T::Succeeded),
+    (T::Pending, T::Failed),
+    (T::Pending, T::Canceled),
+    (T::Pending, T::Unknown),
+    (T::Unknown, T::Succeeded),
+    (T::Unknown, T::Failed),
+    (T::Unknown, T::Canceled),
+];
+
+/// An unknown outcome is first looked up this long after its attempt (the gateway's webhook
+/// usually settles it before).
+pub const RECHECK_AFTER_MINUTES: i64 = 5;
+/// A gateway that still has no record of a movement this long after it was sent never got it:
+/// the attempt failed (`gateway_no_record`) and dunning may make the next one.
+pub const NO_RECORD_AFTER_MINUTES: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
@@ -59,6 +82,14 @@ pub struct Transaction {
     pub idempotency_key: String,
     /// The gateway time of the last event applied; older events are journaled but not applied.
     pub last_event_at: Option<DateTime<Utc>>,
+    /// The invoice's test clock, if any: its advances drive the look-up of an unknown outcome.
+    #[serde(default)]
+    pub test_clock: Option<Id>,
+    /// Every gateway that could take this attempt refused it before processing (nothing moved), so
+    /// the same attempt may be sent again; without this mark a redelivered attempt is never resent.
+    #[serde(default)]
+    pub unsent: bool,
+    /// When the attempt was made (on a test clock, the attempt's own scheduled time).
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -94,6 +125,27 @@ impl Transaction {
         self.version += 1;
         Ok(true)
     }
+
+    /// The gateway's answer was lost: the transaction waits for its webhook or a look-up.
+    pub fn mark_unknown(&mut self, gateway: &str, reason: &str) -> DomainResult<()> {
+        if !TRANSACTION_TRANSITIONS.contains(&(self.status, T::Unknown)) {
+            return Err(DomainError::IllegalTransition {
+                entity: "transaction",
+                from: self.status.as_str().into(),
+                action: "become unknown".into(),
+            });
+        }
+        self.status = T::Unknown;
+        self.gateway = gateway.to_owned();
+        self.failure_reason = Some(reason.to_owned());
+        self.version += 1;
+        Ok(())
+    }
+
+    /// When an unknown outcome is next looked up at the gateway.
+    pub fn recheck_at(&self) -> Option<DateTime<Utc>> {
+        (self.status == T::Unknown).then(|| self.created + chrono::Duration::minutes(RECHECK_AFTER_MINUTES))
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +172,8 @@ mod tests {
                 1,
             ),
             last_event_at: None,
+            test_clock: None,
+            unsent: false,
             created: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             livemode: false,
             version: 1,
@@ -148,5 +202,20 @@ mod tests {
         // a newer event cannot reopen a final outcome
         assert!(matches!(t.settle(T::Failed, at(20), None), Err(DomainError::IllegalTransition { .. })));
         assert_eq!(t, before);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_settled_by_a_later_event_and_rechecked_after_five_minutes() {
+        let at = |s: u32| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s).unwrap();
+        let mut t = txn();
+        assert_eq!(t.recheck_at(), None);
+        t.mark_unknown("sandbox", "timed out after sending").unwrap();
+        assert_eq!((t.status, t.recheck_at()), (T::Unknown, Some(t.created + chrono::Duration::minutes(5))));
+        assert!(t.status.is_open());
+        // a second "unknown" is not a transition
+        assert!(t.clone().mark_unknown("sandbox", "again").is_err());
+        assert!(t.settle(T::Succeeded, at(30), None).unwrap());
+        assert_eq!((t.status, t.recheck_at()), (T::Succeeded, None));
+        assert!(t.mark_unknown("sandbox", "late").is_err());
     }
 }

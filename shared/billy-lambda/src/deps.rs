@@ -1,5 +1,6 @@
-//! Every adapter a function may need, built once per process from its configuration. Building all
-//! of them is cheap (they share the SDK clients); each function uses the few it needs.
+//! Every adapter a function may need, built once per process from its configuration and lent to
+//! each invocation as one set of ports. Building all of them is cheap (they share the SDK
+//! clients); each function uses the few it needs.
 
 use crate::config::{Config, MissingVariable};
 use billy_aws::audit::DynamoAudit;
@@ -9,6 +10,8 @@ use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
 use billy_aws::payment_methods::DynamoPaymentMethods;
 use billy_aws::plans::DynamoPlans;
+use billy_aws::sandbox::SandboxGateway;
+use billy_aws::settings::DynamoSettings;
 use billy_aws::sqs::SqsPublisher;
 use billy_aws::subscriptions::DynamoSubscriptions;
 use billy_aws::tenants::DynamoTenants;
@@ -17,8 +20,11 @@ use billy_aws::transactions::DynamoTransactions;
 use billy_aws::unit::DynamoUnitOfWork;
 use billy_aws::{AwsClients, Tables};
 use billy_core::clock::SystemClock;
+use billy_core::gateway::GatewayRegistry;
 use billy_core::ids::RandomIds;
-use billy_core::service::Services;
+use billy_core::ports::{Ports, QueueUrls};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Deps {
@@ -33,10 +39,13 @@ pub struct Deps {
     pub transactions: DynamoTransactions,
     pub clocks: DynamoTestClocks,
     pub audit: DynamoAudit,
+    pub settings: DynamoSettings,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
+    pub queues: QueueUrls,
     pub bus: EventBridgePublisher,
+    pub gateways: GatewayRegistry,
     pub ids: RandomIds<SystemClock>,
     pub clock: SystemClock,
 }
@@ -45,6 +54,7 @@ impl Deps {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
         let tables = config.tables()?;
         let ddb = || aws.dynamodb.clone();
+        let queue = |name: &str| config.get(name).filter(|u| !u.is_empty()).map(str::to_owned);
         Ok(Self {
             tenants: DynamoTenants::new(ddb(), tables.clone()),
             customers: DynamoCustomers::new(ddb(), tables.clone()),
@@ -55,10 +65,17 @@ impl Deps {
             transactions: DynamoTransactions::new(ddb(), tables.clone()),
             clocks: DynamoTestClocks::new(ddb(), tables.clone()),
             audit: DynamoAudit::new(ddb(), tables.clone()),
+            settings: DynamoSettings::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
+            queues: QueueUrls {
+                bill: queue("BILL_QUEUE_URL"),
+                charge: queue("CHARGE_QUEUE_URL"),
+                webhook: queue("WEBHOOK_QUEUE_URL"),
+            },
             bus: EventBridgePublisher::new(aws.eventbridge.clone(), config.require("BILLY_EVENT_BUS")?),
+            gateways: Self::gateways(config),
             ids: RandomIds::new(SystemClock),
             clock: SystemClock,
             aws: aws.clone(),
@@ -66,30 +83,44 @@ impl Deps {
         })
     }
 
-    /// The payment gateways this deployment is configured for, in routing order. The sandbox is
-    /// configured by `SANDBOX_URL` (empty on deployments without it).
-    pub fn gateways(config: &Config) -> Vec<billy_aws::sandbox::SandboxGateway> {
-        match config.get("SANDBOX_URL").filter(|u| !u.is_empty()) {
-            Some(url) => vec![billy_aws::sandbox::SandboxGateway::new(
+    /// The payment gateways this deployment is configured for, by name, in routing order. The
+    /// sandbox is configured by `SANDBOX_URL` (empty on deployments without it);
+    /// `SANDBOX_TIMEOUT_MS` bounds its calls (5 s by default).
+    pub fn gateways(config: &Config) -> GatewayRegistry {
+        let mut registry = GatewayRegistry::new();
+        if let Some(url) = config.get("SANDBOX_URL").filter(|u| !u.is_empty()) {
+            let timeout = config
+                .get("SANDBOX_TIMEOUT_MS")
+                .and_then(|t| t.parse().ok())
+                .map_or(billy_aws::sandbox::DEFAULT_TIMEOUT, Duration::from_millis);
+            registry.register(Arc::new(SandboxGateway::named(
+                billy_aws::sandbox::NAME,
                 url,
                 config.get("SANDBOX_API_KEY").unwrap_or_default(),
                 config.get("SANDBOX_WEBHOOK_SECRET").unwrap_or_default(),
-            )],
-            None => Vec::new(),
+                timeout,
+            )));
         }
+        registry
     }
 
-    pub fn services(&self) -> Services<'_> {
-        Services {
+    /// The ports every use case takes, lent for one invocation.
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            tenants: &self.tenants,
             customers: &self.customers,
             methods: &self.methods,
             plans: &self.plans,
             subscriptions: &self.subscriptions,
             invoices: &self.invoices,
+            transactions: &self.transactions,
             clocks: &self.clocks,
             audit: &self.audit,
+            settings: &self.settings,
             unit: &self.unit,
-            bus: &self.bus,
+            queue: &self.queue,
+            queues: &self.queues,
+            gateways: &self.gateways,
             ids: &self.ids,
             clock: &self.clock,
         }

@@ -2,8 +2,10 @@
 //! same trait methods with the same event types.
 
 use async_trait::async_trait;
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_http::{Body, Request, Response};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
@@ -18,6 +20,13 @@ pub trait HttpFunction: Send + Sync {
 #[async_trait]
 pub trait SqsFunction: Send + Sync {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error>;
+}
+
+/// A DynamoDB stream event source handler that reports partial batch failures (the first failed
+/// record's sequence number: the stream resumes there).
+#[async_trait]
+pub trait StreamFunction: Send + Sync {
+    async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error>;
 }
 
 /// A function triggered by an EventBridge schedule or rule (one event per invocation).
@@ -53,12 +62,25 @@ pub async fn run_event<F: EventFunction + 'static>(function: F) -> Result<(), la
     .await
 }
 
-/// The test clock an event is about (`test_clock.advanced`), with its scope; `None` for a schedule.
-pub fn clock_of(event: &EventBridgeEvent) -> Option<(billy_core::tenant::Scope, billy_core::ids::Id)> {
-    if event.detail_type != "test_clock.advanced" {
+pub async fn run_stream<F: StreamFunction + 'static>(function: F) -> Result<(), lambda_runtime::Error> {
+    let function = Arc::new(function);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<DynamoDbEvent>| {
+        let function = Arc::clone(&function);
+        async move { function.handle(event.payload).await }
+    }))
+    .await
+}
+
+/// The domain event a rule delivered, if the event is one of Billy's announcements (a schedule's
+/// event is not).
+pub fn announcement(event: &EventBridgeEvent) -> Option<billy_core::ports::DomainEvent> {
+    if event.source != billy_aws::events::SOURCE {
         return None;
     }
-    let announced: billy_core::ports::DomainEvent = serde_json::from_value(event.detail.clone()).ok()?;
-    let clock = announced.data["test_clock"].as_str()?;
-    Some((announced.scope, billy_core::ids::Id::from_trusted(clock.to_owned())))
+    serde_json::from_value(event.detail.clone()).ok()
+}
+
+/// The id of the object an announcement is about (`data.object.id`).
+pub fn subject(event: &billy_core::ports::DomainEvent) -> Option<billy_core::ids::Id> {
+    event.data["object"]["id"].as_str().map(|id| billy_core::ids::Id::from_trusted(id.to_owned()))
 }

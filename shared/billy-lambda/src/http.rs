@@ -29,6 +29,7 @@ pub fn error_response(err: &DomainError) -> Response<Body> {
         }
         DomainError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", None),
         DomainError::Unexpected(detail) => {
+            let detail = redact_long_numbers(detail);
             tracing::error!(%detail, "unexpected error");
             return json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -81,14 +82,48 @@ pub fn parse_json<T: DeserializeOwned>(request: &Request) -> DomainResult<T> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let param = (path != ".").then_some(path);
+        // serde's messages quote the offending value: a card number sent as a JSON number must
+        // not come back in the error (nor reach a log line).
+        let message = redact_long_numbers(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
-            invalid("json_invalid", format!("malformed JSON body: {inner}"), None)
+            invalid("json_invalid", format!("malformed JSON body: {message}"), None)
         } else {
-            invalid("parameter_invalid", format!("invalid body: {inner}"), param.as_deref())
+            invalid("parameter_invalid", format!("invalid body: {message}"), param.as_deref())
         }
     })?;
     de.end().map_err(|e| invalid("json_invalid", format!("malformed JSON body: {e}"), None))?;
     Ok(value)
+}
+
+/// Replaces every run of 9 or more digits (spaces and dashes between them included) with `…`: no
+/// card or account number survives into a message, while ids, amounts and dates stay readable.
+pub fn redact_long_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() {
+            let mut j = i;
+            let mut digits = 0;
+            while j < chars.len()
+                && (chars[j].is_ascii_digit()
+                    || ((chars[j] == ' ' || chars[j] == '-') && j + 1 < chars.len() && chars[j + 1].is_ascii_digit()))
+            {
+                digits += usize::from(chars[j].is_ascii_digit());
+                j += 1;
+            }
+            if digits >= 9 {
+                out.push('…');
+            } else {
+                out.extend(&chars[i..j]);
+            }
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The request id API Gateway (or the local runner) assigned, for the audit trail and logs.
@@ -120,21 +155,22 @@ pub fn query_param(request: &Request, name: &str) -> Option<String> {
 
 /// Runs `handle` under the request's `Idempotency-Key` (SPEC §6): the same key and body replay the
 /// saved response, a different body is 422, a concurrent duplicate 409; keys live at least 24 h.
-/// Without the header the request simply runs.
+/// The handler's context carries the key and when it was first seen, so what it creates is named
+/// the same on every retry. Without the header the request simply runs.
 pub async fn idempotent<F, Fut>(
     store: &dyn billy_core::ports::IdempotencyStore,
-    ctx: &Context,
+    ctx: Context,
     request: &Request,
     now: chrono::DateTime<chrono::Utc>,
     handle: F,
 ) -> Response<Body>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Context) -> Fut,
     Fut: std::future::Future<Output = Response<Body>>,
 {
-    let Some(key) = request.headers().get("idempotency-key") else { return handle().await };
+    let Some(key) = request.headers().get("idempotency-key") else { return handle(ctx).await };
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()) => k,
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()) => k.to_owned(),
         _ => {
             return error_response(&DomainError::invalid(
                 "idempotency_key_invalid",
@@ -155,19 +191,25 @@ where
             &json!({"error": {"type": "idempotency_error", "code": code, "message": message, "param": null}}),
         )
     };
-    match store.begin(&ctx.scope, key, &hash, now).await {
-        Ok(billy_core::ports::IdempotencyDecision::Process) => {
-            let response = handle().await;
+    let scope = ctx.scope.clone();
+    match store.begin(&scope, &key, &hash, now).await {
+        Ok(billy_core::ports::IdempotencyDecision::Process { first_seen }) => {
+            let seeded = Context {
+                idempotency: Some(billy_core::audit::IdempotencySeed { key: key.clone(), first_seen }),
+                ..ctx
+            };
+            let response = handle(seeded).await;
             let body = match response.body() {
                 Body::Text(t) => t.clone(),
                 Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
                 _ => String::new(),
             };
-            // A server error is not a result: release the key so a retry runs again.
+            // A server error is not a result: release the key so a retry runs again (and finds
+            // what the first run committed, named from the same key).
             let saved = if response.status().is_server_error() {
-                store.abandon(&ctx.scope, key).await
+                store.abandon(&scope, &key).await
             } else {
-                store.complete(&ctx.scope, key, response.status().as_u16(), &body).await
+                store.complete(&scope, &key, response.status().as_u16(), &body).await
             };
             if let Err(e) = saved {
                 tracing::error!(error = %e, "idempotency record not saved");
@@ -206,8 +248,7 @@ where
         Err(e) => return error_response(&e),
     };
     let now = billy_core::ports::Clock::now(&deps.clock);
-    let inner = ctx.clone();
-    idempotent(&deps.idempotency, &ctx, request, now, move || handle(inner)).await
+    idempotent(&deps.idempotency, ctx, request, now, handle).await
 }
 
 /// The `limit` and `starting_after` of a list request for objects of `kind`.
@@ -236,4 +277,19 @@ pub fn method_not_allowed() -> Response<Body> {
         &json!({"error": {"type": "invalid_request_error", "code": "method_not_allowed",
             "message": "method not allowed on this route", "param": null}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_digit_runs_are_redacted_and_short_ones_kept() {
+        assert_eq!(
+            redact_long_numbers("invalid type: integer `4242424242424242`, expected a string at line 1 column 30"),
+            "invalid type: integer `…`, expected a string at line 1 column 30"
+        );
+        assert_eq!(redact_long_numbers("card 4242 4242 4242 4242 and 000123456789"), "card … and …");
+        assert_eq!(redact_long_numbers("2026-01-31 amount 1999 of 12345678"), "2026-01-31 amount 1999 of 12345678");
+    }
 }

@@ -10,4 +10,6 @@ pub mod telemetry;
 pub mod views;
 
 pub use config::Config;
-pub use function::{EventFunction, HttpFunction, SqsFunction, run_event, run_http, run_sqs};
+pub use function::{
+    EventFunction, HttpFunction, SqsFunction, StreamFunction, run_event, run_http, run_sqs, run_stream,
+};

@@ -1,15 +1,21 @@
-//! The SQS batch helpers every queue consumer uses: decode each message's versioned envelope, hand
-//! the messages to a handler (one at a time, concurrently, or all together as one batch), and report
-//! exactly the failed ones (partial batch failure), so one bad message never makes a whole batch
-//! redeliver.
+//! The SQS batch helper every queue consumer uses: decode each message (a versioned envelope, or an
+//! EventBridge event a rule delivered), hand the decodable ones to the use case together, and
+//! report exactly the failed ones (partial batch failure), so one bad message never makes a whole
+//! batch redeliver. A message that can never succeed (undecodable, or failing for good, or failing
+//! on its last delivery) is moved to the dead-letter queue at once with its reason.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use billy_core::ports::QueueMessage;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use billy_aws::sqs::SqsPublisher;
+use billy_core::DomainError;
+use billy_core::ports::{DomainEvent, QueueMessage};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 
-/// Why one message was not handled; it stays on the queue and is redelivered (then dead-lettered
-/// after the queue's `maxReceiveCount`).
+/// Deliveries after which a failing message goes to its dead-letter queue: the queues'
+/// `maxReceiveCount` in template.yaml (a test checks they agree).
+pub const MAX_RECEIVES: u32 = 5;
+
+/// Why one message was not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error("undecodable message: {0}")]
@@ -18,21 +24,55 @@ pub enum MessageError {
     Failed(String),
 }
 
-impl From<billy_core::DomainError> for MessageError {
-    fn from(e: billy_core::DomainError) -> Self {
-        Self::Failed(e.to_string())
+/// Where a consumer's hopeless messages go.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetters<'a> {
+    pub publisher: &'a SqsPublisher,
+    pub queue: &'a str,
+}
+
+/// How to read one consumer's messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoding<T> {
+    pub kind: &'static str,
+    pub versions: &'static [u32],
+    /// For queues a rule also feeds: the body an announced domain event stands for.
+    pub announced: Option<fn(&DomainEvent) -> Option<T>>,
+}
+
+impl<T: DeserializeOwned> Decoding<T> {
+    pub fn new(kind: &'static str, versions: &'static [u32]) -> Self {
+        Self { kind, versions, announced: None }
+    }
+
+    fn decode(&self, body: &str) -> Result<T, MessageError> {
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| MessageError::Undecodable(e.to_string()))?;
+        if let (Some(convert), Some(detail)) = (self.announced, value.get("detail")) {
+            let event: DomainEvent =
+                serde_json::from_value(detail.clone()).map_err(|e| MessageError::Undecodable(e.to_string()))?;
+            return convert(&event).ok_or_else(|| {
+                MessageError::Undecodable(format!("a {} announcement asks nothing of this queue", event.kind))
+            });
+        }
+        let message: QueueMessage =
+            serde_json::from_value(value).map_err(|e| MessageError::Undecodable(e.to_string()))?;
+        if message.kind != self.kind || !self.versions.contains(&message.version) {
+            return Err(MessageError::Undecodable(format!(
+                "expected {} v{:?}, got {} v{}",
+                self.kind, self.versions, message.kind, message.version
+            )));
+        }
+        serde_json::from_value(message.body).map_err(|e| MessageError::Undecodable(e.to_string()))
     }
 }
 
-/// Decodes a message of `kind` whose version this consumer supports.
-pub fn decode<T: DeserializeOwned>(message: &QueueMessage, kind: &str, versions: &[u32]) -> Result<T, MessageError> {
-    if message.kind != kind || !versions.contains(&message.version) {
-        return Err(MessageError::Undecodable(format!(
-            "expected {kind} v{versions:?}, got {} v{}",
-            message.kind, message.version
-        )));
-    }
-    serde_json::from_value(message.body.clone()).map_err(|e| MessageError::Undecodable(e.to_string()))
+/// What became of a batch: the response for Lambda, and the messages moved to the dead-letter
+/// queue with their reasons (a test clock's step records its failure from these).
+#[derive(Debug)]
+pub struct BatchOutcome<T> {
+    pub response: SqsBatchResponse,
+    pub dead: Vec<(Option<T>, String)>,
 }
 
 fn failure(id: String, error: &MessageError) -> BatchItemFailure {
@@ -42,98 +82,150 @@ fn failure(id: String, error: &MessageError) -> BatchItemFailure {
     failure
 }
 
-/// Decodes every message of `event` as a `kind` body and hands the decodable ones to `handle`
-/// together, which answers one result per body, in order. Undecodable messages and failed
-/// results are reported as the batch's failures.
-pub async fn for_batch<T, F, Fut>(event: SqsEvent, kind: &str, versions: &[u32], handle: F) -> SqsBatchResponse
+fn receives(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1)
+}
+
+/// Decodes every message of `event` and hands the decodable ones to `handle` together, which
+/// answers one result per body, in order. Failures that may pass later are reported for
+/// redelivery; hopeless ones are dead-lettered with their reason (when `dead_letters` is given).
+pub async fn for_batch<T, F, Fut>(
+    event: SqsEvent,
+    decoding: Decoding<T>,
+    dead_letters: Option<DeadLetters<'_>>,
+    handle: F,
+) -> BatchOutcome<T>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Clone,
     F: FnOnce(Vec<T>) -> Fut,
-    Fut: Future<Output = Vec<Result<(), billy_core::DomainError>>>,
+    Fut: Future<Output = Vec<Result<(), DomainError>>>,
 {
     let mut failures = Vec::new();
-    let (mut ids, mut bodies) = (Vec::new(), Vec::new());
+    let mut hopeless: Vec<(SqsMessage, Option<T>, String)> = Vec::new();
+    let (mut records, mut bodies) = (Vec::new(), Vec::new());
     for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let decoded = serde_json::from_str::<QueueMessage>(record.body.as_deref().unwrap_or_default())
-            .map_err(|e| MessageError::Undecodable(e.to_string()))
-            .and_then(|m| decode::<T>(&m, kind, versions));
-        match decoded {
+        match decoding.decode(record.body.as_deref().unwrap_or_default()) {
             Ok(body) => {
-                ids.push(id);
+                records.push(record);
                 bodies.push(body);
             }
-            Err(e) => failures.push(failure(id, &e)),
+            Err(e) => hopeless.push((record, None, e.to_string())),
         }
     }
-    let expected = ids.len();
+    let expected = records.len();
+    let kept = bodies.clone();
     let results = if bodies.is_empty() { Vec::new() } else { handle(bodies).await };
-    for (i, id) in ids.into_iter().enumerate() {
-        match results.get(i) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => failures.push(failure(id, &MessageError::from(e.clone()))),
-            None => failures
-                .push(failure(id, &MessageError::Failed(format!("no result ({} of {expected})", results.len())))),
+    for (i, (record, body)) in records.into_iter().zip(kept).enumerate() {
+        let error = match results.get(i) {
+            Some(Ok(())) => continue,
+            Some(Err(e)) => e.clone(),
+            None => DomainError::unexpected(format!("no result ({} of {expected})", results.len())),
+        };
+        if !error.is_retryable() || receives(&record) >= MAX_RECEIVES {
+            hopeless.push((record, Some(body), error.to_string()));
+        } else {
+            failures
+                .push(failure(record.message_id.clone().unwrap_or_default(), &MessageError::Failed(error.to_string())));
+        }
+    }
+    let mut dead = Vec::new();
+    for (record, body, reason) in hopeless {
+        let id = record.message_id.clone().unwrap_or_default();
+        let moved = match dead_letters {
+            Some(dl) => dl.publisher.dead_letter(dl.queue, record.body.as_deref().unwrap_or_default(), &reason).await,
+            None => Err(DomainError::unexpected("no dead-letter queue configured")),
+        };
+        match moved {
+            Ok(()) => {
+                tracing::error!(message_id = %id, %reason, "message dead-lettered");
+                dead.push((body, reason));
+            }
+            // Not moved: it goes back, and the queue's redrive takes it there in the end.
+            Err(e) => failures.push(failure(id, &MessageError::Failed(format!("{reason} (not dead-lettered: {e})")))),
         }
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
-    response
+    BatchOutcome { response, dead }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lambda_events::event::sqs::SqsMessage;
     use serde_json::json;
 
-    fn record(id: &str, body: &str) -> SqsMessage {
+    fn record(id: &str, body: &str, receives: u32) -> SqsMessage {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.into());
         m.body = Some(body.into());
+        m.attributes.insert("ApproximateReceiveCount".into(), receives.to_string());
         m
     }
 
-    #[tokio::test]
-    async fn only_failed_and_undecodable_messages_are_reported() {
-        let body = |version: u32, n: u32| {
-            serde_json::to_string(&QueueMessage { version, kind: "bill".into(), body: json!({"n": n}) }).unwrap()
-        };
-        let mut event = SqsEvent::default();
-        event.records = vec![
-            record("a", &body(1, 1)),
-            record("b", &body(1, 13)),
-            record("c", "not json"),
-            record("d", &body(9, 2)),
-            record("e", &body(1, 3)),
-        ];
-        #[derive(serde::Deserialize)]
-        struct Body {
-            n: u32,
-        }
-        let seen = std::sync::Mutex::new(Vec::new());
-        let seen_by_handler = &seen;
-        let response = for_batch(event, "bill", &[1], |bodies: Vec<Body>| async move {
-            seen_by_handler.lock().unwrap().extend(bodies.iter().map(|b| b.n));
-            bodies
-                .iter()
-                .map(|b| if b.n == 13 { Err(billy_core::DomainError::unexpected("unlucky")) } else { Ok(()) })
-                .collect()
-        })
-        .await;
-        let mut failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        failed.sort();
-        assert_eq!(failed, vec!["b", "c", "d"]);
-        assert_eq!(*seen.lock().unwrap(), vec![1, 13, 3], "decodable bodies are handled together, in order");
+    #[derive(Debug, Clone, serde::Deserialize, PartialEq)]
+    struct Body {
+        n: u32,
+    }
+
+    const BILL: Decoding<Body> = Decoding { kind: "bill", versions: &[1], announced: None };
+
+    fn body(version: u32, n: u32) -> String {
+        serde_json::to_string(&QueueMessage { version, kind: "bill".into(), body: json!({"n": n}) }).unwrap()
     }
 
     #[tokio::test]
-    async fn a_handler_that_answers_too_few_results_fails_the_unanswered_messages() {
-        let body = serde_json::to_string(&QueueMessage { version: 1, kind: "bill".into(), body: json!(1) }).unwrap();
+    async fn retryable_failures_go_back_and_hopeless_ones_are_reported_without_a_dead_letter_queue() {
         let mut event = SqsEvent::default();
-        event.records = vec![record("a", &body), record("b", &body)];
-        let response = for_batch(event, "bill", &[1], |_: Vec<u32>| async { vec![Ok(())] }).await;
-        let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        assert_eq!(failed, vec!["b"]);
+        event.records = vec![
+            record("a", &body(1, 1), 1),
+            record("b", &body(1, 13), 1),
+            record("c", "not json", 1),
+            record("d", &body(9, 2), 1),
+            record("e", &body(1, 3), 1),
+            record("f", &body(1, 13), MAX_RECEIVES),
+            record("g", &body(1, 7), 1),
+        ];
+        let seen = std::sync::Mutex::new(Vec::new());
+        let seen_by_handler = &seen;
+        let outcome = for_batch(event, BILL, None, |bodies: Vec<Body>| async move {
+            seen_by_handler.lock().unwrap().extend(bodies.iter().map(|b| b.n));
+            bodies
+                .iter()
+                .map(|b| match b.n {
+                    13 => Err(DomainError::unexpected("unlucky")),
+                    7 => Err(DomainError::invalid("plan_unsupported", "never", None)),
+                    _ => Ok(()),
+                })
+                .collect()
+        })
+        .await;
+        let mut failed: Vec<String> =
+            outcome.response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        failed.sort();
+        // b goes back for another try; c, d (undecodable), f (last delivery) and g (never
+        // retryable) cannot be moved without a dead-letter queue, so they go back too.
+        assert_eq!(failed, vec!["b", "c", "d", "f", "g"]);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 13, 3, 13, 7], "decodable bodies are handled together, in order");
+        assert!(outcome.dead.is_empty());
+    }
+
+    #[tokio::test]
+    async fn announcements_from_a_rule_decode_through_their_converter() {
+        let scope = billy_core::tenant::Scope::new(
+            billy_core::ids::Id::from_trusted("ten_1".into()),
+            billy_core::tenant::Mode::Test,
+        );
+        let announced = json!({"detail-type": "invoice.finalized", "detail": {
+            "id": "evt_1", "type": "invoice.finalized", "scope": scope, "occurred_at": "2026-01-01T00:00:00Z",
+            "data": {"object": {"id": "inv_1", "attempt_count": 1}}}});
+        let decoding: Decoding<billy_core::billing::ChargeRequest> = Decoding {
+            kind: "charge_invoice",
+            versions: &[1],
+            announced: Some(billy_core::billing::ChargeRequest::from_announcement),
+        };
+        let request = decoding.decode(&announced.to_string()).unwrap();
+        assert_eq!((request.invoice.as_str(), request.attempt), ("inv_1", 1));
+        let unrelated = announced.to_string().replace("\"type\":\"invoice.finalized\"", "\"type\":\"invoice.paid\"");
+        assert!(decoding.decode(&unrelated).is_err());
     }
 }

@@ -3,9 +3,9 @@
 use billy_core::audit::AuditEvent;
 use billy_core::customer::Customer;
 use billy_core::invoice::Invoice;
-use billy_core::payment_method::{Instrument, PaymentMethod};
+use billy_core::payment_method::PaymentMethod;
 use billy_core::plan::{Plan, PlanKind};
-use billy_core::service::ClockView;
+use billy_core::service::clocks::ClockView;
 use billy_core::subscription::Subscription;
 use billy_core::transaction::Transaction;
 use serde_json::{Value, json};
@@ -22,21 +22,24 @@ pub fn test_clock(v: &ClockView) -> Value {
     json!({
         "id": v.clock.id, "object": "test_clock", "created": v.clock.created, "name": v.clock.name,
         "frozen_time": v.clock.frozen_time, "status": v.status, "customers": v.clock.customers, "livemode": false,
+        "failures": v.failures.iter().map(|f| json!({"step": f.step, "subject": f.subject, "reason": f.reason})).collect::<Vec<_>>(),
     })
 }
 
+/// A payment method as the API shows it: the redacted view and the gateways that vaulted it; never
+/// a number, and not the gateways' tokens either.
 pub fn payment_method(m: &PaymentMethod) -> Value {
-    let (kind, details) = match &m.instrument {
-        Instrument::Card { last4, .. } => ("card", json!({"card": {"last4": last4}})),
-        Instrument::BankAccount { last4, .. } => ("bank_account", json!({"bank_account": {"last4": last4}})),
-        Instrument::Pix { key } => ("pix", json!({"pix": {"key": key}})),
-    };
+    let d = &m.details;
+    let details = json!({
+        "brand": d.brand, "last4": d.last4, "exp_month": d.exp_month, "exp_year": d.exp_year,
+        "fingerprint": d.fingerprint,
+    });
     let mut v = json!({
         "id": m.id, "object": "payment_method", "created": m.created, "customer": m.customer,
-        "type": kind, "gateway": m.gateway, "livemode": m.livemode,
+        "type": m.kind, "gateways": m.gateways().collect::<Vec<_>>(), "livemode": m.livemode,
     });
-    if let (Some(obj), Some(extra)) = (v.as_object_mut(), details.as_object()) {
-        obj.extend(extra.clone());
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(m.kind.as_str().to_owned(), details);
     }
     v
 }
@@ -107,6 +110,27 @@ pub fn audit_event(e: &AuditEvent) -> Value {
         "account": e.account, "action": e.action, "version": e.version, "actor": e.actor,
         "request_id": e.request_id, "reason": e.reason, "before": e.before, "after": e.after,
     })
+}
+
+/// An audit snapshot of an entity in the API's shape (what announcements carry as
+/// `data.object`); a snapshot that no longer reads as its entity is passed on as stored.
+pub fn snapshot(entity_type: &str, after: &Value) -> Value {
+    fn view<T: serde::de::DeserializeOwned>(after: &Value, render: impl Fn(&T) -> Value) -> Value {
+        serde_json::from_value::<T>(after.clone()).map_or_else(|_| after.clone(), |e| render(&e))
+    }
+    match entity_type {
+        "customer" => view(after, customer),
+        "payment_method" => view(after, payment_method),
+        "plan" => view(after, plan),
+        "subscription" => view(after, subscription),
+        "invoice" => view(after, invoice),
+        "transaction" => view(after, transaction),
+        "test_clock" => view(after, |c: &billy_core::test_clock::TestClock| {
+            json!({"id": c.id, "object": "test_clock", "created": c.created, "name": c.name,
+                "frozen_time": c.frozen_time, "customers": c.customers, "livemode": false})
+        }),
+        _ => after.clone(),
+    }
 }
 
 /// A list in the API's shape.

@@ -1,22 +1,27 @@
 //! The billing pipeline's use cases: the tick that finds due periods, invoice generation (exactly
-//! one per period), charging through the gateway port, applying gateway events in event-time order
-//! with dunning, the retry sweep, and test-clock readiness. Every step is safe to run twice.
+//! one per period), charging through the gateways, applying gateway events in event-time order
+//! with dunning, the sweeps (retries, unknown outcomes) and test-clock readiness. Every step is
+//! safe to run twice, and none announces anything itself: what it commits is published from the
+//! audit table's stream (the outbox).
+//!
+//! On a test clock every step runs at its own scheduled time (a period at its start, an attempt
+//! at its dunning time), not at the clock's new time, so a jump of several weeks runs each
+//! intermediate step in turn, as Stripe's test clocks do.
 
-use crate::audit::{Actor, Context};
+use crate::audit::{Actor, Change, Context};
 use crate::dunning::{DunningPolicy, FinalAction};
 use crate::error::{DomainError, DomainResult};
+use crate::gateway::{GatewayEvent, GatewayEventKind, LookupResult, WebhookRejection};
 use crate::ids::{Id, IdGenerator};
 use crate::invoice::{Invoice, InvoiceStatus};
 use crate::journal::InvoiceChange;
 use crate::plan::Plan;
-use crate::ports::{
-    Changeset, Clock, InvoiceRepository, PaymentGateway, QueueMessage, QueuePublisher, SubscriptionRepository,
-    TestClockRepository, UnitOfWork, Write,
-};
+use crate::ports::{Changeset, Clock, Ports, QueueMessage, TestClockRepository, Write};
 use crate::schedule::Period;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
 use crate::tenant::Scope;
-use crate::test_clock::ClockStatus;
+use crate::test_clock::{ClockFailure, ClockStatus, TestClock};
+use crate::transaction::{NO_RECORD_AFTER_MINUTES, Transaction, TransactionStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -25,9 +30,9 @@ mod charge;
 mod events;
 mod generate;
 
-pub use charge::{ChargeDeps, ChargeOutcome, charge_invoices};
-pub use events::{EventDeps, EventOutcome, apply_gateway_events};
-pub use generate::{GenerateDeps, generate_invoices, period_items, request_charge};
+pub use charge::{ChargeOutcome, charge_invoices};
+pub use events::{EventOutcome, apply_gateway_events};
+pub use generate::{generate_invoices, period_items};
 
 pub const BILL_PERIOD: &str = "bill_period";
 pub const CHARGE_INVOICE: &str = "charge_invoice";
@@ -46,12 +51,36 @@ pub struct BillPeriod {
     pub test_clock: Option<Id>,
 }
 
+impl BillPeriod {
+    /// When the period is billed: at its start (fixed prices, in advance) or end (in arrears).
+    pub fn due_at(&self) -> DateTime<Utc> {
+        if self.plan.kind.bills_in_advance() { self.period.start } else { self.period.end }
+    }
+}
+
 /// "Make attempt `attempt` to collect this invoice."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRequest {
     pub scope: Scope,
     pub invoice: Id,
     pub attempt: u32,
+}
+
+impl ChargeRequest {
+    /// The request an announced invoice event asks for: a finalized invoice's first attempt, or
+    /// (after a failure) its next one, which the charge step makes only once it is due.
+    pub fn from_announcement(event: &crate::ports::DomainEvent) -> Option<Self> {
+        use crate::events::EventType;
+        let object = &event.data["object"];
+        let invoice = Id::from_trusted(object["id"].as_str()?.to_owned());
+        let attempts = u32::try_from(object["attempt_count"].as_u64()?).ok()?;
+        let attempt = match event.kind {
+            EventType::InvoiceFinalized => attempts,
+            EventType::InvoicePaymentFailed | EventType::PayoutFailed => attempts + 1,
+            _ => return None,
+        };
+        Some(Self { scope: event.scope.clone(), invoice, attempt })
+    }
 }
 
 fn message<T: Serialize>(kind: &str, body: &T) -> DomainResult<QueueMessage> {
@@ -63,7 +92,7 @@ fn message<T: Serialize>(kind: &str, body: &T) -> DomainResult<QueueMessage> {
 }
 
 fn system(scope: &Scope, function: &str) -> Context {
-    Context { scope: scope.clone(), actor: Actor::System { function: function.to_owned() }, request_id: None }
+    Context::new(scope.clone(), Actor::System { function: function.to_owned() }, None)
 }
 
 /// What time it is for this scope: the test clock's frozen time, or the real clock.
@@ -111,6 +140,16 @@ impl BatchTime {
                 .ok_or_else(|| DomainError::unexpected(format!("test clock {id} is missing"))),
         }
     }
+
+    /// When a step scheduled at `scheduled` happens: in real time, now (a late step is recorded
+    /// when it really ran); on a test clock, at its own scheduled time (never after the clock's).
+    pub fn step_time(&self, test_clock: Option<&Id>, scheduled: Option<DateTime<Utc>>) -> DomainResult<DateTime<Utc>> {
+        let now = self.now(test_clock)?;
+        Ok(match (test_clock, scheduled) {
+            (Some(_), Some(at)) => at.min(now),
+            _ => now,
+        })
+    }
 }
 
 /// Per-item results of a batch step; a failure of the batch as a whole is every item's failure.
@@ -143,14 +182,14 @@ fn subscription_event(
 }
 
 /// What happens to a subscription when one of its invoices became uncollectible, per the dunning
-/// policy: its write, its audit event and the action's name; `None` when it does not change.
+/// policy: its write and its audit event; `None` when it does not change.
 fn uncollectible_consequence(
     policy: &DunningPolicy,
     ctx: &Context,
     ids: &dyn IdGenerator,
     mut sub: Subscription,
     now: DateTime<Utc>,
-) -> DomainResult<Option<(Write, crate::audit::AuditEvent, &'static str)>> {
+) -> DomainResult<Option<(Write, crate::audit::AuditEvent)>> {
     if !sub.status.is_live() {
         return Ok(None);
     }
@@ -163,28 +202,63 @@ fn uncollectible_consequence(
     let action =
         if sub.status == SubscriptionStatus::Canceled { "subscription.canceled" } else { "subscription.past_due" };
     let event = subscription_event(ctx, ids, now, &sub, action, Some("an invoice is uncollectible"));
-    Ok(Some((Write::Subscription { subscription: sub, expected: Some(expected) }, event, action)))
+    Ok(Some((Write::Subscription { subscription: sub, expected: Some(expected) }, event)))
 }
 
-/// The charge queue's message for an invoice's current attempt.
-fn charge_message(scope: &Scope, inv: &Invoice) -> DomainResult<QueueMessage> {
-    message(
-        CHARGE_INVOICE,
-        &ChargeRequest { scope: scope.clone(), invoice: inv.id.clone(), attempt: inv.attempt_count },
-    )
+/// One item of a batch step that could not be done, naming what it was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub scope: Scope,
+    pub subject: Id,
+    pub error: DomainError,
+}
+
+impl StepFailure {
+    pub fn log(&self, step: &str) {
+        tracing::warn!(step, scope = %self.scope, subject = %self.subject, error = %self.error,
+            retryable = self.error.is_retryable(), "step failed for one item; the others went on");
+    }
+}
+
+/// Records on a test clock that one of its steps failed for good, so the clock says so (status
+/// `internal_failure` and the reason) instead of advancing for ever. An audit note: it changes no
+/// state, and any number of steps may record one at once.
+pub async fn record_clock_failure(
+    p: &Ports<'_>,
+    scope: &Scope,
+    clock: &Id,
+    step: &str,
+    subject: &Id,
+    reason: &str,
+) -> DomainResult<()> {
+    let Some(test_clock) = p.clocks.get(scope, clock).await? else { return Ok(()) };
+    let failure = ClockFailure {
+        step: step.to_owned(),
+        subject: subject.clone(),
+        reason: reason.to_owned(),
+        frozen_time: test_clock.frozen_time,
+    };
+    let ctx = system(scope, step);
+    let note = ctx.record(
+        p.ids,
+        p.clock.now(),
+        Change {
+            entity: clock,
+            entity_type: "test_clock",
+            account: None,
+            action: "test_clock.step_failed",
+            version: 0,
+            reason: Some(reason),
+            before: None,
+            after: Some(&failure),
+            change: None,
+        },
+    );
+    p.unit.commit(scope, Vec::new(), vec![note]).await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tick
-
-#[derive(Debug, Clone, Copy)]
-pub struct TickDeps<'a> {
-    pub subscriptions: &'a dyn SubscriptionRepository,
-    pub unit: &'a dyn UnitOfWork,
-    pub queue: &'a dyn QueuePublisher,
-    pub ids: &'a dyn IdGenerator,
-    pub bill_queue: &'a str,
-}
 
 /// What one subscription's tick changes: the updated subscription, its events, its messages.
 struct TickPlan {
@@ -196,7 +270,7 @@ struct TickPlan {
 }
 
 fn plan_tick(
-    deps: TickDeps<'_>,
+    ids: &dyn IdGenerator,
     scope: &Scope,
     mut sub: Subscription,
     now: DateTime<Utc>,
@@ -207,140 +281,200 @@ fn plan_tick(
     let mut events = Vec::new();
     let mut messages = Vec::new();
     for d in &due {
-        messages.push(message(
-            BILL_PERIOD,
-            &BillPeriod {
-                scope: scope.clone(),
-                subscription: sub.id.clone(),
-                customer: sub.customer.clone(),
-                period: d.period,
-                plan: d.plan.clone(),
-                test_clock: sub.test_clock.clone(),
-            },
-        )?);
+        let bill = BillPeriod {
+            scope: scope.clone(),
+            subscription: sub.id.clone(),
+            customer: sub.customer.clone(),
+            period: d.period,
+            plan: d.plan.clone(),
+            test_clock: sub.test_clock.clone(),
+        };
+        // On a test clock each period is billed at its own time.
+        let at = if sub.test_clock.is_some() { bill.due_at().min(now) } else { now };
+        messages.push(message(BILL_PERIOD, &bill)?);
         let was = sub.status;
-        sub.record_billed(d.period.index, now)?;
+        sub.record_billed(d.period.index, at)?;
         let action = if was == SubscriptionStatus::Trialing && sub.status == SubscriptionStatus::Active {
             "subscription.trial_ended"
         } else {
             "subscription.period_billed"
         };
-        events.push(subscription_event(&ctx, deps.ids, now, &sub, action, None));
+        events.push(subscription_event(&ctx, ids, at, &sub, action, None));
     }
     if due.is_empty() && sub.end_if_due(now)? {
-        events.push(subscription_event(
-            &ctx,
-            deps.ids,
-            now,
-            &sub,
-            "subscription.ended",
-            Some("canceled at period end"),
-        ));
+        let at = sub.ended_at.unwrap_or(now);
+        events.push(subscription_event(&ctx, ids, at, &sub, "subscription.ended", Some("canceled at period end")));
     }
     Ok((!events.is_empty()).then(|| TickPlan { scope: scope.clone(), subscription: sub, expected, events, messages }))
 }
 
-/// What a tick did.
+/// What a tick did: periods sent for billing, and each subscription it could not bill.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {
     pub periods: usize,
-    pub failures: usize,
+    pub failed: Vec<StepFailure>,
 }
 
 /// Bills every due period of these subscriptions: all bill messages are sent first (in batches),
 /// then each subscription records what was sent. A crash in between re-sends them on the next tick
 /// and the period claim makes the repeat a no-op, whereas recording first could lose a period. A
-/// subscription changed meanwhile (a cancel, another tick) is left to the next tick.
+/// subscription changed meanwhile (a cancel, another tick) is left to the next tick. One that
+/// cannot be billed is reported by id and never stops the others.
 pub async fn bill_due_subscriptions(
-    deps: TickDeps<'_>,
+    p: &Ports<'_>,
     due: &[(Scope, Id)],
     now: DateTime<Utc>,
 ) -> DomainResult<TickReport> {
     let mut report = TickReport::default();
     let mut plans = Vec::new();
     let scopes: HashMap<&Id, &Scope> = due.iter().map(|(scope, id)| (id, scope)).collect();
-    for sub in deps.subscriptions.get_many(due).await? {
-        match scopes.get(&sub.id).map(|scope| plan_tick(deps, scope, sub, now)) {
-            Some(Ok(Some(plan))) => plans.push(plan),
-            Some(Ok(None)) => {}
-            Some(Err(_)) | None => report.failures += 1,
+    for sub in p.subscriptions.get_many(due).await? {
+        let Some(scope) = scopes.get(&sub.id).copied() else { continue };
+        let id = sub.id.clone();
+        match plan_tick(p.ids, scope, sub, now) {
+            Ok(Some(plan)) => plans.push(plan),
+            Ok(None) => {}
+            Err(error) => report.failed.push(StepFailure { scope: scope.clone(), subject: id, error }),
         }
     }
     let messages: Vec<QueueMessage> = plans.iter().flat_map(|p| p.messages.iter().cloned()).collect();
     report.periods = messages.len();
-    deps.queue.send(deps.bill_queue, &messages).await?;
+    p.queue.send(p.queues.bill()?, &messages).await?;
+    let subjects: Vec<(Scope, Id)> = plans.iter().map(|t| (t.scope.clone(), t.subscription.id.clone())).collect();
     let changes = plans
         .into_iter()
-        .map(|p| Changeset {
-            scope: p.scope,
-            writes: vec![Write::Subscription { subscription: p.subscription, expected: Some(p.expected) }],
-            events: p.events,
+        .map(|t| Changeset {
+            scope: t.scope,
+            writes: vec![Write::Subscription { subscription: t.subscription, expected: Some(t.expected) }],
+            events: t.events,
         })
         .collect();
-    // A conflict is a subscription changed meanwhile: the next tick sees it afresh.
-    let commits: Vec<DomainResult<()>> = deps
-        .unit
-        .commit_each(changes)
-        .await
-        .into_iter()
-        .map(|c| if matches!(c, Err(DomainError::Conflict { .. })) { Ok(()) } else { c })
-        .collect();
-    report.failures += commits.iter().filter(|c| c.is_err()).count();
+    for ((scope, subject), committed) in subjects.into_iter().zip(p.unit.commit_each(changes).await) {
+        match committed {
+            // A conflict is a subscription changed meanwhile: the next tick sees it afresh.
+            Ok(()) | Err(DomainError::Conflict { .. }) => {}
+            Err(error) => report.failed.push(StepFailure { scope, subject, error }),
+        }
+    }
+    Ok(report)
+}
+
+/// Bills what is due on one test clock at its frozen time; a subscription that cannot be billed
+/// is recorded on the clock (its status then says so) and the others go on.
+pub async fn bill_clock(p: &Ports<'_>, clock: &TestClock, scope: &Scope) -> DomainResult<TickReport> {
+    let due = p.clocks.due_subscriptions(&clock.id, clock.frozen_time).await?;
+    let report = bill_due_subscriptions(p, &due, clock.frozen_time).await?;
+    for failure in report.failed.iter().filter(|f| !f.error.is_retryable()) {
+        record_clock_failure(p, scope, &clock.id, "billing-tick", &failure.subject, &failure.error.to_string()).await?;
+    }
     Ok(report)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Webhook reception
 
-/// Verifies a gateway's webhook and hands it to the processing queue. Nothing is stored for a
-/// webhook that fails verification. A replayed event is queued again and recognised by the
-/// processor (its applied marker and the transaction's event time), which keeps this path to one
-/// request.
+/// Verifies a gateway's webhook and hands its events to the processing queue. Nothing is stored
+/// for a webhook that fails verification. A replayed event is queued again and recognised by the
+/// processor (the transaction's event time), which keeps this path to one request.
 pub async fn receive_webhook(
-    gateway: &dyn PaymentGateway,
-    queue: &dyn QueuePublisher,
-    webhook_queue: &str,
+    p: &Ports<'_>,
+    gateway: &str,
     headers: &[(String, String)],
     body: &[u8],
-    now: DateTime<Utc>,
-) -> DomainResult<()> {
-    let event = gateway.verify_webhook(headers, body, now).map_err(|rejection| {
-        let code = match rejection {
-            crate::gateway::WebhookRejection::MissingSignature => "signature_missing",
-            crate::gateway::WebhookRejection::BadSignature => "signature_invalid",
-            crate::gateway::WebhookRejection::Stale => "signature_stale",
-            crate::gateway::WebhookRejection::Payload(_) => "payload_invalid",
-        };
-        DomainError::invalid(code, rejection.to_string(), None)
-    })?;
-    queue.send(webhook_queue, &[message(GATEWAY_EVENT, &event)?]).await
+) -> DomainResult<usize> {
+    let adapter = p.gateways.get(gateway).ok_or_else(|| DomainError::not_found("gateway", gateway))?;
+    let events = adapter
+        .verify_webhook(headers, body, p.clock.now())
+        .map_err(|rejection: WebhookRejection| DomainError::invalid(rejection.code(), rejection.to_string(), None))?;
+    let messages: Vec<QueueMessage> = events.iter().map(|e| message(GATEWAY_EVENT, e)).collect::<DomainResult<_>>()?;
+    p.queue.send(p.queues.webhook()?, &messages).await?;
+    Ok(events.len())
 }
 
 // ---------------------------------------------------------------------------------------------
-// Retry sweep
+// Sweeps
 
 /// Asks for the next attempt of every invoice whose retry is due. The retry itself (the
 /// transition and the new transaction) is made by the charge step, so a repeated sweep is harmless.
-pub async fn sweep_retries(
-    invoices: &dyn InvoiceRepository,
-    queue: &dyn QueuePublisher,
-    charge_queue: &str,
-    due: &[(Scope, Id)],
-    now: DateTime<Utc>,
-) -> DomainResult<usize> {
+pub async fn sweep_retries(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc>) -> DomainResult<usize> {
     let mut messages = Vec::new();
-    for (scope, id) in due {
-        let Some(inv) = invoices.get(scope, id).await? else { continue };
-        let retryable = matches!(inv.status, InvoiceStatus::ChargedWithError | InvoiceStatus::PayoutFailed);
-        if retryable && inv.next_attempt_at.is_some_and(|t| t <= now) {
+    for inv in p.invoices.get_many(due).await? {
+        if inv.retry_due(now) {
+            let scope = due.iter().find(|(_, id)| *id == inv.id).map(|(s, _)| s.clone());
+            let Some(scope) = scope else { continue };
             messages.push(message(
                 CHARGE_INVOICE,
-                &ChargeRequest { scope: scope.clone(), invoice: inv.id, attempt: inv.attempt_count + 1 },
+                &ChargeRequest { scope, invoice: inv.id.clone(), attempt: inv.attempt_count + 1 },
             )?);
         }
     }
-    queue.send(charge_queue, &messages).await?;
+    p.queue.send(p.queues.charge()?, &messages).await?;
     Ok(messages.len())
+}
+
+/// Looks up, at their gateways, transactions whose outcome was lost, and hands what the gateways
+/// say to the webhook queue as gateway events, to be applied like webhooks. A transaction is never
+/// sent again: a gateway with no record of it long after the attempt never received it, and the
+/// attempt fails (`gateway_no_record`), so dunning can make the next one.
+pub async fn sweep_unknown(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc>) -> DomainResult<usize> {
+    let mut messages = Vec::new();
+    for txn in p.transactions.get_many(due).await? {
+        if txn.status != TransactionStatus::Unknown {
+            continue;
+        }
+        let Some(gateway) = p.gateways.get(&txn.gateway) else {
+            tracing::warn!(transaction = %txn.id, gateway = %txn.gateway, "no adapter to look up an unknown outcome");
+            continue;
+        };
+        let scope = due.iter().find(|(_, id)| *id == txn.id).map(|(s, _)| s.clone());
+        let Some(scope) = scope else { continue };
+        match gateway.lookup(txn.id.as_str(), &txn.idempotency_key).await {
+            Ok(found) => {
+                if let Some(event) = lookup_event(&scope, &txn, found, now) {
+                    messages.push(message(GATEWAY_EVENT, &event)?);
+                }
+            }
+            // The gateway is still out of reach: the next sweep asks again.
+            Err(e) => tracing::warn!(transaction = %txn.id, error = %e, "look-up failed; will ask again"),
+        }
+    }
+    p.queue.send(p.queues.webhook()?, &messages).await?;
+    Ok(messages.len())
+}
+
+/// The gateway event a look-up amounts to, if it settles anything.
+fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: DateTime<Utc>) -> Option<GatewayEvent> {
+    let payout = txn.kind == crate::transaction::TransactionType::Payout;
+    let (kind, reference, code) = match found {
+        LookupResult::Pending { .. } => return None,
+        LookupResult::NotFound if now < txn.created + chrono::Duration::minutes(NO_RECORD_AFTER_MINUTES) => {
+            return None;
+        }
+        LookupResult::NotFound => (
+            if payout { GatewayEventKind::PayoutFailed } else { GatewayEventKind::ChargeFailed },
+            String::new(),
+            Some("gateway_no_record".to_owned()),
+        ),
+        LookupResult::Succeeded { reference } => {
+            (if payout { GatewayEventKind::PayoutPaid } else { GatewayEventKind::ChargeSucceeded }, reference, None)
+        }
+        LookupResult::Failed { reference, code } => (
+            if payout { GatewayEventKind::PayoutFailed } else { GatewayEventKind::ChargeFailed },
+            reference,
+            Some(code),
+        ),
+    };
+    Some(GatewayEvent {
+        gateway: txn.gateway.clone(),
+        id: format!("lookup:{}", txn.id),
+        kind,
+        reference,
+        transaction: Some(txn.id.to_string()),
+        scope: Some(scope.key()),
+        amount: Some(txn.amount),
+        failure_code: code,
+        occurred_at: now,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,37 +482,46 @@ pub async fn sweep_retries(
 
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
 /// of its customers' subscriptions has its invoice, no invoice waits for a gateway, and no retry
-/// is due. Two queries per customer, however many subscriptions it has.
+/// is due. It has failed (`internal_failure`) when a step at its current time failed for good.
+/// Two queries per customer, however many subscriptions it has, and one for its journal.
 pub async fn clock_status(
-    subscriptions: &dyn SubscriptionRepository,
-    invoices: &dyn InvoiceRepository,
+    p: &Ports<'_>,
     scope: &Scope,
-    clock: &crate::test_clock::TestClock,
-) -> DomainResult<ClockStatus> {
+    clock: &TestClock,
+) -> DomainResult<(ClockStatus, Vec<ClockFailure>)> {
+    let failures: Vec<ClockFailure> = p
+        .audit
+        .for_entity(scope, &clock.id)
+        .await?
+        .into_iter()
+        .filter(|e| e.action == "test_clock.step_failed")
+        .filter_map(|e| serde_json::from_value::<ClockFailure>(e.after?).ok())
+        .filter(|f| f.frozen_time == clock.frozen_time)
+        .collect();
+    if !failures.is_empty() {
+        return Ok((ClockStatus::InternalFailure, failures));
+    }
     let frozen = clock.frozen_time;
     for customer in &clock.customers {
         let mut billed: HashMap<Id, u64> = HashMap::new();
-        for inv in invoices.for_customer(scope, customer).await? {
-            let waiting = inv.status == InvoiceStatus::Pending;
-            let retry_due = matches!(inv.status, InvoiceStatus::ChargedWithError | InvoiceStatus::PayoutFailed)
-                && inv.next_attempt_at.is_some_and(|t| t <= frozen);
-            if waiting || retry_due {
-                return Ok(ClockStatus::Advancing);
+        for inv in p.invoices.for_customer(scope, customer).await? {
+            if inv.status == InvoiceStatus::Pending || inv.retry_due(frozen) {
+                return Ok((ClockStatus::Advancing, failures));
             }
             if let (Some(sub), Some(_)) = (inv.subscription, inv.period) {
                 *billed.entry(sub).or_default() += 1;
             }
         }
-        for sub in subscriptions.for_customer(scope, customer).await? {
+        for sub in p.subscriptions.for_customer(scope, customer).await? {
             // Periods the tick recorded as billed whose invoices are not made yet are on their way.
             let invoiced = billed.get(&sub.id).copied().unwrap_or(0);
             if !sub.due_periods(frozen)?.is_empty() || invoiced < sub.next_period {
-                return Ok(ClockStatus::Advancing);
+                return Ok((ClockStatus::Advancing, failures));
             }
             if sub.next_due_at()?.is_some_and(|t| t <= frozen) {
-                return Ok(ClockStatus::Advancing);
+                return Ok((ClockStatus::Advancing, failures));
             }
         }
     }
-    Ok(ClockStatus::Ready)
+    Ok((ClockStatus::Ready, failures))
 }

@@ -1,0 +1,85 @@
+//! The transactional outbox's publisher: a DynamoDB stream consumer on the audit table that turns
+//! every new audit event whose action is a published event type into an EventBridge event, under
+//! the audit event's own id. A change that committed is announced at least once, even if the
+//! function that made it died right after its commit, and never under two ids.
+
+use async_trait::async_trait;
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use billy_aws::AwsClients;
+use billy_aws::dynamo::audit_from_item;
+use billy_core::audit::AuditEvent;
+use billy_core::events::EventType;
+use billy_core::ports::{DomainEvent, EventBus};
+use billy_lambda::StreamFunction;
+use billy_lambda::config::{Config, MissingVariable};
+use billy_lambda::deps::Deps;
+use billy_lambda::views;
+use std::collections::HashMap;
+
+/// EventBridge takes ten entries a call.
+const PUT_EVENTS_BATCH: usize = 10;
+
+/// The domain event an audit event announces, if its action is published at all.
+pub fn announcement(audit: &AuditEvent) -> Option<DomainEvent> {
+    let kind = EventType::from_action(&audit.action)?;
+    let object = audit.after.as_ref().map(|after| views::snapshot(&audit.entity_type, after));
+    Some(DomainEvent {
+        id: audit.id.clone(),
+        kind,
+        scope: audit.scope.clone(),
+        occurred_at: audit.at,
+        data: serde_json::json!({"object": object, "reason": audit.reason, "actor": audit.actor}),
+    })
+}
+
+#[derive(Debug)]
+pub struct App {
+    deps: Deps,
+}
+
+impl App {
+    pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        Ok(Self { deps: Deps::new(config, aws)? })
+    }
+}
+
+fn failed_at(sequence_number: Option<String>) -> DynamoDbEventResponse {
+    let mut failure = DynamoDbBatchItemFailure::default();
+    failure.item_identifier = sequence_number;
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = vec![failure];
+    response
+}
+
+#[async_trait]
+impl StreamFunction for App {
+    /// Publishes in stream order; on a failure, reports the first record not yet published, so the
+    /// stream resumes there (what was published before it may be published again: at least once,
+    /// same ids).
+    async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+        let mut pending: Vec<(Option<String>, DomainEvent)> = Vec::new();
+        for record in event.records {
+            if record.event_name != "INSERT" {
+                continue;
+            }
+            let sequence = record.change.sequence_number.clone();
+            let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = record.change.new_image.into();
+            match audit_from_item(item) {
+                Ok(audit) => pending.extend(announcement(&audit).map(|e| (sequence, e))),
+                Err(e) => {
+                    tracing::error!(error = %e, sequence = ?sequence, "unreadable audit event; the stream retries it");
+                    return Ok(failed_at(sequence));
+                }
+            }
+        }
+        for chunk in pending.chunks(PUT_EVENTS_BATCH) {
+            let events: Vec<DomainEvent> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            if let Err(e) = self.deps.bus.publish(&events).await {
+                tracing::warn!(error = %e, "announcements not published; the stream retries from the first of them");
+                return Ok(failed_at(chunk[0].0.clone()));
+            }
+        }
+        Ok(DynamoDbEventResponse::default())
+    }
+}
