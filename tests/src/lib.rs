@@ -76,3 +76,38 @@ pub fn error_code(body: &Value) -> String {
     assert!(error.get("param").is_some(), "error.param in {body}");
     error["code"].as_str().unwrap_or_else(|| panic!("error.code in {body}")).to_owned()
 }
+
+/// Every item of a table as text, binary attributes inflated where they are deflated (audit
+/// snapshots travel that way): what a search for leaked data must read.
+pub async fn table_text(aws: &billy_aws::AwsClients, table: &str) -> Vec<String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = aws
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items.unwrap_or_default() {
+            let mut text = format!("{item:?}");
+            for value in item.values() {
+                if let aws_sdk_dynamodb::types::AttributeValue::B(bytes) = value {
+                    let mut inflated = String::new();
+                    if flate2::read::DeflateDecoder::new(bytes.as_ref()).read_to_string(&mut inflated).is_ok() {
+                        text.push_str(&inflated);
+                    }
+                }
+            }
+            out.push(text);
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return out;
+        }
+    }
+}

@@ -25,7 +25,11 @@ fn s(v: &Value) -> String {
 
 impl World {
     async fn new(frozen_time: &str, card: &str) -> Self {
-        let stack = TestStack::start().await;
+        Self::on(TestStack::start().await, frozen_time, card).await
+    }
+
+    /// A world on a stack started some other way (with a fault injected, say).
+    async fn on(stack: TestStack, frozen_time: &str, card: &str) -> Self {
         let api = Api::new(&stack);
         let (tenant, key, _) = api.tenant(&stack, "Acme").await;
         let (status, clock) = api.post("/test_clocks", &key, &json!({"frozen_time": frozen_time})).await;
@@ -734,4 +738,530 @@ async fn a_one_off_invoice_is_drafted_itemised_charged_and_paid() {
     }
     assert_eq!(w.trail(&id).await, vec!["invoice.created", "invoice.items_added", "invoice.finalized", "invoice.paid"]);
     w.stack.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety: card data, failover, the outbox, failure isolation, clock jumps
+
+#[tokio::test]
+async fn a_registered_card_number_is_nowhere_in_the_tables_the_logs_or_any_response() {
+    // GIVEN a card registered by its test number, then charged through a subscription
+    let w = World::new("2026-01-10T00:00:00Z", "4242424242424242").await;
+    let number = "4242424242424242";
+    let plan = w.plan(1500).await;
+    let sub = w.subscribe(&plan).await;
+    w.advance("2026-02-11T00:00:00Z").await;
+    assert!(w.invoices(&sub).await.iter().all(|i| i["status"] == "paid"));
+    // WHEN every response a user could ask for about it is read
+    let (_, methods) = w.api.get(&format!("/customers/{}/payment_methods", w.customer), &w.key).await;
+    let pm = s(&methods["data"][0]["id"]);
+    let mut responses = vec![methods.to_string()];
+    for path in [
+        format!("/audit?entity={pm}"),
+        format!("/customers/{}/history", w.customer),
+        format!("/customers/{}", w.customer),
+    ] {
+        let (status, body) = w.api.get(&path, &w.key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        responses.push(body.to_string());
+    }
+    // (a registration answers with the redacted view too)
+    let (_, again) = w
+        .api
+        .post(&format!("/customers/{}/payment_methods", w.customer), &w.key, &json!({"type": "card", "number": number}))
+        .await;
+    responses.push(again.to_string());
+    assert_eq!(again["card"]["last4"], "4242");
+    assert_eq!(again["card"]["brand"], "visa");
+    assert!(again["card"]["fingerprint"].is_string());
+    assert_eq!(
+        again["card"]["fingerprint"], methods["data"][0]["card"]["fingerprint"],
+        "the same card, the same fingerprint"
+    );
+    // AND every item of both tables, snapshots inflated, and every line the run logged
+    let mut stored = billy_e2e::table_text(&w.stack.aws, &w.stack.tables().main).await;
+    stored.extend(billy_e2e::table_text(&w.stack.aws, &w.stack.tables().audit).await);
+    let logs = billy_lambda::telemetry::captured();
+    // THEN the number appears nowhere (spaced or not) ...
+    for (what, text) in [("responses", responses.join("\n")), ("tables", stored.join("\n")), ("logs", logs.clone())] {
+        for shown in [number, "4242 4242 4242 4242", "424242424242"] {
+            assert!(!text.contains(shown), "the card number is in the {what}");
+        }
+    }
+    // ... while the same scans do find the method and its last four digits, so they read for real
+    let audit_text = stored.iter().filter(|t| t.contains(&pm)).count();
+    assert!(audit_text >= 2, "the method's item and its audit event");
+    assert!(stored.iter().any(|t| t.contains(&pm) && t.contains("\"last4\":\"4242\"")));
+    assert_eq!(
+        responses.iter().filter(|r| r.contains(&pm) && r.contains("\"last4\":\"4242\"")).count(),
+        3,
+        "list, trail, history"
+    );
+    assert!(logs.contains("invoked"), "the capture holds the run's log lines");
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_raw_number_in_live_mode_is_refused_and_a_token_is_what_live_mode_takes() {
+    let stack = TestStack::start().await;
+    let api = Api::new(&stack);
+    let (_, _, live) = api.tenant(&stack, "Live Co").await;
+    let (_, customer) = api.post("/customers", &live, &json!({"name": "Ada"})).await;
+    let path = format!("/customers/{}/payment_methods", s(&customer["id"]));
+    let before = item_count(&stack, &stack.tables().main).await;
+    for body in [
+        json!({"type": "card", "number": "4242424242424242"}),
+        json!({"type": "card", "card": {"number": "4242424242424242"}}),
+        json!({"type": "bank_account", "bank_account": {"account_number": "000123456789"}}),
+    ] {
+        let (status, err) = api.post(&path, &live, &body).await;
+        assert_eq!((status, error_code(&err)), (StatusCode::BAD_REQUEST, "raw_number_live_mode".into()), "{body}");
+        assert!(!err.to_string().contains("4242424242424242"));
+    }
+    // a sandbox token is for test mode only, and an unknown gateway is refused by name
+    let (status, err) = api.post(&path, &live, &json!({"type": "card", "gateway": "sandbox", "token": "tok_1"})).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::BAD_REQUEST, "sandbox_live_mode".into()));
+    let (status, err) = api.post(&path, &live, &json!({"type": "card", "gateway": "nope", "token": "pm_1"})).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::BAD_REQUEST, "gateway_unknown".into()));
+    // a number sent as a JSON number is refused without being echoed
+    let (status, err) =
+        api.raw(Method::POST, &path, Some(&live), Some(r#"{"type":"card","number":4242424242424242}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!err.to_string().contains("4242424242424242"), "{err}");
+    assert_eq!(item_count(&stack, &stack.tables().main).await, before, "nothing stored");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_token_registers_with_the_gateways_own_view_and_an_unknown_one_is_refused() {
+    let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
+    let sandbox = billy_aws::sandbox::SandboxGateway::new(&w.stack.sandbox.url(), &w.stack.sandbox_api_key, "");
+    let number = billy_core::payment_method::SensitiveNumber::parse(
+        billy_core::payment_method::MethodType::Card,
+        "4000000000000002",
+    )
+    .unwrap();
+    let vaulted =
+        billy_core::gateway::PaymentGateway::vault(&sandbox, billy_core::payment_method::MethodType::Card, &number)
+            .await
+            .unwrap();
+    let path = format!("/customers/{}/payment_methods", w.customer);
+    let (status, pm) =
+        w.api.post(&path, &w.key, &json!({"type": "card", "gateway": "sandbox", "token": vaulted.token})).await;
+    assert_eq!(status, StatusCode::CREATED, "{pm}");
+    assert_eq!((pm["card"]["last4"].as_str(), pm["gateways"].clone()), (Some("0002"), json!(["sandbox"])));
+    let (status, err) =
+        w.api.post(&path, &w.key, &json!({"type": "card", "gateway": "sandbox", "token": "tok_forged"})).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::BAD_REQUEST, "token_invalid".into()));
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_whose_first_answer_is_lost_after_its_commit_is_billed_once_and_the_retry_returns_it() {
+    // GIVEN a subscriptions function whose store answer is lost right after the commit
+    let crash = billy_local::testing::CrashAfterCommit::new("subscription.created");
+    let faulty = billy_aws::AwsClients::local_with(
+        &billy_aws::LocalEndpoints::from_env(),
+        None,
+        Some(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(crash.clone())),
+    )
+    .await;
+    let template = billy_local::Template::load(&billy_local::default_template_path()).unwrap();
+    let stack = TestStack::start_with(&template, move |def, config, aws| {
+        let aws = if def.name == "api-subscriptions" { &faulty } else { aws };
+        billy_local::functions::build(&def.name, config, aws)
+    })
+    .await;
+    let w = World::on(stack, "2026-06-01T00:00:00Z", "4242424242424242").await;
+    let bus = w.stack.event_bus("BillyEventBus").unwrap().to_owned();
+    let paid = EventWatch::start(&w.stack.aws, &bus, "invoice.paid").await.unwrap();
+    let plan = w.plan(2000).await;
+    let post = |key: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/subscriptions", w.stack.url))
+            .bearer_auth(&w.key)
+            .header("Idempotency-Key", key)
+            .json(&json!({"customer": w.customer, "plan": plan}))
+            .send()
+    };
+    // WHEN the POST fails after its commit
+    let first = post("sub-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(crash.fired());
+    // THEN the retry with the same key answers with the subscription the first try made
+    let retried = post("sub-1").await.unwrap();
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    let sub: Value = retried.json().await.unwrap();
+    let (_, listed) = w.api.get("/subscriptions", &w.key).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "one subscription, not two");
+    assert_eq!(listed["data"][0]["id"], sub["id"]);
+    // AND its first invoice, its charge and its `invoice.paid` announcement happen, once each
+    w.settled().await;
+    let invoices = w.invoices(&sub).await;
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0]["status"], "paid");
+    assert_eq!(w.stack.sandbox.movements(), 1);
+    let mut announced = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        announced.extend(paid.receive(&w.stack.aws).await);
+    }
+    paid.remove(&w.stack.aws).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0]["data"]["object"]["id"], invoices[0]["id"]);
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_that_cannot_be_billed_stops_no_other_and_its_clock_names_it() {
+    // GIVEN two subscriptions on one clock, one of them corrupted in storage so it can never bill
+    let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
+    let plan = w.plan(1000).await;
+    let good = w.subscribe(&plan).await;
+    let bad = w.subscribe(&plan).await;
+    w.settled().await;
+    let tables = w.stack.tables();
+    w.stack
+        .aws
+        .dynamodb
+        .update_item()
+        .table_name(&tables.main)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("{}#test#{}", w.tenant, s(&bad["id"]))))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
+        .update_expression("SET next_period = :n")
+        .expression_attribute_values(":n", aws_sdk_dynamodb::types::AttributeValue::N("1000000000000".into()))
+        .send()
+        .await
+        .unwrap();
+    // WHEN the clock moves a month on
+    let (status, _) = w
+        .api
+        .post(&format!("/test_clocks/{}/advance", w.clock), &w.key, &json!({"frozen_time": "2026-02-02T00:00:00Z"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // THEN the good one is billed for February ...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let clock = loop {
+        let (_, clock) = w.api.get(&format!("/test_clocks/{}", w.clock), &w.key).await;
+        if clock["status"] != "advancing" {
+            break clock;
+        }
+        assert!(Instant::now() < deadline, "the clock never finished: {clock}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(starts(&w.invoices(&good).await), vec!["2026-01-01", "2026-02-01"]);
+    assert!(w.invoices(&good).await.iter().all(|i| i["status"] == "paid"));
+    // ... and the clock says which subscription failed and why, instead of advancing for ever
+    assert_eq!(clock["status"], "internal_failure", "{clock}");
+    assert_eq!(clock["failures"][0]["subject"], bad["id"]);
+    assert_eq!(clock["failures"][0]["step"], "billing-tick");
+    assert!(s(&clock["failures"][0]["reason"]).contains("date range"), "{clock}");
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_at_once_with_its_reason() {
+    let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
+    let url = w.stack.provisioned.queue_url("BillQueue").unwrap().to_owned();
+    w.stack
+        .aws
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(r#"{"version":1,"kind":"bill_period","body":{"nonsense":true}}"#)
+        .send()
+        .await
+        .unwrap();
+    let dlq = w.stack.provisioned.queue_url("BillDLQ").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let message = loop {
+        let out = w
+            .stack
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "nothing reached the dead-letter queue");
+    };
+    assert!(message.body().unwrap().contains("nonsense"));
+    let reason = message.message_attributes().unwrap()["reason"].string_value().unwrap().to_owned();
+    assert!(reason.contains("undecodable"), "{reason}");
+    w.queues_drained(&["BillQueue"]).await;
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_declining_card_advanced_26_days_in_one_jump_runs_every_dunning_attempt_at_its_own_time() {
+    // GIVEN a card that is always declined, on the default policy (days 0, 3, 10, 21)
+    let w = World::new("2026-03-01T00:00:00Z", "4000000000000002").await;
+    let plan = w.plan(1000).await;
+    let sub = w.subscribe(&plan).await;
+    w.settled().await;
+    // WHEN the clock jumps 26 days in one call
+    w.advance("2026-03-27T00:00:00Z").await;
+    // THEN all four attempts ran, each at its own time, and the invoice is uncollectible
+    let inv = &w.invoices(&sub).await[0];
+    assert_eq!((inv["status"].as_str(), inv["attempt_count"].as_i64()), (Some("failed"), Some(4)), "{inv}");
+    assert_eq!(w.subscription(&sub).await["status"], "past_due");
+    let (_, trail) = w.api.get(&format!("/audit?entity={}", s(&inv["id"])), &w.key).await;
+    let failures: Vec<String> = trail["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "invoice.payment_failed")
+        .map(|e| s(&e["created"])[..10].to_owned())
+        .collect();
+    assert_eq!(failures, vec!["2026-03-01", "2026-03-04", "2026-03-11", "2026-03-22"]);
+    assert_eq!(w.stack.sandbox.movements(), 4);
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_metered_plan_is_refused_until_the_pipeline_can_bill_it() {
+    let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
+    let before = item_count(&w.stack, &w.stack.tables().main).await;
+    let (status, err) = w
+        .api
+        .post(
+            "/plans",
+            &w.key,
+            &json!({"name": "Calls", "currency": "usd", "frequency": "monthly", "kind": "metered_debit",
+                "metric": "calls", "pricing": {"scheme": "per_unit", "unit_amount": "2"}}),
+        )
+        .await;
+    assert_eq!((status, error_code(&err)), (StatusCode::BAD_REQUEST, "plan_unsupported".into()));
+    assert_eq!(item_count(&w.stack, &w.stack.tables().main).await, before);
+    // and `kind` defaults to fixed_debit, as Stripe users expect
+    let (status, plan) = w
+        .api
+        .post("/plans", &w.key, &json!({"name": "Basic", "amount": 500, "currency": "usd", "frequency": "monthly"}))
+        .await;
+    assert_eq!((status, plan["kind"].as_str()), (StatusCode::CREATED, Some("fixed_debit")));
+    w.stack.stop().await;
+}
+
+/// Billy's ports over fresh tables and queues, for use cases driven directly by a test that
+/// chooses the gateways (and their failures) itself.
+async fn direct_deps() -> (billy_local::testing::TestResources, billy_lambda::deps::Deps) {
+    let res = billy_local::testing::TestResources::provision().await;
+    let p = &res.provisioned;
+    let config = billy_lambda::Config::from_map(std::collections::BTreeMap::from([
+        ("BILLY_TABLE".to_owned(), p.tables["BillyTable"].clone()),
+        ("BILLY_AUDIT_TABLE".to_owned(), p.tables["AuditTable"].clone()),
+        ("BILLY_EVENT_BUS".to_owned(), p.buses["BillyEventBus"].clone()),
+        ("WEBHOOK_QUEUE_URL".to_owned(), p.queue_url("WebhookQueue").unwrap().to_owned()),
+        ("CHARGE_QUEUE_URL".to_owned(), p.queue_url("ChargeQueue").unwrap().to_owned()),
+    ]));
+    let deps = billy_lambda::deps::Deps::new(&config, &res.aws).unwrap();
+    (res, deps)
+}
+
+async fn sandbox() -> (sandbox_gateway::RunningSandbox, String, String) {
+    let (key, secret) =
+        (format!("sk-{}", uuid::Uuid::new_v4().simple()), format!("whsec-{}", uuid::Uuid::new_v4().simple()));
+    let running = sandbox_gateway::start(sandbox_gateway::SandboxConfig {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_key: key.clone(),
+        webhook_secret: secret.clone(),
+        webhook_url: None,
+        delay: Duration::from_millis(50),
+        vault_file: None,
+    })
+    .await
+    .unwrap();
+    (running, key, secret)
+}
+
+fn registry(gateways: Vec<billy_aws::sandbox::SandboxGateway>) -> billy_core::gateway::GatewayRegistry {
+    let mut registry = billy_core::gateway::GatewayRegistry::new();
+    for g in gateways {
+        registry.register(std::sync::Arc::new(g));
+    }
+    registry
+}
+
+/// A customer with a card vaulted at both gateways, and a finalized 12.00 invoice to collect.
+async fn pending_invoice(
+    deps: &billy_lambda::deps::Deps,
+    ctx: &billy_core::audit::Context,
+    card: &str,
+) -> billy_core::invoice::Invoice {
+    use billy_core::payment_method::{GatewayToken, MethodType, NewMethod, SensitiveNumber};
+    use billy_core::service;
+    let p = deps.ports();
+    let customer =
+        service::customers::create_customer(&p, ctx, billy_core::customer::NewCustomer::default(), None).await.unwrap();
+    let number = SensitiveNumber::parse(MethodType::Card, card).unwrap();
+    let mut tokens = Vec::new();
+    for name in deps.gateways.names() {
+        let vaulted = deps.gateways.get(name).unwrap().vault(MethodType::Card, &number).await.unwrap();
+        tokens.push(GatewayToken { gateway: name.to_owned(), token: vaulted.token });
+    }
+    let details = billy_core::payment_method::MethodDetails::default();
+    service::payment_methods::add_payment_method(
+        &p,
+        ctx,
+        customer.id.as_str(),
+        NewMethod::Tokens { kind: MethodType::Card, tokens, details },
+    )
+    .await
+    .unwrap();
+    let items = vec![service::invoices::NewItem { description: "Seat".into(), quantity: 1, unit_amount: 1200 }];
+    let usd = billy_core::money::Currency::parse("usd", "currency").unwrap();
+    let inv = service::invoices::create_invoice(&p, ctx, customer.id.as_str(), usd, items).await.unwrap();
+    service::invoices::charge_invoice(&p, ctx, inv.id.as_str()).await.unwrap()
+}
+
+fn test_context() -> billy_core::audit::Context {
+    use billy_core::ids::{Id, IdKind};
+    let tenant = Id::derived(IdKind::Tenant, chrono::Utc::now(), &uuid::Uuid::new_v4().to_string());
+    billy_core::audit::Context::new(
+        billy_core::tenant::Scope::new(tenant, billy_core::tenant::Mode::Test),
+        billy_core::audit::Actor::System { function: "test".into() },
+        None,
+    )
+}
+
+#[tokio::test]
+async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_token_once() {
+    use billy_core::billing::{ChargeOutcome, ChargeRequest, apply_gateway_events, charge_invoices};
+
+    use billy_core::ports::TransactionRepository;
+    // GIVEN the first gateway in the routing order refuses connections, the second works
+    let (deps_res, mut deps) = direct_deps().await;
+    let (backup, key, secret) = sandbox().await;
+    let (primary, primary_key, _) = sandbox().await;
+    deps.gateways = registry(vec![
+        billy_aws::sandbox::SandboxGateway::named("sandbox", &primary.url(), &primary_key, "", Duration::from_secs(2)),
+        billy_aws::sandbox::SandboxGateway::named("backup", &backup.url(), &key, &secret, Duration::from_secs(2)),
+    ]);
+    let ctx = test_context();
+    let inv = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    primary.shutdown().await;
+    // WHEN the charge step runs (twice: a redelivery)
+    let request = ChargeRequest { scope: ctx.scope.clone(), invoice: inv.id.clone(), attempt: 1 };
+    let p = deps.ports();
+    let outcome = charge_invoices(&p, std::slice::from_ref(&request)).await.remove(0).unwrap();
+    let ChargeOutcome::Requested { transaction, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(charge_invoices(&p, &[request]).await.remove(0).unwrap(), ChargeOutcome::Skipped);
+    // THEN the backup charged it, once
+    assert_eq!(backup.movements(), 1);
+    let txn = deps.transactions.get(&ctx.scope, &transaction).await.unwrap().unwrap();
+    assert_eq!((txn.gateway.as_str(), txn.status.as_str()), ("backup", "pending"));
+    // AND its webhook settles the invoice
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backup.events().is_empty() {
+        assert!(Instant::now() < deadline, "no webhook from the backup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = backup.events().remove(0);
+    let t = chrono::Utc::now().timestamp();
+    let headers =
+        vec![("Sandbox-Signature".to_owned(), format!("t={t},v1={}", sandbox_gateway::sign(&secret, t, &body)))];
+    let events =
+        deps.gateways.get("backup").unwrap().verify_webhook(&headers, body.as_bytes(), chrono::Utc::now()).unwrap();
+    apply_gateway_events(&p, &events).await.remove(0).unwrap();
+    let paid = billy_core::service::invoices::get_invoice(&p, &ctx, inv.id.as_str()).await.unwrap();
+    assert_eq!(paid.status.as_str(), "paid");
+    backup.shutdown().await;
+    deps_res.teardown().await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_answers_after_its_timeout_leaves_the_transaction_unknown_and_nothing_goes_elsewhere() {
+    use billy_core::billing::{ChargeOutcome, ChargeRequest, apply_gateway_events, charge_invoices, sweep_unknown};
+    use billy_core::gateway::GatewayEvent;
+    use billy_core::ports::TransactionRepository;
+    // GIVEN the first gateway answers only after its caller's timeout (a delay proxy in front of
+    // it), and a second one that would take the charge
+    let (deps_res, mut deps) = direct_deps().await;
+    let (slow, slow_key, slow_secret) = sandbox().await;
+    let (backup, key, secret) = sandbox().await;
+    let direct =
+        |timeout| billy_aws::sandbox::SandboxGateway::named("sandbox", &slow.url(), &slow_key, &slow_secret, timeout);
+    let with_backup = |first| {
+        registry(vec![
+            first,
+            billy_aws::sandbox::SandboxGateway::named("backup", &backup.url(), &key, &secret, Duration::from_secs(2)),
+        ])
+    };
+    deps.gateways = with_backup(direct(Duration::from_secs(2)));
+    let ctx = test_context();
+    let settled_by_webhook = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let settled_by_lookup = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let proxy = billy_local::testing::DelayProxy::start(slow.addr, Duration::from_secs(2)).await.unwrap();
+    deps.gateways = with_backup(billy_aws::sandbox::SandboxGateway::named(
+        "sandbox",
+        &proxy.url(),
+        &slow_key,
+        &slow_secret,
+        Duration::from_millis(400),
+    ));
+    let p = deps.ports();
+    // WHEN both are charged
+    let requests: Vec<ChargeRequest> = [&settled_by_webhook, &settled_by_lookup]
+        .iter()
+        .map(|inv| ChargeRequest { scope: ctx.scope.clone(), invoice: inv.id.clone(), attempt: 1 })
+        .collect();
+    let outcomes: Vec<ChargeOutcome> = charge_invoices(&p, &requests).await.into_iter().map(Result::unwrap).collect();
+    // THEN their transactions are unknown, and no second gateway was called
+    let mut transactions = Vec::new();
+    for outcome in &outcomes {
+        let ChargeOutcome::Unknown { transaction } = outcome else { panic!("{outcome:?}") };
+        let txn = deps.transactions.get(&ctx.scope, transaction).await.unwrap().unwrap();
+        assert_eq!((txn.status.as_str(), txn.gateway.as_str()), ("unknown", "sandbox"));
+        transactions.push(txn);
+    }
+    assert_eq!(backup.movements(), 0, "an unknown outcome never goes to another gateway");
+    // AND a redelivery sends nothing anywhere
+    assert!(charge_invoices(&p, &requests).await.into_iter().all(|o| o.unwrap() == ChargeOutcome::Skipped));
+    assert_eq!((slow.movements(), backup.movements()), (2, 0));
+    // WHEN the late webhook of the first arrives
+    deps.gateways = with_backup(direct(Duration::from_secs(2)));
+    let p = deps.ports();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let webhook = loop {
+        let found = slow.events().into_iter().find(|b| b.contains(transactions[0].id.as_str()));
+        if let Some(body) = found {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no webhook from the slow gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let t = chrono::Utc::now().timestamp();
+    let headers = vec![(
+        "Sandbox-Signature".to_owned(),
+        format!("t={t},v1={}", sandbox_gateway::sign(&slow_secret, t, &webhook)),
+    )];
+    let events =
+        deps.gateways.get("sandbox").unwrap().verify_webhook(&headers, webhook.as_bytes(), chrono::Utc::now()).unwrap();
+    apply_gateway_events(&p, &events).await.remove(0).unwrap();
+    // THEN it settles its invoice paid
+    let inv = billy_core::service::invoices::get_invoice(&p, &ctx, settled_by_webhook.id.as_str()).await.unwrap();
+    assert_eq!(inv.status.as_str(), "paid");
+    // AND the second, whose webhook never comes, is settled by a look-up a few minutes on
+    let due = vec![(ctx.scope.clone(), transactions[1].id.clone())];
+    assert_eq!(sweep_unknown(&p, &due, chrono::Utc::now()).await.unwrap(), 0, "not before its recheck time");
+    assert_eq!(sweep_unknown(&p, &due, chrono::Utc::now() + chrono::Duration::minutes(6)).await.unwrap(), 1);
+    let queue = deps_res.provisioned.queue_url("WebhookQueue").unwrap().to_owned();
+    let received = deps_res.aws.sqs.receive_message().queue_url(&queue).wait_time_seconds(2).send().await.unwrap();
+    let message: billy_core::ports::QueueMessage =
+        serde_json::from_str(received.messages.unwrap()[0].body().unwrap()).unwrap();
+    let looked_up: GatewayEvent = serde_json::from_value(message.body).unwrap();
+    apply_gateway_events(&p, &[looked_up]).await.remove(0).unwrap();
+    let inv = billy_core::service::invoices::get_invoice(&p, &ctx, settled_by_lookup.id.as_str()).await.unwrap();
+    assert_eq!(inv.status.as_str(), "paid");
+    assert_eq!((slow.movements(), backup.movements()), (2, 0), "one charge each, all at the first gateway");
+    drop(proxy);
+    slow.shutdown().await;
+    backup.shutdown().await;
+    deps_res.teardown().await;
 }

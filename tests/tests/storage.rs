@@ -461,7 +461,7 @@ async fn idempotency_keys_process_once_replay_and_refuse_mismatches() {
     assert_eq!(store.begin(&other, "k1", "h3", later).await.unwrap(), IdempotencyDecision::Mismatch);
     assert_eq!(store.begin(&other, "k1", "h2", later).await.unwrap(), process(now));
     // a crashed one is taken over after its lock expires, with its first-seen time too
-    assert_eq!(store.begin(&other, "k1", "h2", now + Duration::seconds(61)).await.unwrap(), process(now));
+    assert_eq!(store.begin(&other, "k1", "h2", later + Duration::seconds(61)).await.unwrap(), process(now));
     // and a key past its retention is free for a new request
     let expired = now + Duration::hours(49);
     let expired = chrono::DateTime::from_timestamp_millis(expired.timestamp_millis()).unwrap();

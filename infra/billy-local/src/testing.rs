@@ -71,11 +71,18 @@ pub struct StackOptions {
     pub runner: RunnerOptions,
     /// How long the sandbox gateway "processes" before its webhook.
     pub sandbox_delay: Duration,
+    /// Keep a copy of every log line in memory (`billy_lambda::telemetry::captured`).
+    pub capture_logs: bool,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { meter: None, runner: RunnerOptions::default(), sandbox_delay: Duration::from_millis(50) }
+        Self {
+            meter: None,
+            runner: RunnerOptions::default(),
+            sandbox_delay: Duration::from_millis(50),
+            capture_logs: true,
+        }
     }
 }
 
@@ -104,7 +111,11 @@ impl TestStack {
         make: impl Fn(&FunctionDef, &Config, &AwsClients) -> Result<Handler, String>,
         options: StackOptions,
     ) -> Self {
-        billy_lambda::telemetry::init();
+        if options.capture_logs {
+            billy_lambda::telemetry::init_capturing();
+        } else {
+            billy_lambda::telemetry::init();
+        }
         let aws = AwsClients::local_metered(&LocalEndpoints::from_env(), options.meter.clone()).await;
         let admin_token = format!("admin-{}", uuid::Uuid::new_v4().simple());
         let sandbox_api_key = format!("sk-{}", uuid::Uuid::new_v4().simple());
@@ -248,5 +259,106 @@ impl EventWatch {
         let _ = aws.eventbridge.remove_targets().rule(&self.rule).event_bus_name(&self.bus).ids("q").send().await;
         let _ = aws.eventbridge.delete_rule().name(&self.rule).event_bus_name(&self.bus).send().await;
         let _ = aws.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+    }
+}
+
+/// A loopback TCP proxy that passes requests on at once and holds every answer back for `delay`:
+/// a gateway that answers after its caller's timeout. Stopped when dropped.
+#[derive(Debug)]
+pub struct DelayProxy {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    pub async fn start(upstream: SocketAddr, delay: Duration) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::io::copy(&mut client_read, &mut server_write);
+                    let down = async {
+                        tokio::time::sleep(delay).await;
+                        tokio::io::copy(&mut server_read, &mut client_write).await
+                    };
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A DynamoDB interceptor that lets the first transaction carrying `marker` commit and then fails
+/// its answer, as a function that died right after its commit would: the change is stored, the
+/// caller sees an error. Later transactions pass.
+#[derive(Debug, Clone)]
+pub struct CrashAfterCommit {
+    marker: String,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+struct Marked;
+
+impl aws_smithy_types::config_bag::Storable for Marked {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl CrashAfterCommit {
+    pub fn new(marker: &str) -> Self {
+        Self { marker: marker.to_owned(), fired: std::sync::Arc::default() }
+    }
+
+    pub fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CrashAfterCommit {
+    fn name(&self) -> &'static str {
+        "CrashAfterCommit"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let request = context.request();
+        let is_transaction = request.headers().get("x-amz-target").is_some_and(|t| t.ends_with("TransactWriteItems"));
+        let body = request.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        if is_transaction && body.contains(&self.marker) && !self.fired() {
+            cfg.interceptor_state().store_put(Marked);
+        }
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let committed = context.response().status().is_success();
+        if committed && cfg.load::<Marked>().is_some() && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err("injected: the function died right after its commit".into());
+        }
+        Ok(())
     }
 }

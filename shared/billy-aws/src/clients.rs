@@ -35,6 +35,15 @@ impl AwsClients {
 
     /// Local clients whose every request is also counted by `meter` (benchmarks).
     pub async fn local_metered(endpoints: &LocalEndpoints, meter: Option<crate::metering::RequestMeter>) -> Self {
+        Self::local_with(endpoints, meter, None).await
+    }
+
+    /// Local clients with an extra interceptor on DynamoDB calls (tests inject faults this way).
+    pub async fn local_with(
+        endpoints: &LocalEndpoints,
+        meter: Option<crate::metering::RequestMeter>,
+        dynamodb_interceptor: Option<aws_smithy_runtime_api::client::interceptors::SharedInterceptor>,
+    ) -> Self {
         let config = loader()
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "billy-local"))
@@ -44,6 +53,9 @@ impl AwsClients {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&config).endpoint_url(&endpoints.dynamodb);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&config);
         let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(&config);
+        if let Some(interceptor) = dynamodb_interceptor {
+            dynamodb.push_interceptor(interceptor);
+        }
         if let Some(meter) = meter {
             dynamodb = dynamodb.interceptor(meter.clone());
             sqs = sqs.interceptor(meter.clone());

@@ -21,7 +21,7 @@ use crate::schedule::Period;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
 use crate::tenant::Scope;
 use crate::test_clock::{ClockFailure, ClockStatus, TestClock};
-use crate::transaction::{NO_RECORD_AFTER_MINUTES, Transaction, TransactionStatus};
+use crate::transaction::{NO_RECORD_AFTER_MINUTES, Transaction};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -419,7 +419,7 @@ pub async fn sweep_retries(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc
 pub async fn sweep_unknown(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc>) -> DomainResult<usize> {
     let mut messages = Vec::new();
     for txn in p.transactions.get_many(due).await? {
-        if txn.status != TransactionStatus::Unknown {
+        if txn.recheck_at().is_none_or(|at| at > now) {
             continue;
         }
         let Some(gateway) = p.gateways.get(&txn.gateway) else {
@@ -482,7 +482,8 @@ fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: Date
 
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
 /// of its customers' subscriptions has its invoice, no invoice waits for a gateway, and no retry
-/// is due. It has failed (`internal_failure`) when a step at its current time failed for good.
+/// is due. Once the rest has settled, a step at its current time that failed for good makes it
+/// `internal_failure`, with the reasons.
 /// Two queries per customer, however many subscriptions it has, and one for its journal.
 pub async fn clock_status(
     p: &Ports<'_>,
@@ -498,9 +499,6 @@ pub async fn clock_status(
         .filter_map(|e| serde_json::from_value::<ClockFailure>(e.after?).ok())
         .filter(|f| f.frozen_time == clock.frozen_time)
         .collect();
-    if !failures.is_empty() {
-        return Ok((ClockStatus::InternalFailure, failures));
-    }
     let frozen = clock.frozen_time;
     for customer in &clock.customers {
         let mut billed: HashMap<Id, u64> = HashMap::new();
@@ -514,14 +512,19 @@ pub async fn clock_status(
         }
         for sub in p.subscriptions.for_customer(scope, customer).await? {
             // Periods the tick recorded as billed whose invoices are not made yet are on their way.
+            // (A subscription whose schedule cannot be worked out is not waited for: the tick
+            // records its failure on the clock.)
+            let Ok(due) = sub.due_periods(frozen) else { continue };
             let invoiced = billed.get(&sub.id).copied().unwrap_or(0);
-            if !sub.due_periods(frozen)?.is_empty() || invoiced < sub.next_period {
+            if !due.is_empty() || invoiced < sub.next_period {
                 return Ok((ClockStatus::Advancing, failures));
             }
-            if sub.next_due_at()?.is_some_and(|t| t <= frozen) {
+            if sub.next_due_at().ok().flatten().is_some_and(|t| t <= frozen) {
                 return Ok((ClockStatus::Advancing, failures));
             }
         }
     }
-    Ok((ClockStatus::Ready, failures))
+    // Everything else has settled: a step that failed for good is why the clock is not ready.
+    let status = if failures.is_empty() { ClockStatus::Ready } else { ClockStatus::InternalFailure };
+    Ok((status, failures))
 }
