@@ -290,7 +290,7 @@ async fn main() {
             reported = Instant::now();
         }
         for detail in watch.receive(&bare).await {
-            if let Some(invoice) = detail["data"]["invoice"].as_str()
+            if let Some(invoice) = detail["data"]["object"]["id"].as_str()
                 && seen.insert(invoice.to_owned())
             {
                 paid_at.push(run.elapsed().as_secs_f64());
