@@ -24,13 +24,19 @@ const PUT_EVENTS_BATCH: usize = 10;
 pub fn announcement(audit: &AuditEvent) -> Option<DomainEvent> {
     let kind = EventType::from_action(&audit.action)?;
     let object = audit.after.as_ref().map(|after| views::snapshot(&audit.entity_type, after));
-    Some(DomainEvent {
-        id: audit.id.clone(),
-        kind,
-        scope: audit.scope.clone(),
-        occurred_at: audit.at,
-        data: serde_json::json!({"object": object, "reason": audit.reason, "actor": audit.actor}),
-    })
+    let mut data = serde_json::json!({"object": object, "reason": audit.reason, "actor": audit.actor});
+    if kind == EventType::SubscriptionCreated {
+        // Whether its first period was due when it was made: the billing tick's rule asks for
+        // these only, so a subscription that starts later costs no invocation.
+        data["first_bill_due"] = serde_json::json!(first_bill_due(audit));
+    }
+    Some(DomainEvent { id: audit.id.clone(), kind, scope: audit.scope.clone(), occurred_at: audit.at, data })
+}
+
+fn first_bill_due(audit: &AuditEvent) -> bool {
+    let sub =
+        audit.after.clone().and_then(|a| serde_json::from_value::<billy_core::subscription::Subscription>(a).ok());
+    sub.and_then(|s| s.next_bill_at().ok().flatten()).is_some_and(|at| at <= audit.at)
 }
 
 #[derive(Debug)]

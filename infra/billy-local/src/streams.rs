@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 /// How long an idle stream waits before asking again.
 const IDLE: Duration = Duration::from_millis(100);
+/// How often the stream's shards are listed (new shards appear as old ones close).
+const DISCOVER_EVERY: Duration = Duration::from_secs(2);
 
 #[allow(missing_debug_implementations)]
 pub struct StreamSource {
@@ -115,9 +117,13 @@ pub async fn poll(
 ) {
     let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
     let mut finished: Vec<String> = Vec::new();
+    let mut described: Option<std::time::Instant> = None;
     while !*stop.borrow() {
-        if let Err(e) = discover(&source, &streams, &mut shards, &finished).await {
-            tracing::warn!(function = %source.function, error = %e, "stream not described; backing off");
+        if described.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) || shards.is_empty() {
+            described = Some(std::time::Instant::now());
+            if let Err(e) = discover(&source, &streams, &mut shards, &finished).await {
+                tracing::warn!(function = %source.function, error = %e, "stream not described; backing off");
+            }
         }
         let mut busy = false;
         for (id, shard) in &mut shards {
