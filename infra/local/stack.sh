@@ -13,8 +13,9 @@ port_of() { case "$1" in localstack) echo "$LOCALSTACK_PORT" ;; dynamodb) echo "
 
 healthy() {
   case "$1" in
-    localstack) curl -fsS -m 2 "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health" 2>/dev/null \
-                  | grep -q '"sqs": "\(running\|available\)"' ;;
+    # Healthy means every service Billy uses answers (a LocalStack started with fewer is not reused).
+    localstack) local health; health="$(curl -fsS -m 2 "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health" 2>/dev/null)" \
+                  && for s in sqs events s3 kms; do grep -q "\"$s\": \"\(running\|available\)\"" <<<"$health" || return 1; done ;;
     # DynamoDB Local answers any HTTP request (400 to a bare GET) once it is listening.
     dynamodb) curl -sS -m 2 -o /dev/null "http://127.0.0.1:$DYNAMODB_PORT/" 2>/dev/null ;;
   esac
@@ -25,7 +26,7 @@ launch() {
   case "$svc" in
     localstack)
       # setsid: the service gets its own process group, so stop can end it with its children.
-      GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" SERVICES=sqs,events,scheduler \
+      GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" SERVICES=sqs,events,scheduler,s3,kms \
       SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$BILLY_STATE/localstack-volume" \
       EAGER_SERVICE_LOADING=1 \
         setsid "$LOCALSTACK_HOME/venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &

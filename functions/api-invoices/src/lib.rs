@@ -62,6 +62,35 @@ struct AddItems {
     items: Vec<Item>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Cancel,
+    Refund,
+    Contest,
+}
+
+/// `PATCH /v1/invoices/{id}`: `{action, amount?, reason?}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    action: Action,
+    amount: Option<i64>,
+    reason: Option<String>,
+}
+
+fn reason(raw: Option<String>) -> DomainResult<Option<String>> {
+    match raw.map(|r| r.trim().to_owned()) {
+        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => Err(DomainError::invalid(
+            "parameter_invalid",
+            "reason must be at most 500 characters without control characters",
+            Some("reason"),
+        )),
+        Some(r) if r.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
@@ -135,6 +164,41 @@ impl HttpFunction for App {
                 authenticated_write(&self.deps, request, |ctx| async move {
                     let charged = service::charge_invoice(s, &ctx, &id).await;
                     respond(StatusCode::OK, view(charged))
+                })
+                .await
+            }
+            (&Method::PATCH, false) => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let changed = async {
+                        let body: Patch = parse_json(request)?;
+                        let why = reason(body.reason)?;
+                        if body.amount.is_some() && !matches!(body.action, Action::Refund) {
+                            return Err(DomainError::invalid(
+                                "parameter_invalid",
+                                "only a refund takes an amount",
+                                Some("amount"),
+                            ));
+                        }
+                        match body.action {
+                            Action::Cancel => {
+                                service::cancel_invoice(s, &ctx, &id, why.as_deref()).await.map(|i| views::invoice(&i))
+                            }
+                            Action::Contest => {
+                                service::contest_invoice(s, &ctx, &id, why.as_deref()).await.map(|i| views::invoice(&i))
+                            }
+                            Action::Refund => {
+                                if let Some(amount) = body.amount {
+                                    billy_core::money::validate_amount(amount, "amount")?;
+                                }
+                                let (inv, refund) =
+                                    service::refund_invoice(s, &ctx, &id, body.amount, why.as_deref()).await?;
+                                let mut view = views::invoice(&inv);
+                                view["refund"] = views::transaction(&refund);
+                                Ok(view)
+                            }
+                        }
+                    };
+                    respond(StatusCode::OK, changed.await)
                 })
                 .await
             }

@@ -1,6 +1,6 @@
 //! Charge queue consumer: makes one attempt to collect an invoice (or pay one out) through the
-//! gateways. Its messages come from the retry sweeper and, through a rule on Billy's bus, from
-//! the invoices' own announcements (`invoice.finalized`, `invoice.payment_failed`).
+//! gateways. Its messages come from the retry sweeper and, relayed by the outbox, from the
+//! invoices' own announcements (`invoice.finalized`, `invoice.payment_failed`).
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -30,11 +30,7 @@ impl SqsFunction for App {
         let p = self.deps.ports();
         let p = &p;
         let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
-        let decoding = Decoding {
-            kind: CHARGE_INVOICE,
-            versions: &[MESSAGE_VERSION],
-            announced: Some(ChargeRequest::from_announcement),
-        };
+        let decoding = Decoding::new(CHARGE_INVOICE, &[MESSAGE_VERSION]);
         let outcome = for_batch(event, decoding, Some(dead), |requests: Vec<ChargeRequest>| async move {
             charge_invoices(p, &requests).await.into_iter().map(|r| r.map(|_| ())).collect()
         })

@@ -1,7 +1,9 @@
-//! The transactional outbox's publisher: a DynamoDB stream consumer on the audit table that turns
-//! every new audit event whose action is a published event type into an EventBridge event, under
-//! the audit event's own id. A change that committed is announced at least once, even if the
-//! function that made it died right after its commit, and never under two ids.
+//! The transactional outbox's relay: a DynamoDB stream consumer on the audit table that turns every
+//! new audit event whose action is a published event type into an EventBridge event, under the
+//! audit event's own id, and hands the steps some of them ask for (a finalized invoice's charge, a
+//! failed one's retry, an export's run) straight to their queues, in SQS batches. A change that
+//! committed is announced, and followed, at least once, even if the function that made it died
+//! right after its commit; an announcement is never made under two ids.
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
@@ -9,8 +11,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use billy_aws::AwsClients;
 use billy_aws::dynamo::audit_from_item;
 use billy_core::audit::AuditEvent;
+use billy_core::billing::ChargeRequest;
 use billy_core::events::EventType;
-use billy_core::ports::{DomainEvent, EventBus};
+use billy_core::ledger::RunExport;
+use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher};
 use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -39,14 +43,33 @@ fn first_bill_due(audit: &AuditEvent) -> bool {
     sub.and_then(|s| s.next_bill_at().ok().flatten()).is_some_and(|at| at <= audit.at)
 }
 
+/// The queue messages an announcement asks for (each step is idempotent, so a repeat is harmless).
+pub fn commands(event: &DomainEvent) -> Vec<(Route, QueueMessage)> {
+    let charge = ChargeRequest::from_announcement(event).and_then(|r| r.message().ok()).map(|m| (Route::Charge, m));
+    let export = RunExport::from_announcement(event).and_then(|r| r.message().ok()).map(|m| (Route::Export, m));
+    charge.into_iter().chain(export).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Charge,
+    Export,
+}
+
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
+    charge_queue: String,
+    export_queue: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)? })
+        Ok(Self {
+            deps: Deps::new(config, aws)?,
+            charge_queue: config.require("CHARGE_QUEUE_URL")?.to_owned(),
+            export_queue: config.require("EXPORT_QUEUE_URL")?.to_owned(),
+        })
     }
 }
 
@@ -77,6 +100,23 @@ impl StreamFunction for App {
                     tracing::error!(error = %e, sequence = ?sequence, "unreadable audit event; the stream retries it");
                     return Ok(failed_at(sequence));
                 }
+            }
+        }
+        // The steps first: a failure here retries the whole batch, and every step is idempotent.
+        let mut routed: HashMap<Route, Vec<QueueMessage>> = HashMap::new();
+        for (_, event) in &pending {
+            for (route, message) in commands(event) {
+                routed.entry(route).or_default().push(message);
+            }
+        }
+        for (route, messages) in routed {
+            let queue = match route {
+                Route::Charge => &self.charge_queue,
+                Route::Export => &self.export_queue,
+            };
+            if let Err(e) = self.deps.queue.send(queue, &messages).await {
+                tracing::warn!(error = %e, "steps not relayed; the stream retries the batch");
+                return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
             }
         }
         for chunk in pending.chunks(PUT_EVENTS_BATCH) {

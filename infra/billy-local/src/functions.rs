@@ -31,18 +31,28 @@ pub const KNOWN: &[&str] = &[
     "api-health",
     "api-invoices",
     "api-payment-methods",
+    "api-exports",
     "api-plans",
+    "api-settings",
     "api-subscriptions",
     "api-tenants",
     "api-test-clocks",
+    "api-transactions",
     "billing-tick",
     "charge-invoice",
+    "export-transactions",
     "generate-invoice",
     "publish-events",
     "retry-sweeper",
     "webhook-processor",
     "webhook-receiver",
 ];
+
+/// The exports bucket a function is given, on the local stack's S3.
+fn local_files(config: &Config) -> Result<billy_files::S3Files, billy_lambda::config::MissingVariable> {
+    let bucket = config.require("EXPORTS_BUCKET")?;
+    Ok(billy_files::S3Files::local(&billy_aws::LocalEndpoints::from_env().localstack, bucket))
+}
 
 /// Builds the handler of function `name` with the configuration the template gives it, exactly as
 /// its `main.rs` does in Lambda.
@@ -65,6 +75,14 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "billing-tick" => Handler::Event(Arc::new(billing_tick::App::new(config, aws).map_err(err)?)),
         "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
         "publish-events" => Handler::Stream(Arc::new(publish_events::App::new(config, aws).map_err(err)?)),
+        "api-settings" => Handler::Http(Arc::new(api_settings::App::new(config, aws).map_err(err)?)),
+        "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),
+        "api-exports" => {
+            Handler::Http(Arc::new(api_exports::App::new(config, aws, local_files(config).map_err(err)?).map_err(err)?))
+        }
+        "export-transactions" => Handler::Sqs(Arc::new(
+            export_transactions::App::new(config, aws, local_files(config).map_err(err)?).map_err(err)?,
+        )),
         other => {
             return Err(format!("function '{other}' in template.yaml has no handler in billy-local"));
         }

@@ -37,6 +37,8 @@ pub struct Provisioned {
     pub queues: BTreeMap<String, (String, String, String)>,
     /// Rule logical id → (rule name, bus name).
     pub rules: BTreeMap<String, (String, String)>,
+    /// Bucket logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
     pub buses: BTreeMap<String, String>,
     /// Table logical id → its stream's ARN.
     pub streams: BTreeMap<String, String>,
@@ -92,6 +94,17 @@ impl Provisioned {
         for bus in self.buses.values() {
             let _ = aws.eventbridge.delete_event_bus().name(bus).send().await;
         }
+        let s3 = billy_files::local_client(&billy_aws::LocalEndpoints::from_env().localstack);
+        for bucket in self.buckets.values() {
+            if let Ok(listed) = s3.list_objects_v2().bucket(bucket).send().await {
+                for object in listed.contents() {
+                    if let Some(key) = object.key() {
+                        let _ = s3.delete_object().bucket(bucket).key(key).send().await;
+                    }
+                }
+            }
+            let _ = s3.delete_bucket().bucket(bucket).send().await;
+        }
     }
 }
 
@@ -121,6 +134,7 @@ pub async fn provision(
         rules: BTreeMap::new(),
         buses: BTreeMap::new(),
         streams: BTreeMap::new(),
+        buckets: BTreeMap::new(),
         bridges: BTreeMap::new(),
         resolver: Resolver::default(),
     };
@@ -139,8 +153,14 @@ pub async fn provision(
     }
     for (id, resource) in &template.resources {
         if !HOSTED_BY_RUNNER.contains(&resource.kind.as_str())
-            && !["AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::Rule", "AWS::Events::EventBus"]
-                .contains(&resource.kind.as_str())
+            && ![
+                "AWS::DynamoDB::Table",
+                "AWS::SQS::Queue",
+                "AWS::Events::Rule",
+                "AWS::Events::EventBus",
+                "AWS::S3::Bucket",
+            ]
+            .contains(&resource.kind.as_str())
         {
             return Err(aws_error(id, format!("resource type {} has no local equivalent", resource.kind)));
         }
@@ -185,6 +205,20 @@ pub async fn provision(
             .attrs
             .insert((id.clone(), "Arn".into()), format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"));
         out.tables.insert(id.clone(), name);
+    }
+    let s3 = billy_files::local_client(&billy_aws::LocalEndpoints::from_env().localstack);
+    for (id, _) in template.of_type("AWS::S3::Bucket") {
+        // Bucket names are lower case, 3 to 63 characters.
+        let name: String = format!("{prefix}-{id}").to_lowercase().chars().take(63).collect();
+        if let Err(e) = s3.create_bucket().bucket(&name).send().await {
+            let e = e.into_service_error();
+            if !e.is_bucket_already_owned_by_you() && !e.is_bucket_already_exists() {
+                return Err(aws_error(id, e));
+            }
+        }
+        out.resolver.refs.insert(id.clone(), name.clone());
+        out.resolver.attrs.insert((id.clone(), "Arn".into()), format!("arn:aws:s3:::{name}"));
+        out.buckets.insert(id.clone(), name);
     }
     // Dead-letter queues first: a redrive policy names its DLQ's ARN.
     let mut queues: Vec<_> = template.of_type("AWS::SQS::Queue").collect();

@@ -125,6 +125,14 @@ pub fn settings_pk(scope: &Scope) -> String {
     format!("{}#settings", scope.key())
 }
 
+pub fn export(scope: &Scope, e: &billy_core::ledger::Export) -> DomainResult<Item> {
+    keyed(e, &base(scope, &e.id, "export"))
+}
+
+pub fn settings(scope: &Scope, settings: &billy_core::settings::TenantSettings) -> DomainResult<Item> {
+    to_item(settings, &[(PK, settings_pk(scope)), (SK, ENTITY_SK.to_owned())])
+}
+
 /// The natural key that makes a subscription period's invoice unique.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PeriodClaim {

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod customers;
 pub mod dynamo;
 pub mod events;
+pub mod exports;
 pub mod health;
 pub mod idempotency;
 pub mod invoices;

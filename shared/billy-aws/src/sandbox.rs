@@ -137,16 +137,58 @@ impl PaymentGateway for SandboxGateway {
         self.movement("/v1/charges", request).await
     }
 
-    async fn refund(&self, _charge_reference: &str, _request: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
-        Err(GatewayError::NotSent("the sandbox does not take refunds yet".into()))
+    async fn refund(&self, charge_reference: &str, m: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
+        let body = json!({
+            "idempotency_key": m.idempotency_key,
+            "charge": charge_reference,
+            "amount": m.amount.amount,
+            "transaction": m.transaction,
+            "metadata": {"billy_scope": m.scope, "billy_transaction": m.transaction},
+        });
+        let (status, answer) = self.call(self.http.post(format!("{}/v1/refunds", self.base_url)).json(&body)).await?;
+        match status.as_u16() {
+            200..=299 => Ok(GatewayResponse::Accepted {
+                reference: answer["id"]
+                    .as_str()
+                    .ok_or_else(|| GatewayError::Unknown(format!("{} accepted without an id", self.name)))?
+                    .to_owned(),
+            }),
+            // The sandbox refuses a refund it can never make (over the amount charged, say).
+            400 => Ok(GatewayResponse::Declined {
+                reference: None,
+                code: answer["error"]["code"].as_str().unwrap_or("refund_refused").to_owned(),
+                message: answer["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            }),
+            _ => Err(status_error(&self.name, status, &answer.to_string())),
+        }
     }
 
     async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError> {
         self.movement("/v1/payouts", request).await
     }
 
-    async fn cancel(&self, _reference: &str, _idempotency_key: &str) -> Result<GatewayResponse, GatewayError> {
-        Err(GatewayError::NotSent("the sandbox does not void attempts yet".into()))
+    async fn cancel(&self, reference: &str, _idempotency_key: &str) -> Result<GatewayResponse, GatewayError> {
+        let url = format!("{}/v1/charges/{}/cancel", self.base_url, urlencode(reference));
+        let (status, answer) = self.call(self.http.post(url)).await?;
+        match status.as_u16() {
+            200..=299 => Ok(GatewayResponse::Accepted { reference: reference.to_owned() }),
+            409 => Ok(GatewayResponse::Declined {
+                reference: Some(reference.to_owned()),
+                code: answer["error"]["code"].as_str().unwrap_or("void_refused").to_owned(),
+                message: answer["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            }),
+            _ => Err(status_error(&self.name, status, &answer.to_string())),
+        }
+    }
+
+    fn opens_disputes(&self) -> bool {
+        true
+    }
+
+    async fn open_dispute(&self, charge_reference: &str, reason: &str) -> Result<(), GatewayError> {
+        let body = json!({"charge": charge_reference, "reason": reason});
+        let (status, answer) = self.call(self.http.post(format!("{}/v1/disputes", self.base_url)).json(&body)).await?;
+        if status.is_success() { Ok(()) } else { Err(status_error(&self.name, status, &answer.to_string())) }
     }
 
     async fn lookup(&self, transaction: &str, _idempotency_key: &str) -> Result<LookupResult, GatewayError> {
@@ -246,6 +288,7 @@ fn parse_event(gateway: &str, body: &[u8]) -> Result<GatewayEvent, WebhookReject
     let kind = match v["type"].as_str().ok_or_else(|| bad("no type"))? {
         "charge.succeeded" => GatewayEventKind::ChargeSucceeded,
         "charge.failed" => GatewayEventKind::ChargeFailed,
+        "charge.canceled" => GatewayEventKind::ChargeCanceled,
         "charge.dispute.created" => GatewayEventKind::DisputeOpened,
         "charge.dispute.won" => GatewayEventKind::DisputeWon,
         "charge.dispute.lost" => GatewayEventKind::DisputeLost,

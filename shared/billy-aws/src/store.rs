@@ -39,12 +39,36 @@ pub struct IndexQuery {
     pub filter: Option<Filter>,
     /// Newest first (ids are time-ordered).
     pub newest_first: bool,
+    /// Only sort keys in `[from, to)`: a key condition, so nothing outside is read at all.
+    pub sort_range: Option<(Option<String>, Option<String>)>,
 }
 
 impl IndexQuery {
     pub fn new(index: &'static str, partition: String) -> Self {
-        Self { index, partition, filter: None, newest_first: true }
+        Self { index, partition, filter: None, newest_first: true, sort_range: None }
     }
+}
+
+/// The key condition of a query: the partition, and the sort key range when there is one.
+fn key_condition(query: &IndexQuery, sk_attr: &str) -> (String, HashMap<String, AttributeValue>) {
+    let mut values = HashMap::from([(":pk".to_owned(), s(query.partition.clone()))]);
+    let condition = match &query.sort_range {
+        Some((Some(from), Some(to))) => {
+            values.insert(":skfrom".into(), s(from.clone()));
+            values.insert(":skto".into(), s(to.clone()));
+            format!("#pk = :pk AND {sk_attr} BETWEEN :skfrom AND :skto")
+        }
+        Some((Some(from), None)) => {
+            values.insert(":skfrom".into(), s(from.clone()));
+            format!("#pk = :pk AND {sk_attr} >= :skfrom")
+        }
+        Some((None, Some(to))) => {
+            values.insert(":skto".into(), s(to.clone()));
+            format!("#pk = :pk AND {sk_attr} <= :skto")
+        }
+        _ => "#pk = :pk".to_owned(),
+    };
+    (condition, values)
 }
 
 impl Store {
@@ -210,15 +234,16 @@ impl Store {
             ])
         });
         let mut data: Vec<T> = Vec::new();
+        let (condition, key_values) = key_condition(query, &sk_attr);
         loop {
             let mut req = self
                 .client
                 .query()
                 .table_name(&self.tables.main)
                 .index_name(query.index)
-                .key_condition_expression("#pk = :pk")
+                .key_condition_expression(&condition)
                 .expression_attribute_names("#pk", pk_attr.clone())
-                .expression_attribute_values(":pk", s(query.partition.clone()))
+                .set_expression_attribute_values(Some(key_values.clone()))
                 .scan_index_forward(!query.newest_first)
                 .limit(i32::try_from(page.limit + 1).unwrap_or(101))
                 .set_exclusive_start_key(start.take());

@@ -122,13 +122,10 @@ impl TransactionRepository for DynamoTransactions {
             clauses.push("invoice = :inv".into());
             values.insert(":inv".into(), s(invoice.to_string()));
         }
-        if let Some(from) = &filter.created_from {
-            clauses.push("id >= :cfrom".into());
-            values.insert(":cfrom".into(), s(id_floor(from)));
-        }
-        if let Some(to) = &filter.created_to {
-            clauses.push("id < :cto".into());
-            values.insert(":cto".into(), s(id_floor(to)));
+        if let Some(item) = &filter.item {
+            clauses.push("contains(#items, :item)".into());
+            names.insert("#items".into(), "items".into());
+            values.insert(":item".into(), s(item.to_lowercase()));
         }
         let (index, partition) = match (&filter.customer, filter.status) {
             (Some(customer), status) => {
@@ -143,6 +140,15 @@ impl TransactionRepository for DynamoTransactions {
             (None, None) => ("GSI1", list_pk(scope, ENTITY)),
         };
         let mut query = IndexQuery::new(index, partition);
+        // Ids are time-ordered: a creation-time range is a sort-key range of every list index.
+        if filter.created_from.is_some() || filter.created_to.is_some() {
+            query.sort_range = Some((
+                filter.created_from.as_ref().map(id_floor),
+                // `created_to` is exclusive: its floor has a zero random part, which no id made at
+                // that millisecond has.
+                filter.created_to.as_ref().map(id_floor),
+            ));
+        }
         if !clauses.is_empty() {
             query.filter = Some(Filter { expression: clauses.join(" AND "), values, names });
         }

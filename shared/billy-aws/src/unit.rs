@@ -124,6 +124,8 @@ impl DynamoUnitOfWork {
                     puts.push(store.put_new(items::gateway_event_applied(gateway, event_id, now)?)?);
                 }
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
+                Write::Settings { settings, expected } => puts.push(put(items::settings(scope, settings)?, *expected)?),
+                Write::Export { export, expected } => puts.push(put(items::export(scope, export)?, *expected)?),
             }
         }
         store.transaction_items(puts, updates, events)

@@ -204,3 +204,4 @@ audited!(crate::subscription::Subscription, "subscription", |s| account: Some(&s
 audited!(crate::test_clock::TestClock, "test_clock", |c| account: None, version: c.version);
 audited!(crate::transaction::Transaction, "transaction", |t| account: Some(&t.customer), version: t.version);
 audited!(crate::invoice::Invoice, "invoice", |i| account: Some(&i.customer), version: i.version);
+audited!(crate::ledger::Export, "export", |e| account: None, version: e.version);

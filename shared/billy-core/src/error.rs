@@ -21,6 +21,9 @@ pub enum DomainError {
     IllegalTransition { entity: &'static str, from: String, action: String },
     #[error("{0}")]
     Unauthenticated(String),
+    /// A payment gateway could not be reached or did not answer: try again later (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A dependency failed; the message is for logs, never for API clients.
     #[error("unexpected: {0}")]
     Unexpected(String),
@@ -46,6 +49,6 @@ impl DomainError {
     /// Whether doing the same thing again may succeed: a lost race or a failing dependency may
     /// pass next time; bad input, a missing object or an illegal transition never will.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Conflict { .. } | Self::Unexpected(_))
+        matches!(self, Self::Conflict { .. } | Self::Unexpected(_) | Self::Unavailable(_))
     }
 }

@@ -48,12 +48,19 @@ event_types! {
     InvoicePaid => "invoice.paid",
     InvoicePaymentFailed => "invoice.payment_failed",
     InvoiceUncollectible => "invoice.uncollectible",
+    InvoiceCanceled => "invoice.canceled",
+    InvoiceRefundRequested => "invoice.refund_requested",
+    InvoicePartiallyRefunded => "invoice.partially_refunded",
+    InvoiceRefunded => "invoice.refunded",
+    InvoiceRefundFailed => "invoice.refund_failed",
     InvoiceDisputed => "invoice.disputed",
     InvoiceDisputeWon => "invoice.dispute_won",
     InvoiceChargedBack => "invoice.charged_back",
     PayoutPaid => "payout.paid",
     PayoutFailed => "payout.failed",
     TestClockAdvanced => "test_clock.advanced",
+    ExportCreated => "export.created",
+    ExportSucceeded => "export.succeeded",
 }
 
 impl std::fmt::Display for EventType {

@@ -77,6 +77,8 @@ pub enum LookupResult {
 pub enum GatewayEventKind {
     ChargeSucceeded,
     ChargeFailed,
+    /// An open charge was voided (an invoice canceled while its charge was in flight).
+    ChargeCanceled,
     RefundSucceeded,
     RefundFailed,
     DisputeOpened,
@@ -136,8 +138,18 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     async fn charge(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
     async fn refund(&self, charge_reference: &str, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
     async fn payout(&self, request: &MoneyMovement) -> Result<GatewayResponse, GatewayError>;
-    /// Voids an open attempt (an invoice canceled while its charge is pending).
+    /// Voids an open attempt (an invoice canceled while its charge is pending). A charge that
+    /// already succeeded cannot be voided: the answer is `Declined` (code `charge_already_succeeded`).
     async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<GatewayResponse, GatewayError>;
+    /// Whether a merchant can open a dispute here. Only the sandbox can (it plays the card
+    /// network); with a real gateway, disputes arrive by webhook from the cardholder's bank.
+    fn opens_disputes(&self) -> bool {
+        false
+    }
+    /// Opens a dispute on a succeeded charge (the sandbox only); its outcome arrives by webhook.
+    async fn open_dispute(&self, _charge_reference: &str, _reason: &str) -> Result<(), GatewayError> {
+        Err(GatewayError::NotSent(format!("{} does not let merchants open disputes", self.name())))
+    }
     /// Finds what became of one of Billy's movements, by Billy's transaction id (which every
     /// request carries as metadata) or its idempotency key: how an `unknown` outcome is settled
     /// without ever sending the request again.

@@ -27,6 +27,7 @@ pub enum IdKind {
     TestClock,
     WebhookEndpoint,
     Usage,
+    Export,
 }
 
 impl IdKind {
@@ -45,6 +46,7 @@ impl IdKind {
             Self::TestClock => "clock",
             Self::WebhookEndpoint => "we",
             Self::Usage => "use",
+            Self::Export => "exp",
         }
     }
 
@@ -63,6 +65,7 @@ impl IdKind {
             Self::TestClock => "test_clock",
             Self::WebhookEndpoint => "webhook_endpoint",
             Self::Usage => "usage_event",
+            Self::Export => "export",
         }
     }
 }

@@ -221,6 +221,13 @@ pub struct Invoice {
     pub total: i64,
     pub amount_paid: i64,
     pub amount_refunded: i64,
+    /// Refunds requested and not yet confirmed (or refused) by the gateway: counted against what
+    /// can still be refunded, so two refunds in flight can never add up to more than was paid.
+    #[serde(default)]
+    pub amount_refund_pending: i64,
+    /// How many refunds were requested: each is its own transaction (its attempt number).
+    #[serde(default)]
+    pub refunds_requested: u32,
     pub period: Option<Period>,
     pub attempt_count: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -272,6 +279,8 @@ impl Invoice {
             total: 0,
             amount_paid: 0,
             amount_refunded: 0,
+            amount_refund_pending: 0,
+            refunds_requested: 0,
             period,
             attempt_count: 0,
             next_attempt_at: None,
@@ -415,15 +424,33 @@ impl Invoice {
         Ok(from)
     }
 
-    /// Checks a refund request against the amount still refundable and the refund window; the
-    /// window is checked when a refund is requested, not when the gateway confirms it.
-    pub fn check_refund_request(
-        &self,
-        amount: i64,
+    /// What can still be refunded: paid, less refunded, less refunds in flight.
+    pub fn refundable(&self) -> i64 {
+        self.amount_paid - self.amount_refunded - self.amount_refund_pending
+    }
+
+    fn require_refundable(&self) -> DomainResult<()> {
+        if matches!(self.status, S::Paid | S::PartiallyRefunded) {
+            Ok(())
+        } else {
+            Err(DomainError::IllegalTransition {
+                entity: "invoice",
+                from: self.status.as_str().into(),
+                action: "refund".into(),
+            })
+        }
+    }
+
+    /// Reserves a refund of `amount` (the whole refundable rest when `None`) within the refund
+    /// window; the window is checked when a refund is requested, not when the gateway confirms
+    /// it. Returns the amount reserved. The invoice is unchanged on error.
+    pub fn request_refund(
+        &mut self,
+        amount: Option<i64>,
         policy: RefundPolicy,
         at: DateTime<Utc>,
-    ) -> DomainResult<InvoiceAction> {
-        let action = self.refund_action(amount)?;
+    ) -> DomainResult<i64> {
+        self.require_refundable()?;
         let paid_at = self.paid_at.ok_or_else(|| DomainError::unexpected("paid invoice without paid_at"))?;
         if at > paid_at + Duration::days(i64::from(policy.window_days)) {
             return Err(DomainError::invalid(
@@ -432,37 +459,60 @@ impl Invoice {
                 Some("amount"),
             ));
         }
-        Ok(action)
+        let amount = amount.unwrap_or_else(|| self.refundable());
+        self.reserve_refund(amount)?;
+        Ok(amount)
     }
 
-    /// Which refund transition `amount` is: partial, or full when it reaches the amount paid.
-    fn refund_action(&self, amount: i64) -> DomainResult<InvoiceAction> {
-        if !matches!(self.status, S::Paid | S::PartiallyRefunded) {
-            return Err(DomainError::IllegalTransition {
-                entity: "invoice",
-                from: self.status.as_str().into(),
-                action: "refund".into(),
-            });
-        }
-        let refundable = self.amount_paid - self.amount_refunded;
+    /// Reserves `amount` against what is still refundable (also what replay does).
+    pub fn reserve_refund(&mut self, amount: i64) -> DomainResult<()> {
+        self.require_refundable()?;
+        let refundable = self.refundable();
         if amount <= 0 || amount > refundable {
             return Err(DomainError::invalid(
                 "refund_amount_invalid",
                 format!(
-                    "refund amount must be from 1 to {refundable} (paid {}, already refunded {})",
-                    self.amount_paid, self.amount_refunded
+                    "refund amount must be from 1 to {refundable} (paid {}, refunded {}, refunds in flight {})",
+                    self.amount_paid, self.amount_refunded, self.amount_refund_pending
                 ),
                 Some("amount"),
             ));
         }
-        Ok(if amount == refundable { A::RefundFull } else { A::RefundPartial })
+        self.amount_refund_pending += amount;
+        self.refunds_requested += 1;
+        self.version += 1;
+        Ok(())
     }
 
-    /// Applies a gateway-confirmed refund of `amount`; the sum refunded never passes the amount paid.
+    /// A refund the gateway refused: its amount is refundable again.
+    pub fn release_refund(&mut self, amount: i64) -> DomainResult<()> {
+        if amount <= 0 || amount > self.amount_refund_pending {
+            return Err(DomainError::unexpected(format!(
+                "releasing {amount} of {} pending refunds",
+                self.amount_refund_pending
+            )));
+        }
+        self.amount_refund_pending -= amount;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Applies a gateway-confirmed refund of `amount`: partially refunded, or refunded when the
+    /// refunds reach the amount paid; the sum refunded never passes the amount paid.
     pub fn refund(&mut self, amount: i64, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
-        let action = self.refund_action(amount)?;
+        self.require_refundable()?;
+        let left = self.amount_paid - self.amount_refunded;
+        if amount <= 0 || amount > left {
+            return Err(DomainError::invalid(
+                "refund_amount_invalid",
+                format!("a refund of {amount} passes what is left of the payment ({left})"),
+                Some("amount"),
+            ));
+        }
+        let action = if amount == left { A::RefundFull } else { A::RefundPartial };
         let from = self.apply(action, at)?;
         self.amount_refunded += amount;
+        self.amount_refund_pending -= amount.min(self.amount_refund_pending);
         Ok(from)
     }
 }
@@ -649,21 +699,38 @@ mod tests {
         // GIVEN an invoice paid 20.00 at 1 March 01:00 and the default 7-day window
         let mut inv = paid(1000);
         let policy = RefundPolicy::default();
-        // WHEN 5.00 then 15.00 are refunded THEN partially_refunded then refunded
-        assert_eq!(inv.check_refund_request(500, policy, t(2, 0)).unwrap(), A::RefundPartial);
+        // WHEN 5.00 then 15.00 are requested and confirmed THEN partially_refunded then refunded
+        assert_eq!(inv.request_refund(Some(500), policy, t(2, 0)).unwrap(), 500);
+        assert_eq!((inv.refundable(), inv.amount_refund_pending), (1500, 500));
         inv.refund(500, t(2, 0)).unwrap();
-        assert_eq!((inv.status, inv.amount_refunded), (S::PartiallyRefunded, 500));
-        assert!(matches!(inv.refund(1501, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
-        assert_eq!(inv.check_refund_request(1500, policy, t(3, 0)).unwrap(), A::RefundFull);
+        assert_eq!((inv.status, inv.amount_refunded, inv.amount_refund_pending), (S::PartiallyRefunded, 500, 0));
+        assert_eq!(inv.request_refund(None, policy, t(3, 0)).unwrap(), 1500, "the rest by default");
         inv.refund(1500, t(3, 0)).unwrap();
-        assert_eq!((inv.status, inv.amount_refunded), (S::Refunded, 2000));
-        assert!(matches!(inv.refund(1, t(3, 0)), Err(DomainError::IllegalTransition { .. })));
+        assert_eq!((inv.status, inv.amount_refunded, inv.refunds_requested), (S::Refunded, 2000, 2));
+        assert!(matches!(inv.request_refund(Some(1), policy, t(3, 0)), Err(DomainError::IllegalTransition { .. })));
         // AND no refund can be requested after the window (8 March 01:00 + 1 s)
-        let late = paid(1000);
-        let err = late.check_refund_request(100, policy, t(8, 1) + Duration::seconds(1)).unwrap_err();
+        let mut late = paid(1000);
+        let before = late.clone();
+        let err = late.request_refund(Some(100), policy, t(8, 1) + Duration::seconds(1)).unwrap_err();
         assert!(matches!(err, DomainError::Invalid { code: "refund_window_expired", .. }));
-        assert!(late.check_refund_request(100, policy, t(8, 1)).is_ok(), "the window's last second is inside");
-        assert!(late.check_refund_request(0, policy, t(2, 0)).is_err());
+        assert_eq!(late, before, "nothing changed");
+        assert!(late.request_refund(Some(100), policy, t(8, 1)).is_ok(), "the window's last second is inside");
+        assert!(paid(1000).request_refund(Some(0), policy, t(2, 0)).is_err());
+    }
+
+    #[test]
+    fn refunds_in_flight_count_against_what_can_still_be_refunded() {
+        // GIVEN 20.00 paid and 15.00 of refunds requested, not yet confirmed
+        let mut inv = paid(1000);
+        let policy = RefundPolicy::default();
+        inv.request_refund(Some(1500), policy, t(2, 0)).unwrap();
+        // WHEN another 6.00 is requested THEN it is refused: 15 + 6 > 20
+        let err = inv.request_refund(Some(600), policy, t(2, 0)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "refund_amount_invalid", .. }));
+        // AND once the gateway refuses the first, its amount is refundable again
+        inv.release_refund(1500).unwrap();
+        assert_eq!(inv.request_refund(Some(600), policy, t(2, 0)).unwrap(), 600);
+        assert_eq!((inv.refundable(), inv.status), (1400, S::Paid));
     }
 
     #[test]

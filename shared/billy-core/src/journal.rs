@@ -25,6 +25,16 @@ pub enum InvoiceChange {
     AdjustmentAdded {
         adjustment: Adjustment,
     },
+    /// A refund asked of the gateway: its amount is held until the gateway answers.
+    RefundRequested {
+        amount: i64,
+        at: DateTime<Utc>,
+    },
+    /// A refund the gateway refused: its amount is refundable again.
+    RefundReleased {
+        amount: i64,
+        at: DateTime<Utc>,
+    },
     Transitioned {
         action: InvoiceAction,
         from: InvoiceStatus,
@@ -51,6 +61,14 @@ impl InvoiceChange {
             }
             (Self::AdjustmentAdded { adjustment }, Some(mut inv)) => {
                 inv.add_adjustment(adjustment.clone())?;
+                Ok(inv)
+            }
+            (Self::RefundRequested { amount, .. }, Some(mut inv)) => {
+                inv.reserve_refund(*amount)?;
+                Ok(inv)
+            }
+            (Self::RefundReleased { amount, .. }, Some(mut inv)) => {
+                inv.release_refund(*amount)?;
                 Ok(inv)
             }
             (Self::Transitioned { action, from, to, at, reason, next_attempt_at, amount }, Some(mut inv)) => {
@@ -85,6 +103,24 @@ impl InvoiceChange {
             }
         }
     }
+}
+
+/// Reserves a refund on a live invoice (within the tenant's window) and returns the amount and
+/// the journal entry that replays it.
+pub fn request_refund(
+    inv: &mut Invoice,
+    amount: Option<i64>,
+    policy: crate::invoice::RefundPolicy,
+    at: DateTime<Utc>,
+) -> DomainResult<(i64, InvoiceChange)> {
+    let amount = inv.request_refund(amount, policy, at)?;
+    Ok((amount, InvoiceChange::RefundRequested { amount, at }))
+}
+
+/// Releases a refused refund on a live invoice and returns the journal entry that replays it.
+pub fn release_refund(inv: &mut Invoice, amount: i64, at: DateTime<Utc>) -> DomainResult<InvoiceChange> {
+    inv.release_refund(amount)?;
+    Ok(InvoiceChange::RefundReleased { amount, at })
 }
 
 /// Records a transition on a live invoice and returns the journal entry that replays it.

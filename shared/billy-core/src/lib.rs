@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod ids;
 pub mod invoice;
 pub mod journal;
+pub mod ledger;
 pub mod money;
 pub mod page;
 pub mod payment_method;

@@ -141,6 +141,30 @@ pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
 }
 
+/// Export jobs of the transactions ledger.
+#[async_trait]
+pub trait ExportRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::ledger::Export>>;
+}
+
+/// A file being written part by part (an S3 multipart upload): nothing is ever held whole.
+#[async_trait]
+pub trait FileWriter: Send {
+    async fn write(&mut self, bytes: &[u8]) -> DomainResult<()>;
+    /// Completes the file; its size in bytes.
+    async fn finish(self: Box<Self>) -> DomainResult<u64>;
+    /// Gives the file up (nothing is left behind).
+    async fn abort(self: Box<Self>);
+}
+
+/// Where exported files go, and short-lived links to download them.
+#[async_trait]
+pub trait FileStore: Send + Sync + std::fmt::Debug {
+    async fn create(&self, key: &str, content_type: &str) -> DomainResult<Box<dyn FileWriter>>;
+    /// A link anyone holding it can download the file with, until it expires.
+    async fn link(&self, key: &str, valid_for: std::time::Duration) -> DomainResult<String>;
+}
+
 /// A tenant's settings (refund window, dunning policy, routing rules, ...), with the defaults
 /// for a tenant that set nothing.
 #[async_trait]
@@ -159,6 +183,8 @@ pub struct TransactionFilter {
     pub created_to: Option<DateTime<Utc>>,
     pub amount_min: Option<i64>,
     pub amount_max: Option<i64>,
+    /// Text in the descriptions of the items of the invoice it collects (case-insensitive).
+    pub item: Option<String>,
 }
 
 #[async_trait]
@@ -263,6 +289,15 @@ pub enum Write {
         clock: TestClock,
         expected: Option<u64>,
     },
+    /// The tenant's settings (`expected: None` for the first save).
+    Settings {
+        settings: TenantSettings,
+        expected: Option<u64>,
+    },
+    Export {
+        export: crate::ledger::Export,
+        expected: Option<u64>,
+    },
 }
 
 /// One atomic change: writes of one scope and the audit events that explain them.
@@ -365,6 +400,7 @@ pub struct Ports<'a> {
     pub clocks: &'a dyn TestClockRepository,
     pub audit: &'a dyn AuditJournal,
     pub settings: &'a dyn SettingsRepository,
+    pub exports: &'a dyn ExportRepository,
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,

@@ -89,6 +89,12 @@ pub struct Transaction {
     /// the same attempt may be sent again; without this mark a redelivered attempt is never resent.
     #[serde(default)]
     pub unsent: bool,
+    /// A failed charge or payout whose invoice will make another attempt (dunning).
+    #[serde(default)]
+    pub retryable: bool,
+    /// Lowercased descriptions of the invoice's items, so the ledger can be searched by item.
+    #[serde(default)]
+    pub items: String,
     /// When the attempt was made (on a test clock, the attempt's own scheduled time).
     pub created: DateTime<Utc>,
     pub livemode: bool,
@@ -96,6 +102,45 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// A new pending attempt of `kind` on `inv`, made at `at` (on a test clock, the attempt's own
+    /// scheduled time).
+    pub fn for_invoice(
+        id: Id,
+        inv: &crate::invoice::Invoice,
+        kind: TransactionType,
+        attempt: u32,
+        amount: i64,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut items: String = inv.items.iter().map(|i| i.description.to_lowercase()).collect::<Vec<_>>().join("\n");
+        if items.len() > 2000 {
+            let cut = (0..=2000).rev().find(|i| items.is_char_boundary(*i)).unwrap_or(0);
+            items.truncate(cut);
+        }
+        Self {
+            id,
+            invoice: inv.id.clone(),
+            customer: inv.customer.clone(),
+            kind,
+            status: TransactionStatus::Pending,
+            amount,
+            currency: inv.currency,
+            gateway: String::new(),
+            gateway_reference: None,
+            failure_reason: None,
+            attempt,
+            idempotency_key: Self::idempotency_key_for(&inv.id, kind, attempt),
+            last_event_at: None,
+            test_clock: inv.test_clock.clone(),
+            unsent: false,
+            retryable: false,
+            items,
+            created: at,
+            livemode: inv.livemode,
+            version: 1,
+        }
+    }
+
     /// The idempotency key of attempt `attempt` of `kind` on `invoice`: stable across redeliveries.
     pub fn idempotency_key_for(invoice: &Id, kind: TransactionType, attempt: u32) -> String {
         format!("billy-{invoice}-{kind:?}-{attempt}").to_lowercase()
@@ -174,6 +219,8 @@ mod tests {
             last_event_at: None,
             test_clock: None,
             unsent: false,
+            retryable: false,
+            items: String::new(),
             created: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             livemode: false,
             version: 1,

@@ -6,6 +6,7 @@ use crate::config::{Config, MissingVariable};
 use billy_aws::audit::DynamoAudit;
 use billy_aws::customers::DynamoCustomers;
 use billy_aws::events::EventBridgePublisher;
+use billy_aws::exports::DynamoExports;
 use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
 use billy_aws::payment_methods::DynamoPaymentMethods;
@@ -40,6 +41,7 @@ pub struct Deps {
     pub clocks: DynamoTestClocks,
     pub audit: DynamoAudit,
     pub settings: DynamoSettings,
+    pub exports: DynamoExports,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
@@ -66,6 +68,7 @@ impl Deps {
             clocks: DynamoTestClocks::new(ddb(), tables.clone()),
             audit: DynamoAudit::new(ddb(), tables.clone()),
             settings: DynamoSettings::new(ddb(), tables.clone()),
+            exports: DynamoExports::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
@@ -117,6 +120,7 @@ impl Deps {
             clocks: &self.clocks,
             audit: &self.audit,
             settings: &self.settings,
+            exports: &self.exports,
             unit: &self.unit,
             queue: &self.queue,
             queues: &self.queues,

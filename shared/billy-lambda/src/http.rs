@@ -28,6 +28,7 @@ pub fn error_response(err: &DomainError) -> Response<Body> {
             (StatusCode::CONFLICT, "invalid_request_error", "illegal_transition", None)
         }
         DomainError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", None),
+        DomainError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error", "gateway_unavailable", None),
         DomainError::Unexpected(detail) => {
             let detail = redact_long_numbers(detail);
             tracing::error!(%detail, "unexpected error");

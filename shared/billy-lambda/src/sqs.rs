@@ -1,5 +1,5 @@
-//! The SQS batch helper every queue consumer uses: decode each message (a versioned envelope, or an
-//! EventBridge event a rule delivered), hand the decodable ones to the use case together, and
+//! The SQS batch helper every queue consumer uses: decode each message's versioned envelope, hand
+//! the decodable ones to the use case together, and
 //! report exactly the failed ones (partial batch failure), so one bad message never makes a whole
 //! batch redeliver. A message that can never succeed (undecodable, or failing for good, or failing
 //! on its last delivery) is moved to the dead-letter queue at once with its reason.
@@ -7,7 +7,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use billy_aws::sqs::SqsPublisher;
 use billy_core::DomainError;
-use billy_core::ports::{DomainEvent, QueueMessage};
+use billy_core::ports::QueueMessage;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 
@@ -31,32 +31,21 @@ pub struct DeadLetters<'a> {
     pub queue: &'a str,
 }
 
-/// How to read one consumer's messages.
+/// How to read one consumer's messages: their kind, and the body versions it understands.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoding<T> {
     pub kind: &'static str,
     pub versions: &'static [u32],
-    /// For queues a rule also feeds: the body an announced domain event stands for.
-    pub announced: Option<fn(&DomainEvent) -> Option<T>>,
+    body: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> Decoding<T> {
-    pub fn new(kind: &'static str, versions: &'static [u32]) -> Self {
-        Self { kind, versions, announced: None }
+    pub const fn new(kind: &'static str, versions: &'static [u32]) -> Self {
+        Self { kind, versions, body: std::marker::PhantomData }
     }
 
     fn decode(&self, body: &str) -> Result<T, MessageError> {
-        let value: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| MessageError::Undecodable(e.to_string()))?;
-        if let (Some(convert), Some(detail)) = (self.announced, value.get("detail")) {
-            let event: DomainEvent =
-                serde_json::from_value(detail.clone()).map_err(|e| MessageError::Undecodable(e.to_string()))?;
-            return convert(&event).ok_or_else(|| {
-                MessageError::Undecodable(format!("a {} announcement asks nothing of this queue", event.kind))
-            });
-        }
-        let message: QueueMessage =
-            serde_json::from_value(value).map_err(|e| MessageError::Undecodable(e.to_string()))?;
+        let message: QueueMessage = serde_json::from_str(body).map_err(|e| MessageError::Undecodable(e.to_string()))?;
         if message.kind != self.kind || !self.versions.contains(&message.version) {
             return Err(MessageError::Undecodable(format!(
                 "expected {} v{:?}, got {} v{}",
@@ -167,7 +156,7 @@ mod tests {
         n: u32,
     }
 
-    const BILL: Decoding<Body> = Decoding { kind: "bill", versions: &[1], announced: None };
+    const BILL: Decoding<Body> = Decoding::new("bill", &[1]);
 
     fn body(version: u32, n: u32) -> String {
         serde_json::to_string(&QueueMessage { version, kind: "bill".into(), body: json!({"n": n}) }).unwrap()
@@ -207,25 +196,5 @@ mod tests {
         assert_eq!(failed, vec!["b", "c", "d", "f", "g"]);
         assert_eq!(*seen.lock().unwrap(), vec![1, 13, 3, 13, 7], "decodable bodies are handled together, in order");
         assert!(outcome.dead.is_empty());
-    }
-
-    #[tokio::test]
-    async fn announcements_from_a_rule_decode_through_their_converter() {
-        let scope = billy_core::tenant::Scope::new(
-            billy_core::ids::Id::from_trusted("ten_1".into()),
-            billy_core::tenant::Mode::Test,
-        );
-        let announced = json!({"detail-type": "invoice.finalized", "detail": {
-            "id": "evt_1", "type": "invoice.finalized", "scope": scope, "occurred_at": "2026-01-01T00:00:00Z",
-            "data": {"object": {"id": "inv_1", "attempt_count": 1}}}});
-        let decoding: Decoding<billy_core::billing::ChargeRequest> = Decoding {
-            kind: "charge_invoice",
-            versions: &[1],
-            announced: Some(billy_core::billing::ChargeRequest::from_announcement),
-        };
-        let request = decoding.decode(&announced.to_string()).unwrap();
-        assert_eq!((request.invoice.as_str(), request.attempt), ("inv_1", 1));
-        let unrelated = announced.to_string().replace("\"type\":\"invoice.finalized\"", "\"type\":\"invoice.paid\"");
-        assert!(decoding.decode(&unrelated).is_err());
     }
 }

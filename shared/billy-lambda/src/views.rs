@@ -91,6 +91,8 @@ pub fn invoice(i: &Invoice) -> Value {
         "period_start": i.period.map(|p| p.start), "period_end": i.period.map(|p| p.end),
         "items": i.items, "adjustments": i.adjustments, "attempt_count": i.attempt_count,
         "next_attempt_at": i.next_attempt_at, "paid_at": i.paid_at, "failure_reason": i.failure_reason,
+        "next_payment_attempt": i.awaiting_retry().then_some(i.next_attempt_at).flatten(),
+        "amount_refund_pending": i.amount_refund_pending,
         "livemode": i.livemode,
     })
 }
@@ -100,7 +102,7 @@ pub fn transaction(t: &Transaction) -> Value {
         "id": t.id, "object": "transaction", "created": t.created, "type": t.kind, "status": t.status.as_str(),
         "invoice": t.invoice, "customer": t.customer, "amount": t.amount, "currency": t.currency,
         "gateway": t.gateway, "gateway_reference": t.gateway_reference, "failure_reason": t.failure_reason,
-        "attempt": t.attempt, "livemode": t.livemode,
+        "attempt": t.attempt, "retryable": t.retryable, "invoices": [t.invoice], "livemode": t.livemode,
     })
 }
 

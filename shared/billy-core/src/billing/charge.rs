@@ -117,27 +117,7 @@ async fn settings_for<'s>(
 }
 
 fn new_transaction(p: &Ports<'_>, inv: &Invoice, attempt: u32, at: DateTime<Utc>) -> Transaction {
-    let kind = inv.transaction_type();
-    Transaction {
-        id: p.ids.next(IdKind::Transaction),
-        invoice: inv.id.clone(),
-        customer: inv.customer.clone(),
-        kind,
-        status: TransactionStatus::Pending,
-        amount: inv.total,
-        currency: inv.currency,
-        gateway: String::new(),
-        gateway_reference: None,
-        failure_reason: None,
-        attempt,
-        idempotency_key: Transaction::idempotency_key_for(&inv.id, kind, attempt),
-        last_event_at: None,
-        test_clock: inv.test_clock.clone(),
-        unsent: false,
-        created: at,
-        livemode: inv.livemode,
-        version: 1,
-    }
+    Transaction::for_invoice(p.ids.next(IdKind::Transaction), inv, inv.transaction_type(), attempt, inv.total, at)
 }
 
 /// A new attempt, ready to commit: the transaction (and a retry's invoice transition).
@@ -473,8 +453,9 @@ async fn record_answer(
                 transaction.gateway = gateway;
             }
             transaction.settle(TransactionStatus::Failed, at, Some(&code))?;
-            let mut events = vec![ctx.snapshot(p.ids, at, "transaction.failed", &transaction).because(Some(&code))];
-            fail_invoice(p, ctx, &mut inv, &code, at, settings, &mut events)?;
+            let mut events = Vec::new();
+            transaction.retryable = fail_invoice(p, ctx, &mut inv, &code, at, settings, &mut events)?;
+            events.insert(0, ctx.snapshot(p.ids, at, "transaction.failed", &transaction).because(Some(&code)));
             let writes = vec![Write::Transaction { transaction, expected: Some(expected) }];
             commit_failure(p, ctx, inv, expected_inv, writes, events, at, settings).await?;
             Ok(ChargeOutcome::Failed { reason: code })
@@ -504,8 +485,8 @@ async fn record_answer(
     }
 }
 
-/// Records a failed attempt: retried later per the dunning policy, or given up.
-fn fail_invoice(
+/// Records a failed attempt: retried later per the dunning policy (`true`), or given up.
+pub(super) fn fail_invoice(
     p: &Ports<'_>,
     ctx: &Context,
     inv: &mut Invoice,
@@ -513,7 +494,7 @@ fn fail_invoice(
     at: DateTime<Utc>,
     settings: &TenantSettings,
     events: &mut Vec<crate::audit::AuditEvent>,
-) -> DomainResult<()> {
+) -> DomainResult<bool> {
     let next = settings.dunning.next_attempt_at(inv.attempt_count, at);
     let change = journal::fail(inv, reason, next, at)?;
     let failed =
@@ -523,13 +504,13 @@ fn fail_invoice(
         let change = journal::transition(inv, InvoiceAction::GiveUp, at)?;
         events.push(invoice_event(ctx, p.ids, at, inv, "invoice.uncollectible", &change)?);
     }
-    Ok(())
+    Ok(next.is_some())
 }
 
 /// Commits a failed invoice (with `writes` made alongside) and, when it was given up, the
 /// subscription's consequence.
 #[allow(clippy::too_many_arguments)]
-async fn commit_failure(
+pub(super) async fn commit_failure(
     p: &Ports<'_>,
     ctx: &Context,
     inv: Invoice,

@@ -1,5 +1,6 @@
 //! Gateway events: settling transactions in event-time order, moving invoices (paid, or failed
-//! with dunning) and subscriptions (recovered, past due, canceled), and disputes. A batch of events
+//! with dunning; canceled when a void is confirmed; refunded when a refund is), subscriptions
+//! (recovered, past due, canceled), and disputes (ending in a chargeback transaction when lost). A batch of events
 //! is read together and committed in as few store requests as possible. What they change is
 //! announced from the audit journal's stream, never from here.
 
@@ -14,7 +15,7 @@ use crate::ports::{Changeset, Ports, Write};
 use crate::settings::TenantSettings;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
 use crate::tenant::Scope;
-use crate::transaction::{Transaction, TransactionStatus};
+use crate::transaction::{Transaction, TransactionStatus, TransactionType};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -152,9 +153,16 @@ fn plan_event(
     let ctx = context(scope, event);
     let (txn_expected, inv_expected) = (txn.version, inv.version);
     let target = match event.kind {
-        GatewayEventKind::ChargeSucceeded | GatewayEventKind::PayoutPaid => TransactionStatus::Succeeded,
-        GatewayEventKind::ChargeFailed | GatewayEventKind::PayoutFailed => TransactionStatus::Failed,
-        _ => return Ok(Planned::Dispute),
+        GatewayEventKind::ChargeSucceeded | GatewayEventKind::PayoutPaid | GatewayEventKind::RefundSucceeded => {
+            TransactionStatus::Succeeded
+        }
+        GatewayEventKind::ChargeFailed | GatewayEventKind::PayoutFailed | GatewayEventKind::RefundFailed => {
+            TransactionStatus::Failed
+        }
+        GatewayEventKind::ChargeCanceled => TransactionStatus::Canceled,
+        GatewayEventKind::DisputeOpened | GatewayEventKind::DisputeWon | GatewayEventKind::DisputeLost => {
+            return Ok(Planned::Dispute);
+        }
     };
     if txn.status == target && txn.last_event_at.is_some_and(|t| t >= event.occurred_at) {
         return Ok(Planned::Duplicate);
@@ -190,18 +198,36 @@ fn plan_event(
         let change = Changeset { scope: scope.clone(), writes: vec![marker], events: vec![note] };
         return Ok(Planned::Commit { change, stale: true, invoice: inv });
     }
-    let action = if target == TransactionStatus::Succeeded { "transaction.succeeded" } else { "transaction.failed" };
-    let mut events = vec![ctx.snapshot(p.ids, at, action, &txn).because(event.failure_code.as_deref())];
+    let action = match target {
+        TransactionStatus::Succeeded => "transaction.succeeded",
+        TransactionStatus::Canceled => "transaction.canceled",
+        _ => "transaction.failed",
+    };
+    let mut events = Vec::new();
     let mut writes = Vec::new();
-    // Only the invoice's current attempt moves it; an old attempt's late news is journaled above.
-    if txn.attempt == inv.attempt_count && matches!(inv.status, InvoiceStatus::Pending) {
-        if target == TransactionStatus::Succeeded {
-            settle_paid(p, &ctx, &mut inv, sub, at, &mut writes, &mut events)?;
-        } else {
-            settle_failed(p, &ctx, &mut inv, sub, event, settings, at, &mut writes, &mut events)?;
+    let moved = if txn.kind == TransactionType::Refund {
+        settle_refund(p, &ctx, &mut inv, &txn, target, at, &mut events)?
+    } else if txn.attempt == inv.attempt_count && matches!(inv.status, InvoiceStatus::Pending) {
+        // Only the invoice's current attempt moves it; an old attempt's late news is journaled.
+        match target {
+            TransactionStatus::Succeeded => settle_paid(p, &ctx, &mut inv, sub, at, &mut writes, &mut events)?,
+            TransactionStatus::Canceled => {
+                let change = journal::transition(&mut inv, InvoiceAction::Cancel, at)?;
+                let event = invoice_event(&ctx, p.ids, at, &inv, "invoice.canceled", &change)?;
+                events.push(event.because(Some("the gateway voided the charge")));
+            }
+            _ => {
+                txn.retryable = settle_failed(p, &ctx, &mut inv, sub, event, settings, at, &mut writes, &mut events)?;
+            }
         }
+        true
+    } else {
+        false
+    };
+    if moved {
         writes.push(Write::Invoice { invoice: inv.clone(), expected: Some(inv_expected) });
     }
+    events.insert(0, ctx.snapshot(p.ids, at, action, &txn).because(event.failure_code.as_deref()));
     // The transaction's versioned write is what makes this once-only: a replay of the event finds
     // it settled at that event time (a duplicate), and a concurrent one loses the version race.
     writes.push(Write::Transaction { transaction: txn, expected: Some(txn_expected) });
@@ -229,6 +255,36 @@ fn settle_paid(
     Ok(())
 }
 
+/// A refund's outcome: confirmed, the invoice is (partially) refunded; refused, its amount is
+/// refundable again. Whether the invoice moved.
+fn settle_refund(
+    p: &Ports<'_>,
+    ctx: &Context,
+    inv: &mut Invoice,
+    txn: &Transaction,
+    target: TransactionStatus,
+    at: DateTime<Utc>,
+    events: &mut Vec<AuditEvent>,
+) -> DomainResult<bool> {
+    match target {
+        TransactionStatus::Succeeded => {
+            let change = journal::refund(inv, txn.amount, at)?;
+            let action =
+                if inv.status == InvoiceStatus::Refunded { "invoice.refunded" } else { "invoice.partially_refunded" };
+            events.push(invoice_event(ctx, p.ids, at, inv, action, &change)?);
+            Ok(true)
+        }
+        TransactionStatus::Failed | TransactionStatus::Canceled => {
+            let change = journal::release_refund(inv, txn.amount, at)?;
+            let event = invoice_event(ctx, p.ids, at, inv, "invoice.refund_failed", &change)?;
+            events.push(event.because(txn.failure_reason.as_deref()));
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A failed attempt: dunning schedules the next one (`true`) or gives the invoice up.
 #[allow(clippy::too_many_arguments)]
 fn settle_failed(
     p: &Ports<'_>,
@@ -240,7 +296,7 @@ fn settle_failed(
     at: DateTime<Utc>,
     writes: &mut Vec<Write>,
     events: &mut Vec<AuditEvent>,
-) -> DomainResult<()> {
+) -> DomainResult<bool> {
     let reason = event.failure_code.clone().unwrap_or_else(|| "failed".into());
     let next = settings.dunning.next_attempt_at(inv.attempt_count, at);
     let change = journal::fail(inv, &reason, next, at)?;
@@ -248,7 +304,7 @@ fn settle_failed(
         if inv.direction == crate::plan::Direction::Payout { "payout.failed" } else { "invoice.payment_failed" };
     events.push(invoice_event(ctx, p.ids, at, inv, failed, &change)?);
     if next.is_some() {
-        return Ok(());
+        return Ok(true);
     }
     let change = journal::transition(inv, InvoiceAction::GiveUp, at)?;
     events.push(invoice_event(ctx, p.ids, at, inv, "invoice.uncollectible", &change)?);
@@ -258,11 +314,12 @@ fn settle_failed(
         events.push(event);
         writes.push(write);
     }
-    Ok(())
+    Ok(false)
 }
 
-/// Disputes move a paid invoice to protest, then to chargeback or back to paid. The invoice is
-/// read afresh, so a settlement committed earlier in the same batch is seen.
+/// Disputes move a paid invoice to protest, then to chargeback (with a `chargeback` transaction
+/// for the money taken back) or back to paid. The invoice is read afresh, so a settlement
+/// committed earlier in the same batch is seen.
 async fn apply_dispute(p: &Ports<'_>, scope: &Scope, event: &GatewayEvent) -> DomainResult<EventOutcome> {
     let action = match event.kind {
         GatewayEventKind::DisputeOpened => InvoiceAction::Contest,
@@ -292,11 +349,22 @@ async fn apply_dispute(p: &Ports<'_>, scope: &Scope, event: &GatewayEvent) -> Do
         Err(e) => return Err(e),
     };
     let ctx = context(scope, event);
-    let events = vec![invoice_event(&ctx, p.ids, now, &inv, name, &change)?];
-    let writes = vec![
+    let invoice_news = invoice_event(&ctx, p.ids, now, &inv, name, &change)?.because(event.failure_code.as_deref());
+    let mut events = vec![invoice_news];
+    let mut writes = vec![
         Write::Invoice { invoice: inv.clone(), expected: Some(expected) },
         Write::GatewayEventApplied { gateway: event.gateway.clone(), event_id: event.id.clone() },
     ];
+    if action == InvoiceAction::DisputeLost {
+        let amount = inv.amount_paid - inv.amount_refunded;
+        let id = p.ids.next(IdKind::Transaction);
+        let mut chargeback = Transaction::for_invoice(id, &inv, TransactionType::Chargeback, 1, amount, now);
+        chargeback.gateway = txn.gateway.clone();
+        chargeback.gateway_reference = Some(event.reference.clone());
+        chargeback.settle(TransactionStatus::Succeeded, event.occurred_at, Some("dispute lost"))?;
+        events.push(ctx.snapshot(p.ids, now, "transaction.created", &chargeback).because(Some("dispute lost")));
+        writes.push(Write::Transaction { transaction: chargeback, expected: None });
+    }
     // A conflict (the invoice moved, or the same event applied meanwhile) fails this event so the
     // queue brings it back, when the duplicate check above tells the two apart.
     p.unit.commit(scope, writes, events).await?;

@@ -67,6 +67,11 @@ pub struct ChargeRequest {
 }
 
 impl ChargeRequest {
+    /// The charge queue's message for this request.
+    pub fn message(&self) -> DomainResult<QueueMessage> {
+        message(CHARGE_INVOICE, self)
+    }
+
     /// The request an announced invoice event asks for: a finalized invoice's first attempt, or
     /// (after a failure) its next one, which the charge step makes only once it is due.
     pub fn from_announcement(event: &crate::ports::DomainEvent) -> Option<Self> {
@@ -444,25 +449,20 @@ pub async fn sweep_unknown(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc
 
 /// The gateway event a look-up amounts to, if it settles anything.
 fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: DateTime<Utc>) -> Option<GatewayEvent> {
-    let payout = txn.kind == crate::transaction::TransactionType::Payout;
+    use crate::transaction::TransactionType as T;
+    let (succeeded, failed) = match txn.kind {
+        T::Payout => (GatewayEventKind::PayoutPaid, GatewayEventKind::PayoutFailed),
+        T::Refund => (GatewayEventKind::RefundSucceeded, GatewayEventKind::RefundFailed),
+        T::Charge | T::Chargeback => (GatewayEventKind::ChargeSucceeded, GatewayEventKind::ChargeFailed),
+    };
     let (kind, reference, code) = match found {
         LookupResult::Pending { .. } => return None,
         LookupResult::NotFound if now < txn.created + chrono::Duration::minutes(NO_RECORD_AFTER_MINUTES) => {
             return None;
         }
-        LookupResult::NotFound => (
-            if payout { GatewayEventKind::PayoutFailed } else { GatewayEventKind::ChargeFailed },
-            String::new(),
-            Some("gateway_no_record".to_owned()),
-        ),
-        LookupResult::Succeeded { reference } => {
-            (if payout { GatewayEventKind::PayoutPaid } else { GatewayEventKind::ChargeSucceeded }, reference, None)
-        }
-        LookupResult::Failed { reference, code } => (
-            if payout { GatewayEventKind::PayoutFailed } else { GatewayEventKind::ChargeFailed },
-            reference,
-            Some(code),
-        ),
+        LookupResult::NotFound => (failed, String::new(), Some("gateway_no_record".to_owned())),
+        LookupResult::Succeeded { reference } => (succeeded, reference, None),
+        LookupResult::Failed { reference, code } => (failed, reference, Some(code)),
     };
     Some(GatewayEvent {
         gateway: txn.gateway.clone(),

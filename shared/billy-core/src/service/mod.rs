@@ -9,7 +9,9 @@ pub mod customers;
 pub mod invoices;
 pub mod payment_methods;
 pub mod plans;
+pub mod settings;
 pub mod subscriptions;
+pub mod transactions;
 
 use crate::audit::{AuditEvent, Context};
 use crate::customer::Customer;

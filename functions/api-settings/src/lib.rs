@@ -1,0 +1,90 @@
+//! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window and dunning policy
+//! (defaults until it sets them).
+
+use async_trait::async_trait;
+use billy_aws::AwsClients;
+use billy_core::dunning::FinalAction;
+use billy_core::service::settings as service;
+use billy_core::settings::{SettingsPatch, TenantSettings};
+use billy_lambda::HttpFunction;
+use billy_lambda::config::{Config, MissingVariable};
+use billy_lambda::deps::Deps;
+use billy_lambda::http::{authenticate, authenticated_write, method_not_allowed, parse_json, respond};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dunning {
+    retry_gaps_hours: Option<Vec<u32>>,
+    final_action: Option<FinalAction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    refund_window_days: Option<u32>,
+    dunning: Option<Dunning>,
+}
+
+pub fn view(s: &TenantSettings) -> Value {
+    json!({
+        "object": "settings",
+        "refund_window_days": s.refund.window_days,
+        "dunning": {
+            "retry_gaps_hours": s.dunning.retry_gaps_hours,
+            "max_attempts": s.dunning.max_attempts(),
+            "final_action": s.dunning.final_action,
+        },
+        "gateway_routes": s.routing.as_ref().map(|r| &r.rules),
+        "version": s.version,
+    })
+}
+
+#[derive(Debug)]
+pub struct App {
+    deps: Deps,
+}
+
+impl App {
+    pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        Ok(Self { deps: Deps::new(config, aws)? })
+    }
+}
+
+#[async_trait]
+impl HttpFunction for App {
+    async fn handle(&self, request: Request) -> Response<Body> {
+        let request = &request;
+        let p = self.deps.ports();
+        let p = &p;
+        match *request.method() {
+            Method::GET => {
+                let read = async {
+                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    service::get_settings(p, &ctx).await
+                };
+                respond(StatusCode::OK, read.await.map(|s| view(&s)))
+            }
+            Method::PATCH => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let updated = async {
+                        let body: Patch = parse_json(request)?;
+                        let dunning = body.dunning.unwrap_or(Dunning { retry_gaps_hours: None, final_action: None });
+                        let patch = SettingsPatch {
+                            refund_window_days: body.refund_window_days,
+                            retry_gaps_hours: dunning.retry_gaps_hours,
+                            final_action: dunning.final_action,
+                        };
+                        service::update_settings(p, &ctx, patch).await
+                    };
+                    respond(StatusCode::OK, updated.await.map(|s| view(&s)))
+                })
+                .await
+            }
+            _ => method_not_allowed(),
+        }
+    }
+}
