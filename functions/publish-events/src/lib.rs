@@ -19,10 +19,13 @@ use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::views;
+use futures::StreamExt;
 use std::collections::HashMap;
 
 /// EventBridge takes ten entries a call.
 const PUT_EVENTS_BATCH: usize = 10;
+/// `PutEvents` calls in flight at once.
+const PUBLISHING_CONCURRENCY: usize = 8;
 
 /// The domain event an audit event announces, if its action is published at all.
 pub fn announcement(audit: &AuditEvent) -> Option<DomainEvent> {
@@ -94,10 +97,23 @@ impl StreamFunction for App {
             }
             let sequence = record.change.sequence_number.clone();
             let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = record.change.new_image.into();
+            let mut attributes: Vec<String> = item.keys().cloned().collect();
+            attributes.sort();
+            let Some(action) = item.get("action").and_then(|a| a.as_s().ok()) else {
+                // Nothing but audit events belongs on this table; a stray item must not hold up
+                // every announcement after it.
+                tracing::warn!(sequence = ?sequence, ?attributes, "not an audit event; skipped");
+                continue;
+            };
+            // Most of the journal is never announced: skip it before inflating its snapshots.
+            if EventType::from_action(action).is_none() {
+                continue;
+            }
             match audit_from_item(item) {
                 Ok(audit) => pending.extend(announcement(&audit).map(|e| (sequence, e))),
                 Err(e) => {
-                    tracing::error!(error = %e, sequence = ?sequence, "unreadable audit event; the stream retries it");
+                    // (Attribute names only: an audit event's values are never logged.)
+                    tracing::error!(error = %e, sequence = ?sequence, ?attributes, "unreadable audit event; the stream retries it");
                     return Ok(failed_at(sequence));
                 }
             }
@@ -119,12 +135,22 @@ impl StreamFunction for App {
                 return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
             }
         }
-        for chunk in pending.chunks(PUT_EVENTS_BATCH) {
-            let events: Vec<DomainEvent> = chunk.iter().map(|(_, e)| e.clone()).collect();
-            if let Err(e) = self.deps.bus.publish(&events).await {
-                tracing::warn!(error = %e, "announcements not published; the stream retries from the first of them");
-                return Ok(failed_at(chunk[0].0.clone()));
-            }
+        // Several `PutEvents` at once (announcements carry no order between them); on a failure the
+        // stream resumes at the first chunk that did not go out.
+        let chunks: Vec<(usize, Vec<DomainEvent>)> = pending
+            .chunks(PUT_EVENTS_BATCH)
+            .map(|chunk| chunk.iter().map(|(_, e)| e.clone()).collect())
+            .enumerate()
+            .collect();
+        let bus = &self.deps.bus;
+        let outcomes: Vec<(usize, Result<(), billy_core::DomainError>)> = futures::stream::iter(chunks)
+            .map(|(i, events)| async move { (i, bus.publish(&events).await) })
+            .buffer_unordered(PUBLISHING_CONCURRENCY)
+            .collect()
+            .await;
+        if let Some((first, e)) = outcomes.iter().filter(|(_, r)| r.is_err()).min_by_key(|(i, _)| *i) {
+            tracing::warn!(error = ?e, "announcements not published; the stream retries from the first of them");
+            return Ok(failed_at(pending[first * PUT_EVENTS_BATCH].0.clone()));
         }
         Ok(DynamoDbEventResponse::default())
     }

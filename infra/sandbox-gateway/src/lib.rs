@@ -144,6 +144,8 @@ struct Ledger {
     deliveries: u64,
     /// Test control: processing time of new movements, overriding the configured delay.
     delay_ms: Option<u64>,
+    /// Test control: webhooks are held (and sent, in order, once released).
+    held: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -589,14 +591,33 @@ async fn close_dispute(
 struct Control {
     /// How long new movements are processed before their outcome is sent.
     processing_delay_ms: Option<u64>,
+    /// `true`: webhooks are held; `false`: the held ones go out, in order, and new ones flow.
+    hold_webhooks: Option<bool>,
 }
 
-/// Test control: slows processing down, so a void can win the race against a charge.
+/// Test controls: slow processing down (so a void can win the race against a charge), or hold
+/// webhooks (so a charge can succeed here before Billy hears of it).
 async fn control(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<Control>) -> Response {
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
     }
-    state.ledger().delay_ms = req.processing_delay_ms;
+    let released = {
+        let mut ledger = state.ledger();
+        if req.processing_delay_ms.is_some() {
+            ledger.delay_ms = req.processing_delay_ms;
+        }
+        match req.hold_webhooks {
+            Some(true) => {
+                ledger.held.get_or_insert_with(Vec::new);
+                Vec::new()
+            }
+            Some(false) => ledger.held.take().unwrap_or_default(),
+            None => Vec::new(),
+        }
+    };
+    for body in released {
+        deliver(&state, &body).await;
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -638,7 +659,14 @@ async fn send_event(state: &AppState, kind: &str, m: &Movement, extra: Value) {
         "data": {"object": object},
     })
     .to_string();
-    state.ledger().events.insert(event_id, body.clone());
+    {
+        let mut ledger = state.ledger();
+        ledger.events.insert(event_id, body.clone());
+        if let Some(held) = ledger.held.as_mut() {
+            held.push(body);
+            return;
+        }
+    }
     deliver(state, &body).await;
 }
 
