@@ -4,7 +4,9 @@
 //! 2. the AWS requests per invoice (counted by an SDK interceptor) and their modelled cost;
 //! 3. the ceiling: the same DynamoDB Local taking one invoice's minimal write set (state + audit
 //!    event in one transaction) from a bare client at the same concurrency;
-//! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates.
+//! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates;
+//! 5. a 100,000-row CSV export of the ledger (`BENCH_EXPORT_ROWS`): its time and, run in a process
+//!    of its own, its peak resident memory.
 //!
 //! Every request goes to 127.0.0.1 only. Figures are printed and written to target/bench/last.json.
 #![allow(
@@ -28,6 +30,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod export;
 
 /// On-demand prices (us-east-1, USD) used by the cost model.
 const DYNAMODB_PER_MILLION_WRU: &str = "0.625";
@@ -205,6 +209,10 @@ async fn minimal_write_sets(
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("export") {
+        return export::child(&args[1..]).await;
+    }
     let n: u64 = env("BENCH_N", 10_000);
     let api_secs: u32 = env("BENCH_API_SECS", 20);
     let post_rate: u32 = env("BENCH_POST_RATE", 200);
@@ -431,9 +439,16 @@ async fn main() {
             "post_rate": post_rate, "get_rate": get_rate, "seconds": api_secs,
         },
     });
+    stack.stop().await;
+    // --- 5. the 100,000-row export ------------------------------------------------------------
+    let export_rows: usize = env("BENCH_EXPORT_ROWS", 100_000);
+    let mut report = report;
+    if export_rows > 0 {
+        eprintln!("[bench] seeding and exporting {export_rows} ledger rows");
+        report["export"] = export::measure(export_rows).await;
+    }
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("last.json"), serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    stack.stop().await;
 }
