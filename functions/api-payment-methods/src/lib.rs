@@ -54,6 +54,9 @@ struct CreateMethod {
     kind: String,
     gateway: Option<String>,
     token: Option<String>,
+    /// The gateway's own customer the token belongs to (Stripe's `cus_…`, Adyen's shopper
+    /// reference), with `gateway` and `token`.
+    customer: Option<String>,
     tokens: Option<Vec<GatewayToken>>,
     number: Option<RawNumber>,
     card: Option<Nested>,
@@ -72,9 +75,16 @@ impl CreateMethod {
             MethodType::Pix => self.pix,
         };
         let number = self.number.or(nested.map(|n| n.number));
+        if self.customer.is_some() && self.token.is_none() {
+            return Err(DomainError::invalid(
+                "parameter_invalid",
+                "customer goes with gateway and token",
+                Some("customer"),
+            ));
+        }
         let tokens = match (self.tokens, self.gateway, self.token) {
             (Some(tokens), None, None) => Some(tokens),
-            (None, Some(gateway), Some(token)) => Some(vec![GatewayToken { gateway, token }]),
+            (None, Some(gateway), Some(token)) => Some(vec![GatewayToken { gateway, token, customer: self.customer }]),
             (None, None, None) => None,
             _ => {
                 return Err(DomainError::invalid(

@@ -1,9 +1,11 @@
 //! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window and dunning policy
-//! (defaults until it sets them).
+//! (defaults until it sets them); `PUT /v1/gateway_routes`: its gateway routing rules, replaced
+//! whole and checked against the gateways it can use, taking effect from the next charge.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::dunning::FinalAction;
+use billy_core::routing::RoutingTable;
 use billy_core::service::settings as service;
 use billy_core::settings::{SettingsPatch, TenantSettings};
 use billy_lambda::HttpFunction;
@@ -38,7 +40,7 @@ pub fn view(s: &TenantSettings) -> Value {
             "max_attempts": s.dunning.max_attempts(),
             "final_action": s.dunning.final_action,
         },
-        "gateway_routes": s.routing.as_ref().map(|r| &r.rules),
+        "gateway_routes": s.routing,
         "version": s.version,
     })
 }
@@ -60,6 +62,19 @@ impl HttpFunction for App {
         let request = &request;
         let p = self.deps.ports();
         let p = &p;
+        if request.uri().path().ends_with("/gateway_routes") {
+            if request.method() != Method::PUT {
+                return method_not_allowed();
+            }
+            return authenticated_write(&self.deps, request, |ctx| async move {
+                let updated = async {
+                    let table: RoutingTable = parse_json(request)?;
+                    service::update_routes(p, &ctx, table).await
+                };
+                respond(StatusCode::OK, updated.await.map(|s| view(&s)))
+            })
+            .await;
+        }
         match *request.method() {
             Method::GET => {
                 let read = async {

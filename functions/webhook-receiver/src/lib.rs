@@ -1,5 +1,7 @@
-//! `POST /v1/webhooks/{gateway}`: verifies the gateway's signature (bad or stale: 400, nothing
-//! stored) and hands the events to the webhook queue at once; the processor recognises replays.
+//! `POST /v1/webhooks/{gateway}` (the deployment's own gateway account) and
+//! `POST /v1/webhooks/{gateway}/{account}` (a tenant's connected account): verifies the
+//! gateway's signature with that account's secret (bad or stale: 400, nothing stored) and hands
+//! the events to the webhook queue at once; the processor recognises replays.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
@@ -7,10 +9,9 @@ use billy_core::billing::receive_webhook;
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::http::{error_response, json_response, path_param};
+use billy_lambda::http::{error_response, path_param};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct App {
@@ -32,8 +33,18 @@ impl HttpFunction for App {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        match receive_webhook(&self.deps.ports(), &gateway, &headers, request.body().as_ref()).await {
-            Ok(_) => json_response(StatusCode::OK, &json!({"received": true})),
+        let account = path_param(&request, "account");
+        let account = (!account.is_empty()).then_some(account.as_str());
+        match receive_webhook(&self.deps.ports(), &gateway, account, &headers, request.body().as_ref()).await {
+            // Each gateway expects its own acknowledgement (Adyen: the text `[accepted]`).
+            Ok(answer) => {
+                let content_type = if answer.starts_with('{') { "application/json" } else { "text/plain" };
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", content_type)
+                    .body(Body::Text(answer.to_owned()))
+                    .unwrap_or_default()
+            }
             Err(e) => error_response(&e),
         }
     }

@@ -227,6 +227,7 @@ async fn main() {
         runner: RunnerOptions { pollers_per_queue: pollers, ..RunnerOptions::default() },
         sandbox_delay: Duration::from_millis(20),
         capture_logs: false,
+        ..StackOptions::default()
     };
     let stack = TestStack::start_custom(options).await;
     assert!(stack.url.starts_with("http://127.0.0.1:"), "load only ever targets loopback");

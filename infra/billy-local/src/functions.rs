@@ -32,6 +32,7 @@ pub const KNOWN: &[&str] = &[
     "api-invoices",
     "api-payment-methods",
     "api-exports",
+    "api-gateway-accounts",
     "api-plans",
     "api-settings",
     "api-subscriptions",
@@ -76,6 +77,7 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
         "publish-events" => Handler::Stream(Arc::new(publish_events::App::new(config, aws).map_err(err)?)),
         "api-settings" => Handler::Http(Arc::new(api_settings::App::new(config, aws).map_err(err)?)),
+        "api-gateway-accounts" => Handler::Http(Arc::new(api_gateway_accounts::App::new(config, aws).map_err(err)?)),
         "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),
         "api-exports" => {
             Handler::Http(Arc::new(api_exports::App::new(config, aws, local_files(config).map_err(err)?).map_err(err)?))

@@ -39,6 +39,8 @@ pub struct Provisioned {
     pub rules: BTreeMap<String, (String, String)>,
     /// Bucket logical id → bucket name.
     pub buckets: BTreeMap<String, String>,
+    /// KMS key logical id → key id.
+    pub keys: BTreeMap<String, String>,
     pub buses: BTreeMap<String, String>,
     /// Table logical id → its stream's ARN.
     pub streams: BTreeMap<String, String>,
@@ -105,6 +107,9 @@ impl Provisioned {
             }
             let _ = s3.delete_bucket().bucket(bucket).send().await;
         }
+        for key in self.keys.values() {
+            let _ = aws.kms.schedule_key_deletion().key_id(key).pending_window_in_days(7).send().await;
+        }
     }
 }
 
@@ -135,6 +140,7 @@ pub async fn provision(
         buses: BTreeMap::new(),
         streams: BTreeMap::new(),
         buckets: BTreeMap::new(),
+        keys: BTreeMap::new(),
         bridges: BTreeMap::new(),
         resolver: Resolver::default(),
     };
@@ -147,7 +153,11 @@ pub async fn provision(
         let value = parameters
             .get(name)
             .cloned()
-            .or_else(|| param["Default"].as_str().map(str::to_owned))
+            .or_else(|| match &param["Default"] {
+                serde_yaml::Value::String(s) => Some(s.clone()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
             .ok_or_else(|| aws_error(name, "template parameter has no value and no default"))?;
         r.refs.insert(name.clone(), value);
     }
@@ -159,6 +169,7 @@ pub async fn provision(
                 "AWS::Events::Rule",
                 "AWS::Events::EventBus",
                 "AWS::S3::Bucket",
+                "AWS::KMS::Key",
             ]
             .contains(&resource.kind.as_str())
         {
@@ -219,6 +230,19 @@ pub async fn provision(
         out.resolver.refs.insert(id.clone(), name.clone());
         out.resolver.attrs.insert((id.clone(), "Arn".into()), format!("arn:aws:s3:::{name}"));
         out.buckets.insert(id.clone(), name);
+    }
+    for (id, resource) in template.of_type("AWS::KMS::Key") {
+        let created = aws
+            .kms
+            .create_key()
+            .description(format!("{prefix} {}", resource.properties["Description"].as_str().unwrap_or(id)))
+            .send()
+            .await
+            .map_err(|e| aws_error(id, e.into_service_error()))?;
+        let meta = created.key_metadata().ok_or_else(|| aws_error(id, "CreateKey answered without metadata"))?;
+        out.resolver.refs.insert(id.clone(), meta.key_id().to_owned());
+        out.resolver.attrs.insert((id.clone(), "Arn".into()), meta.arn().unwrap_or_default().to_owned());
+        out.keys.insert(id.clone(), meta.key_id().to_owned());
     }
     // Dead-letter queues first: a redrive policy names its DLQ's ARN.
     let mut queues: Vec<_> = template.of_type("AWS::SQS::Queue").collect();

@@ -73,6 +73,8 @@ pub struct StackOptions {
     pub sandbox_delay: Duration,
     /// Keep a copy of every log line in memory (`billy_lambda::telemetry::captured`).
     pub capture_logs: bool,
+    /// Template parameters beyond the admin token and the sandbox's (gateway endpoints, say).
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl Default for StackOptions {
@@ -82,6 +84,7 @@ impl Default for StackOptions {
             runner: RunnerOptions::default(),
             sandbox_delay: Duration::from_millis(50),
             capture_logs: true,
+            parameters: BTreeMap::new(),
         }
     }
 }
@@ -130,12 +133,13 @@ impl TestStack {
         })
         .await
         .expect("sandbox gateway binds a loopback port");
-        let parameters = BTreeMap::from([
+        let mut parameters = BTreeMap::from([
             ("AdminToken".to_owned(), admin_token.clone()),
             ("SandboxUrl".to_owned(), sandbox.url()),
             ("SandboxApiKey".to_owned(), sandbox_api_key.clone()),
             ("SandboxWebhookSecret".to_owned(), webhook_secret.clone()),
         ]);
+        parameters.extend(options.parameters.clone());
         let provisioned = provision(template, &unique_prefix(), &parameters, &aws)
             .await
             .expect("local stack is up (run tests through `make test`)");
@@ -262,11 +266,13 @@ impl EventWatch {
     }
 }
 
-/// A loopback TCP proxy that passes requests on at once and holds every answer back for `delay`:
-/// a gateway that answers after its caller's timeout. Stopped when dropped.
+/// A loopback TCP proxy that passes requests on at once and holds every answer back for `delay`
+/// (changeable while it runs): a gateway that answers after its caller's timeout. Stopped when
+/// dropped.
 #[derive(Debug)]
 pub struct DelayProxy {
     pub addr: SocketAddr,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -274,8 +280,13 @@ impl DelayProxy {
     pub async fn start(upstream: SocketAddr, delay: Duration) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        ));
+        let shared = std::sync::Arc::clone(&delay_ms);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let delay = Duration::from_millis(shared.load(std::sync::atomic::Ordering::SeqCst));
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
                     let (mut client_read, mut client_write) = client.into_split();
@@ -289,7 +300,12 @@ impl DelayProxy {
                 });
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, delay_ms, task })
+    }
+
+    /// Holds the answers of connections opened from now on for `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {

@@ -125,6 +125,26 @@ pub fn settings_pk(scope: &Scope) -> String {
     format!("{}#settings", scope.key())
 }
 
+pub fn gateway_account(scope: &Scope, a: &billy_core::gateway_account::GatewayAccount) -> DomainResult<Item> {
+    keyed(a, &base(scope, &a.id, "gateway_account"))
+}
+
+/// One account per gateway per scope: this item's key is the gateway, so of two concurrent first
+/// connections only one commits.
+pub fn gateway_account_slot(scope: &Scope, a: &billy_core::gateway_account::GatewayAccount) -> DomainResult<Item> {
+    to_item(
+        &crate::gateway_accounts::AccountScope { scope: scope.clone() },
+        &[(PK, format!("{}#gateway_account#{}", scope.key(), a.gateway)), (SK, ENTITY_SK.to_owned())],
+    )
+}
+
+pub fn gateway_account_lookup(scope: &Scope, id: &Id) -> DomainResult<Item> {
+    to_item(
+        &crate::gateway_accounts::AccountScope { scope: scope.clone() },
+        &[(PK, crate::gateway_accounts::lookup_pk(id)), (SK, ENTITY_SK.to_owned())],
+    )
+}
+
 pub fn export(scope: &Scope, e: &billy_core::ledger::Export) -> DomainResult<Item> {
     keyed(e, &base(scope, &e.id, "export"))
 }

@@ -217,7 +217,12 @@ impl PaymentGateway for SandboxGateway {
         Ok(Vaulted { token: token.to_owned(), details: details(&answer) })
     }
 
-    async fn describe(&self, kind: MethodType, token: &str) -> Result<Option<MethodDetails>, GatewayError> {
+    async fn describe(
+        &self,
+        kind: MethodType,
+        token: &str,
+        _customer: Option<&str>,
+    ) -> Result<Option<MethodDetails>, GatewayError> {
         let url = format!("{}/v1/tokens/{}", self.base_url, urlencode(token));
         let (status, answer) = self.call(self.http.get(url)).await?;
         match status.as_u16() {
@@ -308,6 +313,7 @@ fn parse_event(gateway: &str, body: &[u8]) -> Result<GatewayEvent, WebhookReject
         scope: object["metadata"]["billy_scope"].as_str().map(str::to_owned),
         amount: object["amount"].as_i64(),
         failure_code: object["failure_code"].as_str().map(str::to_owned),
+        account_scope: None,
         occurred_at: v["created"]
             .as_str()
             .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
@@ -380,6 +386,7 @@ mod tests {
             transaction: "txn_1".into(),
             scope: "s".into(),
             description: "d".into(),
+            customer: None,
         };
         assert!(matches!(gw.charge(&m).await, Err(GatewayError::NotSent(_))));
     }

@@ -126,6 +126,13 @@ impl DynamoUnitOfWork {
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
                 Write::Settings { settings, expected } => puts.push(put(items::settings(scope, settings)?, *expected)?),
                 Write::Export { export, expected } => puts.push(put(items::export(scope, export)?, *expected)?),
+                Write::GatewayAccount { account, expected } => {
+                    puts.push(put(items::gateway_account(scope, account)?, *expected)?);
+                    if expected.is_none() {
+                        puts.push(store.put_new(items::gateway_account_lookup(scope, &account.id)?)?);
+                        puts.push(store.put_new(items::gateway_account_slot(scope, account)?)?);
+                    }
+                }
             }
         }
         store.transaction_items(puts, updates, events)

@@ -29,6 +29,9 @@ pub struct MoneyMovement {
     pub transaction: String,
     pub scope: String,
     pub description: String,
+    /// The gateway's own customer the token belongs to, where it has one.
+    #[serde(default)]
+    pub customer: Option<String>,
 }
 
 /// What the gateway said at once. Outcomes arrive later by webhook unless already final.
@@ -102,6 +105,10 @@ pub struct GatewayEvent {
     pub scope: Option<String>,
     pub amount: Option<i64>,
     pub failure_code: Option<String>,
+    /// For a webhook to a tenant's own account: that tenant's scope key, which the event may not
+    /// leave (an event about another tenant's transaction is refused).
+    #[serde(default)]
+    pub account_scope: Option<String>,
     /// The gateway's event time: events apply in this order, not arrival order.
     pub occurred_at: DateTime<Utc>,
 }
@@ -159,9 +166,20 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     async fn vault(&self, kind: MethodType, number: &SensitiveNumber) -> Result<Vaulted, GatewayError>;
     /// What the gateway shows of a token it issued (last four digits, brand, fingerprint);
     /// `None` for a token it does not know.
-    async fn describe(&self, kind: MethodType, token: &str) -> Result<Option<MethodDetails>, GatewayError>;
+    /// `customer` is the gateway's own customer the token belongs to, where it has one.
+    async fn describe(
+        &self,
+        kind: MethodType,
+        token: &str,
+        customer: Option<&str>,
+    ) -> Result<Option<MethodDetails>, GatewayError>;
+    /// What the gateway expects as the body of a successful webhook answer.
+    fn webhook_answer(&self) -> &'static str {
+        r#"{"received":true}"#
+    }
     /// Verifies a webhook's signature (with its timestamp tolerance) and parses it. A body may
-    /// carry several events (Adyen batches its notifications); every one is verified.
+    /// carry several events (Adyen batches its notifications); every one is verified. Events the
+    /// gateway sends that Billy does not act on parse to nothing (and are acknowledged).
     fn verify_webhook(
         &self,
         headers: &[(String, String)],
@@ -194,6 +212,10 @@ impl GatewayRegistry {
 
     pub fn get(&self, name: &str) -> Option<&dyn PaymentGateway> {
         self.by_name.get(name).map(|g| g.as_ref())
+    }
+
+    pub fn shared(&self, name: &str) -> Option<Arc<dyn PaymentGateway>> {
+        self.by_name.get(name).cloned()
     }
 
     /// Names in registration order.

@@ -28,6 +28,7 @@ pub enum IdKind {
     WebhookEndpoint,
     Usage,
     Export,
+    GatewayAccount,
 }
 
 impl IdKind {
@@ -47,6 +48,7 @@ impl IdKind {
             Self::WebhookEndpoint => "we",
             Self::Usage => "use",
             Self::Export => "exp",
+            Self::GatewayAccount => "gwa",
         }
     }
 
@@ -66,6 +68,7 @@ impl IdKind {
             Self::WebhookEndpoint => "webhook_endpoint",
             Self::Usage => "usage_event",
             Self::Export => "export",
+            Self::GatewayAccount => "gateway_account",
         }
     }
 }

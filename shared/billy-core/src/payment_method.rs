@@ -1,10 +1,8 @@
 //! Payment methods and payout destinations, kept only as gateway tokens and a redacted view (never
-//! a card or account number, PCI DSS 3.4); which method a charge uses; and gateway routing rules,
-//! which are data, not code.
+//! a card or account number, PCI DSS 3.4), and which method a charge uses.
 
 use crate::error::{DomainError, DomainResult};
 use crate::ids::Id;
-use crate::money::Currency;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -121,6 +119,10 @@ fn luhn(digits: &str) -> bool {
 pub struct GatewayToken {
     pub gateway: String,
     pub token: String,
+    /// The gateway's own customer the token belongs to, where it has one (Stripe's `cus_…`,
+    /// Adyen's `shopperReference`): charges made off session name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }
 
 /// What may be shown of a method: never the number itself.
@@ -244,80 +246,6 @@ pub fn method_for_charge(subscription_method: Option<&Id>, customer_default: Opt
     })
 }
 
-/// One routing rule: for this method type (and currency, if given), try these gateways in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoutingRule {
-    pub method_type: MethodType,
-    #[serde(default)]
-    pub currency: Option<Currency>,
-    pub gateways: Vec<String>,
-}
-
-/// A tenant's routing rules, first match wins; validated when set through the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoutingTable {
-    pub rules: Vec<RoutingRule>,
-}
-
-impl RoutingTable {
-    pub fn new(rules: Vec<RoutingRule>, known_gateways: &[&str]) -> DomainResult<Self> {
-        if rules.is_empty() || rules.len() > 50 {
-            return Err(DomainError::invalid("routes_invalid", "give 1 to 50 routing rules", Some("rules")));
-        }
-        for rule in &rules {
-            if rule.gateways.is_empty() {
-                return Err(DomainError::invalid(
-                    "routes_invalid",
-                    "each rule names at least one gateway",
-                    Some("rules.gateways"),
-                ));
-            }
-            if let Some(unknown) = rule.gateways.iter().find(|g| !known_gateways.contains(&g.as_str())) {
-                return Err(DomainError::invalid(
-                    "gateway_unknown",
-                    format!("unknown gateway '{unknown}'"),
-                    Some("rules.gateways"),
-                ));
-            }
-        }
-        Ok(Self { rules })
-    }
-
-    /// Without rules of its own, a tenant's charges try the gateways in the order given (the
-    /// deployment's registration order), for every method type.
-    pub fn in_order(gateways: &[&str]) -> Self {
-        let list: Vec<String> = gateways.iter().map(|g| (*g).to_owned()).collect();
-        Self {
-            rules: MethodType::ALL
-                .into_iter()
-                .map(|method_type| RoutingRule { method_type, currency: None, gateways: list.clone() })
-                .collect(),
-        }
-    }
-
-    /// Gateways to try, in order, for a method type and currency, skipping unavailable ones
-    /// (`available` answers from recent failures: a circuit breaker).
-    pub fn candidates(&self, method: MethodType, currency: Currency, available: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.method_type == method && r.currency.is_none_or(|c| c == currency)) {
-            for g in &rule.gateways {
-                if available(g) && !out.contains(g) {
-                    out.push(g.clone());
-                }
-            }
-        }
-        out
-    }
-
-    /// The gateways that may charge `method`, in routing order: only those that hold a token for it.
-    pub fn route(&self, method: &PaymentMethod, currency: Currency) -> Vec<GatewayToken> {
-        self.candidates(method.kind, currency, |g| method.token_for(g).is_some())
-            .into_iter()
-            .filter_map(|g| Some(GatewayToken { token: method.token_for(&g)?.to_owned(), gateway: g }))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,11 +275,14 @@ mod tests {
 
     #[test]
     fn tokens_are_one_per_gateway_and_bounded() {
-        let t = |g: &str| GatewayToken { gateway: g.into(), token: "pm_1".into() };
+        let t = |g: &str| GatewayToken { gateway: g.into(), token: "pm_1".into(), customer: None };
         assert!(validate_tokens(&[t("stripe"), t("adyen")]).is_ok());
         assert!(validate_tokens(&[]).is_err());
         assert!(validate_tokens(&[t("stripe"), t("stripe")]).is_err());
-        assert!(validate_tokens(&[GatewayToken { gateway: "stripe".into(), token: "has space".into() }]).is_err());
+        assert!(
+            validate_tokens(&[GatewayToken { gateway: "stripe".into(), token: "has space".into(), customer: None }])
+                .is_err()
+        );
     }
 
     #[test]
@@ -360,72 +291,6 @@ mod tests {
         assert_eq!(method_for_charge(Some(&sub), Some(&def)).unwrap(), sub);
         assert_eq!(method_for_charge(None, Some(&def)).unwrap(), def);
         assert!(matches!(method_for_charge(None, None), Err(DomainError::Invalid { code: "no_payment_method", .. })));
-    }
-
-    fn table() -> RoutingTable {
-        let brl = Currency::parse("brl", "c").unwrap();
-        RoutingTable::new(
-            vec![
-                RoutingRule {
-                    method_type: MethodType::Card,
-                    currency: Some(brl),
-                    gateways: vec!["pagbank".into(), "stripe".into()],
-                },
-                RoutingRule {
-                    method_type: MethodType::Card,
-                    currency: None,
-                    gateways: vec!["stripe".into(), "sandbox".into()],
-                },
-                RoutingRule { method_type: MethodType::Pix, currency: None, gateways: vec!["pagbank".into()] },
-            ],
-            &["stripe", "pagbank", "sandbox"],
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn routing_follows_the_rules_and_falls_back_past_unavailable_gateways() {
-        let usd = Currency::parse("usd", "c").unwrap();
-        let brl = Currency::parse("brl", "c").unwrap();
-        let table = table();
-        assert_eq!(table.candidates(MethodType::Card, brl, |_| true), vec!["pagbank", "stripe", "sandbox"]);
-        assert_eq!(table.candidates(MethodType::Card, usd, |_| true), vec!["stripe", "sandbox"]);
-        assert_eq!(table.candidates(MethodType::Card, usd, |g| g != "stripe"), vec!["sandbox"]);
-        assert!(table.candidates(MethodType::BankAccount, usd, |_| true).is_empty());
-        assert!(
-            RoutingTable::new(
-                vec![RoutingRule { method_type: MethodType::Card, currency: None, gateways: vec!["nope".into()] }],
-                &["stripe"]
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn a_method_is_routed_only_to_gateways_that_hold_a_token_for_it() {
-        // GIVEN a card vaulted at the sandbox and at pagbank, not at stripe
-        let method = PaymentMethod {
-            id: Id::from_trusted("pm_1".into()),
-            customer: Id::from_trusted("cus_1".into()),
-            kind: MethodType::Card,
-            tokens: vec![
-                GatewayToken { gateway: "sandbox".into(), token: "tok_s".into() },
-                GatewayToken { gateway: "pagbank".into(), token: "tok_p".into() },
-            ],
-            details: MethodDetails { last4: "4242".into(), ..MethodDetails::default() },
-            created: Utc::now(),
-            livemode: false,
-        };
-        // WHEN a BRL charge is routed THEN pagbank comes first, stripe is never tried
-        let brl = Currency::parse("brl", "c").unwrap();
-        let route = table().route(&method, brl);
-        assert_eq!(
-            route.iter().map(|t| (t.gateway.as_str(), t.token.as_str())).collect::<Vec<_>>(),
-            vec![("pagbank", "tok_p"), ("sandbox", "tok_s")]
-        );
-        // AND the default order routes to the token holders only
-        let default = RoutingTable::in_order(&["stripe", "sandbox"]);
-        assert_eq!(default.route(&method, brl).len(), 1);
     }
 
     #[test]

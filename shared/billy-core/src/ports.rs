@@ -147,6 +147,38 @@ pub trait ExportRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::ledger::Export>>;
 }
 
+/// Seals secrets (KMS): ciphertext bound to a context, opened only with the same context.
+#[async_trait]
+pub trait SecretBox: Send + Sync + std::fmt::Debug {
+    async fn seal(
+        &self,
+        plaintext: &[u8],
+        context: &std::collections::BTreeMap<String, String>,
+    ) -> DomainResult<Vec<u8>>;
+    async fn open(&self, sealed: &[u8], context: &std::collections::BTreeMap<String, String>) -> DomainResult<Vec<u8>>;
+}
+
+/// Tenants' gateway accounts.
+#[async_trait]
+pub trait GatewayAccountRepository: Send + Sync + std::fmt::Debug {
+    async fn for_scope(&self, scope: &Scope) -> DomainResult<Vec<crate::gateway_account::GatewayAccount>>;
+    /// The account behind a webhook address, whatever its tenant, with its scope.
+    async fn by_id(&self, id: &Id) -> DomainResult<Option<(Scope, crate::gateway_account::GatewayAccount)>>;
+}
+
+/// The gateways a scope may use: the deployment's own (the sandbox, in test mode only) and the
+/// tenant's connected accounts, ready to call.
+#[async_trait]
+pub trait GatewayDirectory: Send + Sync + std::fmt::Debug {
+    async fn for_scope(&self, scope: &Scope) -> DomainResult<std::sync::Arc<GatewayRegistry>>;
+    /// The gateway of one connected account (its webhooks name it in their address), and its scope.
+    async fn for_account(&self, account: &Id) -> DomainResult<Option<(Scope, std::sync::Arc<dyn PaymentGateway>)>>;
+    /// The deployment's own gateway of this name (the sandbox), for its shared webhook address.
+    fn deployment(&self, name: &str) -> Option<std::sync::Arc<dyn PaymentGateway>>;
+    /// The names of the gateways a scope can use, without opening any credentials.
+    async fn names(&self, scope: &Scope) -> DomainResult<Vec<String>>;
+}
+
 /// A file being written part by part (an S3 multipart upload): nothing is ever held whole.
 #[async_trait]
 pub trait FileWriter: Send {
@@ -298,6 +330,11 @@ pub enum Write {
         export: crate::ledger::Export,
         expected: Option<u64>,
     },
+    /// A gateway account (a new one also maps its id to its scope, for its webhooks).
+    GatewayAccount {
+        account: crate::gateway_account::GatewayAccount,
+        expected: Option<u64>,
+    },
 }
 
 /// One atomic change: writes of one scope and the audit events that explain them.
@@ -404,7 +441,10 @@ pub struct Ports<'a> {
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,
-    pub gateways: &'a GatewayRegistry,
+    pub gateways: &'a dyn GatewayDirectory,
+    pub breaker: &'a crate::routing::CircuitBreaker,
+    pub accounts: &'a dyn GatewayAccountRepository,
+    pub secrets: &'a dyn SecretBox,
     pub ids: &'a dyn IdGenerator,
     pub clock: &'a dyn Clock,
 }

@@ -7,7 +7,7 @@ use crate::dunning::{DunningPolicy, FinalAction};
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::GatewayRegistry;
 use crate::invoice::RefundPolicy;
-use crate::payment_method::RoutingTable;
+use crate::routing::RoutingTable;
 use serde::{Deserialize, Serialize};
 
 /// The longest refund window a tenant can set.

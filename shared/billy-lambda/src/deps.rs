@@ -5,10 +5,13 @@
 use crate::config::{Config, MissingVariable};
 use billy_aws::audit::DynamoAudit;
 use billy_aws::customers::DynamoCustomers;
+use billy_aws::directory::{AwsGatewayDirectory, GatewayEndpoints};
 use billy_aws::events::EventBridgePublisher;
 use billy_aws::exports::DynamoExports;
+use billy_aws::gateway_accounts::DynamoGatewayAccounts;
 use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
+use billy_aws::kms::KmsSecretBox;
 use billy_aws::payment_methods::DynamoPaymentMethods;
 use billy_aws::plans::DynamoPlans;
 use billy_aws::sandbox::SandboxGateway;
@@ -24,6 +27,7 @@ use billy_core::clock::SystemClock;
 use billy_core::gateway::GatewayRegistry;
 use billy_core::ids::RandomIds;
 use billy_core::ports::{Ports, QueueUrls};
+use billy_core::routing::CircuitBreaker;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +51,10 @@ pub struct Deps {
     pub queue: SqsPublisher,
     pub queues: QueueUrls,
     pub bus: EventBridgePublisher,
-    pub gateways: GatewayRegistry,
+    pub gateways: AwsGatewayDirectory,
+    pub breaker: CircuitBreaker,
+    pub accounts: DynamoGatewayAccounts,
+    pub secrets: Arc<KmsSecretBox>,
     pub ids: RandomIds<SystemClock>,
     pub clock: SystemClock,
 }
@@ -57,6 +64,18 @@ impl Deps {
         let tables = config.tables()?;
         let ddb = || aws.dynamodb.clone();
         let queue = |name: &str| config.get(name).filter(|u| !u.is_empty()).map(str::to_owned);
+        let secrets = Arc::new(KmsSecretBox::new(aws.kms.clone(), config.get("BILLY_SECRETS_KEY").unwrap_or_default()));
+        let accounts = DynamoGatewayAccounts::new(ddb(), tables.clone());
+        let defaults = GatewayEndpoints::default();
+        let endpoints = GatewayEndpoints {
+            stripe: config.get("STRIPE_API_BASE").filter(|u| !u.is_empty()).map_or(defaults.stripe, str::to_owned),
+            adyen: config.get("ADYEN_API_BASE").filter(|u| !u.is_empty()).map_or(defaults.adyen, str::to_owned),
+            timeout: config
+                .get("GATEWAY_TIMEOUT_MS")
+                .and_then(|t| t.parse().ok())
+                .map_or(defaults.timeout, Duration::from_millis),
+        };
+        let secret_box: Arc<dyn billy_core::ports::SecretBox> = secrets.clone();
         Ok(Self {
             tenants: DynamoTenants::new(ddb(), tables.clone()),
             customers: DynamoCustomers::new(ddb(), tables.clone()),
@@ -78,7 +97,10 @@ impl Deps {
                 webhook: queue("WEBHOOK_QUEUE_URL"),
             },
             bus: EventBridgePublisher::new(aws.eventbridge.clone(), config.require("BILLY_EVENT_BUS")?),
-            gateways: Self::gateways(config),
+            gateways: AwsGatewayDirectory::new(Self::gateways(config), accounts.clone(), secret_box, endpoints),
+            breaker: CircuitBreaker::default(),
+            accounts,
+            secrets,
             ids: RandomIds::new(SystemClock),
             clock: SystemClock,
             aws: aws.clone(),
@@ -125,6 +147,9 @@ impl Deps {
             queue: &self.queue,
             queues: &self.queues,
             gateways: &self.gateways,
+            breaker: &self.breaker,
+            accounts: &self.accounts,
+            secrets: self.secrets.as_ref(),
             ids: &self.ids,
             clock: &self.clock,
         }

@@ -337,13 +337,19 @@ async fn ask_gateways(
     method: &PaymentMethod,
     settings: &TenantSettings,
 ) -> DomainResult<Answer> {
-    let route = settings.routing(p.gateways).route(method, inv.currency);
-    if route.is_empty() {
+    let registry = p.gateways.for_scope(&ctx.scope).await?;
+    let table = settings.routing(&registry);
+    let money = Money::new(transaction.amount, transaction.currency);
+    // The breaker runs on real time: gateways fail in real time, whatever a test clock says.
+    let real = p.clock.now();
+    let all = table.route(method, money, transaction.id.as_str(), |_| true);
+    if all.is_empty() {
         return Ok(Answer::Declined { gateway: String::new(), code: "no_gateway_for_method".into() });
     }
-    let mut last_error = String::new();
+    let route: Vec<_> = all.into_iter().filter(|c| p.breaker.available(&c.gateway, real)).collect();
+    let mut last_error = String::from("every gateway for this method is paused by its circuit breaker");
     for choice in route {
-        let Some(gateway) = p.gateways.get(&choice.gateway) else {
+        let Some(gateway) = registry.get(&choice.gateway) else {
             last_error = format!("gateway {} is not configured", choice.gateway);
             continue;
         };
@@ -355,11 +361,16 @@ async fn ask_gateways(
             transaction: transaction.id.to_string(),
             scope: ctx.scope.key(),
             description: format!("Invoice {}", inv.id),
+            customer: choice.customer.clone(),
         };
         let answer = match transaction.kind {
             TransactionType::Payout => gateway.payout(&movement).await,
             _ => gateway.charge(&movement).await,
         };
+        match &answer {
+            Ok(_) => p.breaker.succeeded(&choice.gateway),
+            Err(_) => p.breaker.failed(&choice.gateway, table.breaker, real),
+        }
         match answer {
             Ok(GatewayResponse::Accepted { reference }) => {
                 return Ok(Answer::Accepted { gateway: choice.gateway, reference });

@@ -53,17 +53,26 @@ fn context(scope: &Scope, event: &GatewayEvent) -> Context {
 
 /// Which transaction an event is about: by the recorded reference, or, when the outcome overtook
 /// the recording of the reference (or the answer was lost), by the metadata the gateway echoed.
+/// An event that came to a tenant's own account may only touch that tenant's transactions.
 fn locate(event: &GatewayEvent, by_reference: Option<(Scope, Id)>) -> DomainResult<(Scope, Id)> {
-    if let Some(found) = by_reference {
-        return Ok(found);
+    let found = match (by_reference, event.scope.as_deref().and_then(Scope::parse_key), &event.transaction) {
+        (Some(found), _, _) => found,
+        (None, Some(scope), Some(txn)) => (scope, Id::parse(IdKind::Transaction, txn, "transaction")?),
+        _ => {
+            return Err(DomainError::conflict(
+                "reference_unknown",
+                format!("no transaction for {} {} yet; retry", event.gateway, event.reference),
+            ));
+        }
+    };
+    if event.account_scope.as_ref().is_some_and(|account| *account != found.0.key()) {
+        return Err(DomainError::invalid(
+            "event_foreign",
+            format!("event {} of a {} account is about another tenant's transaction", event.id, event.gateway),
+            None,
+        ));
     }
-    match (event.scope.as_deref().and_then(Scope::parse_key), &event.transaction) {
-        (Some(scope), Some(txn)) => Ok((scope, Id::parse(IdKind::Transaction, txn, "transaction")?)),
-        _ => Err(DomainError::conflict(
-            "reference_unknown",
-            format!("no transaction for {} {} yet; retry", event.gateway, event.reference),
-        )),
-    }
+    Ok(found)
 }
 
 /// Applies verified gateway events. Results come back in the order of `events`.
@@ -343,14 +352,23 @@ async fn apply_dispute(p: &Ports<'_>, scope: &Scope, event: &GatewayEvent) -> Do
         p.invoices.get(scope, &txn.invoice).await?.ok_or_else(|| DomainError::unexpected("invoice vanished"))?;
     let now = super::now_for(p.clocks, p.clock, scope, inv.test_clock.as_ref()).await?;
     let expected = inv.version;
-    let change = match journal::transition(&mut inv, action, now) {
-        Ok(change) => change,
-        Err(DomainError::IllegalTransition { .. }) => return Ok(EventOutcome::Stale),
-        Err(e) => return Err(e),
+    // A chargeback can come without a dispute announced first (Adyen's CHARGEBACK, a network that
+    // skips the inquiry): the invoice passes through `in_protest` on its way, both steps journaled.
+    let steps = if action == InvoiceAction::DisputeLost && inv.status == InvoiceStatus::Paid {
+        vec![(InvoiceAction::Contest, "invoice.disputed"), (action, name)]
+    } else {
+        vec![(action, name)]
     };
     let ctx = context(scope, event);
-    let invoice_news = invoice_event(&ctx, p.ids, now, &inv, name, &change)?.because(event.failure_code.as_deref());
-    let mut events = vec![invoice_news];
+    let mut events = Vec::new();
+    for (step, step_name) in steps {
+        let change = match journal::transition(&mut inv, step, now) {
+            Ok(change) => change,
+            Err(DomainError::IllegalTransition { .. }) => return Ok(EventOutcome::Stale),
+            Err(e) => return Err(e),
+        };
+        events.push(invoice_event(&ctx, p.ids, now, &inv, step_name, &change)?.because(event.failure_code.as_deref()));
+    }
     let mut writes = vec![
         Write::Invoice { invoice: inv.clone(), expected: Some(expected) },
         Write::GatewayEventApplied { gateway: event.gateway.clone(), event_id: event.id.clone() },

@@ -378,22 +378,39 @@ pub async fn bill_clock(p: &Ports<'_>, clock: &TestClock, scope: &Scope) -> Doma
 // ---------------------------------------------------------------------------------------------
 // Webhook reception
 
-/// Verifies a gateway's webhook and hands its events to the processing queue. Nothing is stored
+/// Verifies a gateway's webhook and hands its events to the processing queue; answers what the
+/// gateway expects back. `account` is the tenant account a webhook address names (the sandbox,
+/// shared by the deployment, has none): its events may only touch that tenant. Nothing is stored
 /// for a webhook that fails verification. A replayed event is queued again and recognised by the
 /// processor (the transaction's event time), which keeps this path to one request.
 pub async fn receive_webhook(
     p: &Ports<'_>,
     gateway: &str,
+    account: Option<&str>,
     headers: &[(String, String)],
     body: &[u8],
-) -> DomainResult<usize> {
-    let adapter = p.gateways.get(gateway).ok_or_else(|| DomainError::not_found("gateway", gateway))?;
-    let events = adapter
+) -> DomainResult<&'static str> {
+    let (adapter, scope) = match account {
+        None => (p.gateways.deployment(gateway).ok_or_else(|| DomainError::not_found("gateway", gateway))?, None),
+        Some(raw) => {
+            let id = Id::parse(crate::ids::IdKind::GatewayAccount, raw, "")?;
+            let (scope, adapter) =
+                p.gateways.for_account(&id).await?.ok_or_else(|| DomainError::not_found("gateway_account", raw))?;
+            if adapter.name() != gateway {
+                return Err(DomainError::not_found("gateway_account", raw));
+            }
+            (adapter, Some(scope))
+        }
+    };
+    let mut events = adapter
         .verify_webhook(headers, body, p.clock.now())
         .map_err(|rejection: WebhookRejection| DomainError::invalid(rejection.code(), rejection.to_string(), None))?;
+    for event in &mut events {
+        event.account_scope = scope.as_ref().map(Scope::key);
+    }
     let messages: Vec<QueueMessage> = events.iter().map(|e| message(GATEWAY_EVENT, e)).collect::<DomainResult<_>>()?;
     p.queue.send(p.queues.webhook()?, &messages).await?;
-    Ok(events.len())
+    Ok(adapter.webhook_answer())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,12 +444,13 @@ pub async fn sweep_unknown(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc
         if txn.recheck_at().is_none_or(|at| at > now) {
             continue;
         }
-        let Some(gateway) = p.gateways.get(&txn.gateway) else {
+        let scope = due.iter().find(|(_, id)| *id == txn.id).map(|(s, _)| s.clone());
+        let Some(scope) = scope else { continue };
+        let registry = p.gateways.for_scope(&scope).await?;
+        let Some(gateway) = registry.get(&txn.gateway) else {
             tracing::warn!(transaction = %txn.id, gateway = %txn.gateway, "no adapter to look up an unknown outcome");
             continue;
         };
-        let scope = due.iter().find(|(_, id)| *id == txn.id).map(|(s, _)| s.clone());
-        let Some(scope) = scope else { continue };
         match gateway.lookup(txn.id.as_str(), &txn.idempotency_key).await {
             Ok(found) => {
                 if let Some(event) = lookup_event(&scope, &txn, found, now) {
@@ -473,6 +491,7 @@ fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: Date
         scope: Some(scope.key()),
         amount: Some(txn.amount),
         failure_code: code,
+        account_scope: None,
         occurred_at: now,
     })
 }

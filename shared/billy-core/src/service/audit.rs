@@ -16,6 +16,8 @@ pub async fn entity_history(p: &Ports<'_>, ctx: &Context, raw: &str) -> DomainRe
         IdKind::Invoice,
         IdKind::Transaction,
         IdKind::TestClock,
+        IdKind::GatewayAccount,
+        IdKind::Export,
     ]
     .into_iter()
     .find(|k| raw.starts_with(&format!("{}_", k.prefix())))

@@ -198,7 +198,8 @@ pub async fn cancel_invoice(p: &Ports<'_>, ctx: &Context, raw: &str, reason: Opt
                     "the charge is being sent right now; retry in a moment",
                 ));
             };
-            let gateway = p.gateways.get(&txn.gateway).ok_or_else(|| {
+            let registry = p.gateways.for_scope(&ctx.scope).await?;
+            let gateway = registry.get(&txn.gateway).ok_or_else(|| {
                 DomainError::unexpected(format!("gateway {} of {} is not configured", txn.gateway, txn.id))
             })?;
             let answer = gateway.cancel(&reference, &format!("{}-void", txn.idempotency_key)).await;
@@ -267,8 +268,8 @@ pub async fn refund_invoice(
         ),
         other => other,
     })?;
-    let gateway = p
-        .gateways
+    let registry = p.gateways.for_scope(&ctx.scope).await?;
+    let gateway = registry
         .get(&refund.gateway)
         .ok_or_else(|| DomainError::unexpected(format!("gateway {} is not configured", refund.gateway)))?;
     let movement = MoneyMovement {
@@ -279,6 +280,7 @@ pub async fn refund_invoice(
         transaction: refund.id.to_string(),
         scope: ctx.scope.key(),
         description: format!("Refund of invoice {}", inv.id),
+        customer: None,
     };
     let settled = match gateway.refund(&reference, &movement).await {
         Ok(GatewayResponse::Accepted { reference }) => {
@@ -355,7 +357,8 @@ pub async fn contest_invoice(p: &Ports<'_>, ctx: &Context, raw: &str, reason: Op
         .await?
         .filter(|t| t.status == TransactionStatus::Succeeded)
         .ok_or_else(|| DomainError::conflict("charge_missing", "no succeeded charge to contest"))?;
-    let gateway = p.gateways.get(&charge.gateway).filter(|g| g.opens_disputes()).ok_or_else(|| {
+    let registry = p.gateways.for_scope(&ctx.scope).await?;
+    let gateway = registry.get(&charge.gateway).filter(|g| g.opens_disputes()).ok_or_else(|| {
         DomainError::conflict(
             "contest_not_supported",
             "this gateway lets no merchant open a dispute: the cardholder's bank does, and it arrives by webhook",

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod clocks;
 pub mod customers;
+pub mod gateway_accounts;
 pub mod invoices;
 pub mod payment_methods;
 pub mod plans;

@@ -15,12 +15,13 @@ use crate::ports::{Ports, Write};
 pub const SANDBOX: &str = "sandbox";
 
 fn unreachable_gateway(gateway: &str, e: &GatewayError) -> DomainError {
-    DomainError::unexpected(format!("gateway {gateway} could not vault the method: {e}"))
+    DomainError::Unavailable(format!("gateway {gateway} could not be asked about the method ({e}); retry later"))
 }
 
 /// Turns what the client gave into gateway tokens and the redacted view.
 async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(Vec<GatewayToken>, MethodDetails)> {
     let live = ctx.scope.livemode();
+    let registry = p.gateways.for_scope(&ctx.scope).await?;
     match input {
         NewMethod::TestNumber { kind, number } => {
             if live {
@@ -30,7 +31,7 @@ async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(
                     Some("number"),
                 ));
             }
-            let sandbox = p.gateways.get(SANDBOX).ok_or_else(|| {
+            let sandbox = registry.get(SANDBOX).ok_or_else(|| {
                 DomainError::invalid(
                     "sandbox_unavailable",
                     "this deployment has no sandbox gateway to exchange test numbers; register a gateway token",
@@ -38,7 +39,10 @@ async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(
                 )
             })?;
             let vaulted = sandbox.vault(kind, &number).await.map_err(|e| unreachable_gateway(SANDBOX, &e))?;
-            Ok((vec![GatewayToken { gateway: SANDBOX.to_owned(), token: vaulted.token }], vaulted.details))
+            Ok((
+                vec![GatewayToken { gateway: SANDBOX.to_owned(), token: vaulted.token, customer: None }],
+                vaulted.details,
+            ))
         }
         NewMethod::Tokens { kind, tokens, details } => {
             validate_tokens(&tokens)?;
@@ -51,7 +55,7 @@ async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(
                         Some("tokens.gateway"),
                     ));
                 }
-                let gateway = p.gateways.get(&t.gateway).ok_or_else(|| {
+                let gateway = registry.get(&t.gateway).ok_or_else(|| {
                     DomainError::invalid(
                         "gateway_unknown",
                         format!("unknown gateway '{}'", t.gateway),
@@ -66,7 +70,13 @@ async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(
                     ));
                 }
                 // Every token must be one its gateway issued; the first gateway's view is kept.
-                let found = gateway.describe(kind, &t.token).await.map_err(|e| unreachable_gateway(&t.gateway, &e))?;
+                let found = match gateway.describe(kind, &t.token, t.customer.as_deref()).await {
+                    Ok(found) => found,
+                    Err(GatewayError::NotSent(why)) => {
+                        return Err(DomainError::invalid("token_unverifiable", why, Some("tokens")));
+                    }
+                    Err(e) => return Err(unreachable_gateway(&t.gateway, &e)),
+                };
                 let found = found.ok_or_else(|| {
                     DomainError::invalid(
                         "token_invalid",

@@ -9,6 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+mod gateways;
+
 /// A tenant on a test clock with one customer, ready to subscribe.
 struct World {
     stack: TestStack,
@@ -30,6 +32,13 @@ impl World {
 
     /// A world on a stack started some other way (with a fault injected, say).
     async fn on(stack: TestStack, frozen_time: &str, card: &str) -> Self {
+        let world = Self::bare(stack, frozen_time).await;
+        world.add_card(card).await;
+        world
+    }
+
+    /// A tenant, its test clock and a customer without a payment method.
+    async fn bare(stack: TestStack, frozen_time: &str) -> Self {
         let api = Api::new(&stack);
         let (tenant, key, _) = api.tenant(&stack, "Acme").await;
         let (status, clock) = api.post("/test_clocks", &key, &json!({"frozen_time": frozen_time})).await;
@@ -38,9 +47,7 @@ impl World {
         let (status, customer) = api.post("/customers", &key, &json!({"name": "Ada", "test_clock": clock["id"]})).await;
         assert_eq!(status, StatusCode::CREATED, "{customer}");
         assert_eq!(customer["test_clock"], clock["id"]);
-        let world = Self { customer: s(&customer["id"]), clock: s(&clock["id"]), stack, api, tenant, key };
-        world.add_card(card).await;
-        world
+        Self { customer: s(&customer["id"]), clock: s(&clock["id"]), stack, api, tenant, key }
     }
 
     async fn add_card(&self, number: &str) -> String {
@@ -1163,9 +1170,10 @@ async fn pending_invoice(
         service::customers::create_customer(&p, ctx, billy_core::customer::NewCustomer::default(), None).await.unwrap();
     let number = SensitiveNumber::parse(MethodType::Card, card).unwrap();
     let mut tokens = Vec::new();
-    for name in deps.gateways.names() {
-        let vaulted = deps.gateways.get(name).unwrap().vault(MethodType::Card, &number).await.unwrap();
-        tokens.push(GatewayToken { gateway: name.to_owned(), token: vaulted.token });
+    for name in deps.gateways.deployment_registry().names() {
+        let vaulted =
+            deps.gateways.deployment_registry().get(name).unwrap().vault(MethodType::Card, &number).await.unwrap();
+        tokens.push(GatewayToken { gateway: name.to_owned(), token: vaulted.token, customer: None });
     }
     let details = billy_core::payment_method::MethodDetails::default();
     service::payment_methods::add_payment_method(
@@ -1201,10 +1209,10 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
     let (deps_res, mut deps) = direct_deps().await;
     let (backup, key, secret) = sandbox().await;
     let (primary, primary_key, _) = sandbox().await;
-    deps.gateways = registry(vec![
+    deps.gateways.set_deployment(registry(vec![
         billy_aws::sandbox::SandboxGateway::named("sandbox", &primary.url(), &primary_key, "", Duration::from_secs(2)),
         billy_aws::sandbox::SandboxGateway::named("backup", &backup.url(), &key, &secret, Duration::from_secs(2)),
-    ]);
+    ]));
     let ctx = test_context();
     let inv = pending_invoice(&deps, &ctx, "4242424242424242").await;
     primary.shutdown().await;
@@ -1228,8 +1236,13 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
     let t = chrono::Utc::now().timestamp();
     let headers =
         vec![("Sandbox-Signature".to_owned(), format!("t={t},v1={}", sandbox_gateway::sign(&secret, t, &body)))];
-    let events =
-        deps.gateways.get("backup").unwrap().verify_webhook(&headers, body.as_bytes(), chrono::Utc::now()).unwrap();
+    let events = deps
+        .gateways
+        .deployment_registry()
+        .get("backup")
+        .unwrap()
+        .verify_webhook(&headers, body.as_bytes(), chrono::Utc::now())
+        .unwrap();
     apply_gateway_events(&p, &events).await.remove(0).unwrap();
     let paid = billy_core::service::invoices::get_invoice(&p, &ctx, inv.id.as_str()).await.unwrap();
     assert_eq!(paid.status.as_str(), "paid");
@@ -1255,18 +1268,18 @@ async fn a_gateway_that_answers_after_its_timeout_leaves_the_transaction_unknown
             billy_aws::sandbox::SandboxGateway::named("backup", &backup.url(), &key, &secret, Duration::from_secs(2)),
         ])
     };
-    deps.gateways = with_backup(direct(Duration::from_secs(2)));
+    deps.gateways.set_deployment(with_backup(direct(Duration::from_secs(2))));
     let ctx = test_context();
     let settled_by_webhook = pending_invoice(&deps, &ctx, "4242424242424242").await;
     let settled_by_lookup = pending_invoice(&deps, &ctx, "4242424242424242").await;
     let proxy = billy_local::testing::DelayProxy::start(slow.addr, Duration::from_secs(2)).await.unwrap();
-    deps.gateways = with_backup(billy_aws::sandbox::SandboxGateway::named(
+    deps.gateways.set_deployment(with_backup(billy_aws::sandbox::SandboxGateway::named(
         "sandbox",
         &proxy.url(),
         &slow_key,
         &slow_secret,
         Duration::from_millis(400),
-    ));
+    )));
     let p = deps.ports();
     // WHEN both are charged
     let requests: Vec<ChargeRequest> = [&settled_by_webhook, &settled_by_lookup]
@@ -1287,7 +1300,7 @@ async fn a_gateway_that_answers_after_its_timeout_leaves_the_transaction_unknown
     assert!(charge_invoices(&p, &requests).await.into_iter().all(|o| o.unwrap() == ChargeOutcome::Skipped));
     assert_eq!((slow.movements(), backup.movements()), (2, 0));
     // WHEN the late webhook of the first arrives
-    deps.gateways = with_backup(direct(Duration::from_secs(2)));
+    deps.gateways.set_deployment(with_backup(direct(Duration::from_secs(2))));
     let p = deps.ports();
     let deadline = Instant::now() + Duration::from_secs(10);
     let webhook = loop {
@@ -1303,8 +1316,13 @@ async fn a_gateway_that_answers_after_its_timeout_leaves_the_transaction_unknown
         "Sandbox-Signature".to_owned(),
         format!("t={t},v1={}", sandbox_gateway::sign(&slow_secret, t, &webhook)),
     )];
-    let events =
-        deps.gateways.get("sandbox").unwrap().verify_webhook(&headers, webhook.as_bytes(), chrono::Utc::now()).unwrap();
+    let events = deps
+        .gateways
+        .deployment_registry()
+        .get("sandbox")
+        .unwrap()
+        .verify_webhook(&headers, webhook.as_bytes(), chrono::Utc::now())
+        .unwrap();
     apply_gateway_events(&p, &events).await.remove(0).unwrap();
     // THEN it settles its invoice paid
     let inv = billy_core::service::invoices::get_invoice(&p, &ctx, settled_by_webhook.id.as_str()).await.unwrap();

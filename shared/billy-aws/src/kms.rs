@@ -1,0 +1,51 @@
+//! Secrets sealed with AWS KMS (LocalStack's KMS locally): `Encrypt`/`Decrypt` under the
+//! deployment's key with an encryption context, so a ciphertext opens only for the tenant and
+//! gateway it was sealed for (and IAM can require that context too).
+
+use crate::dynamo::sdk_error;
+use async_trait::async_trait;
+use aws_sdk_kms::primitives::Blob;
+use billy_core::DomainResult;
+use billy_core::ports::SecretBox;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct KmsSecretBox {
+    client: aws_sdk_kms::Client,
+    key: String,
+}
+
+impl KmsSecretBox {
+    pub fn new(client: aws_sdk_kms::Client, key: impl Into<String>) -> Self {
+        Self { client, key: key.into() }
+    }
+}
+
+#[async_trait]
+impl SecretBox for KmsSecretBox {
+    async fn seal(&self, plaintext: &[u8], context: &BTreeMap<String, String>) -> DomainResult<Vec<u8>> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(&self.key)
+            .plaintext(Blob::new(plaintext))
+            .set_encryption_context(Some(context.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.ciphertext_blob.map(Blob::into_inner).unwrap_or_default())
+    }
+
+    async fn open(&self, sealed: &[u8], context: &BTreeMap<String, String>) -> DomainResult<Vec<u8>> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key)
+            .ciphertext_blob(Blob::new(sealed))
+            .set_encryption_context(Some(context.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.plaintext.map(Blob::into_inner).unwrap_or_default())
+    }
+}
