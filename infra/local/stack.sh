@@ -26,9 +26,9 @@ launch() {
   case "$svc" in
     localstack)
       # setsid: the service gets its own process group, so stop can end it with its children.
-      # Hypercorn binds the address given; LocalStack's default server (Twisted) would listen on
-      # every interface whatever GATEWAY_LISTEN says.
-      GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" GATEWAY_SERVER=hypercorn SERVICES=sqs,events,scheduler,s3,kms \
+      # LocalStack's server binds an IPv4 GATEWAY_LISTEN on every interface whatever its host, but
+      # an IPv6 one on its host: the IPv4-mapped loopback address takes 127.0.0.1 and nothing else.
+      GATEWAY_LISTEN="[::ffff:127.0.0.1]:$LOCALSTACK_PORT" SERVICES=sqs,events,scheduler,s3,kms \
       SKIP_SSL_CERT_DOWNLOAD=1 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$BILLY_STATE/localstack-volume" \
       EAGER_SERVICE_LOADING=1 \
         setsid "$LOCALSTACK_HOME/venv/bin/python" -m localstack.runtime.main >"$log" 2>&1 < /dev/null &

@@ -1,6 +1,8 @@
 //! Which gateways a scope may use: the deployment's own (the sandbox, in test mode only) and the
 //! tenant's connected accounts, their credentials opened with KMS when first needed and kept in the
-//! warm instance until the account changes (its version).
+//! warm instance until the account changes (its version). A scope's list of accounts is kept for
+//! a few seconds (`LISTING_TTL`), so a batch of charges reads it once, not once per charge; a
+//! gateway asked for by name and missing from the list reads it again at once.
 
 use crate::adyen::AdyenGateway;
 use crate::gateway_accounts::DynamoGatewayAccounts;
@@ -15,7 +17,11 @@ use billy_core::tenant::Scope;
 use billy_core::{DomainError, DomainResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a warm instance trusts its list of a scope's accounts: a newly connected account or a
+/// replaced credential reaches every charge within this time.
+pub const LISTING_TTL: Duration = Duration::from_secs(10);
 
 /// Where each gateway's API is (its own, unless a deployment points at a test peer), and how long
 /// a call may take before its outcome counts as unknown.
@@ -43,6 +49,14 @@ pub struct AwsGatewayDirectory {
     secrets: Arc<dyn SecretBox>,
     endpoints: GatewayEndpoints,
     opened: Mutex<HashMap<Id, Opened>>,
+    listed: Mutex<HashMap<String, Listed>>,
+}
+
+/// A scope's accounts as read at `at`.
+#[derive(Debug, Clone)]
+struct Listed {
+    at: Instant,
+    accounts: Vec<GatewayAccount>,
 }
 
 /// An account's adapter, its credentials opened, for one version of the account.
@@ -59,7 +73,14 @@ impl AwsGatewayDirectory {
         secrets: Arc<dyn SecretBox>,
         endpoints: GatewayEndpoints,
     ) -> Self {
-        Self { deployment, accounts, secrets, endpoints, opened: Mutex::new(HashMap::new()) }
+        Self {
+            deployment,
+            accounts,
+            secrets,
+            endpoints,
+            opened: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the deployment's own gateways (tests swap sandboxes in this way).
@@ -69,6 +90,22 @@ impl AwsGatewayDirectory {
 
     pub fn deployment_registry(&self) -> &GatewayRegistry {
         &self.deployment
+    }
+
+    /// A scope's accounts: from the warm instance's list while it is fresh, else read.
+    async fn accounts_of(&self, scope: &Scope) -> DomainResult<Vec<GatewayAccount>> {
+        let key = scope.key();
+        if let Some(listed) = self.listed.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && listed.at.elapsed() < LISTING_TTL
+        {
+            return Ok(listed.accounts.clone());
+        }
+        let accounts = self.accounts.for_scope(scope).await?;
+        self.listed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Listed { at: Instant::now(), accounts: accounts.clone() });
+        Ok(accounts)
     }
 
     /// The adapter of one account, its credentials opened (once per version of the account).
@@ -111,7 +148,7 @@ impl AwsGatewayDirectory {
 impl GatewayDirectory for AwsGatewayDirectory {
     async fn for_scope(&self, scope: &Scope) -> DomainResult<Arc<GatewayRegistry>> {
         let mut registry = if scope.livemode() { GatewayRegistry::new() } else { self.deployment.clone() };
-        for account in self.accounts.for_scope(scope).await? {
+        for account in self.accounts_of(scope).await? {
             registry.register(self.open(scope, &account).await?);
         }
         Ok(Arc::new(registry))
@@ -125,6 +162,10 @@ impl GatewayDirectory for AwsGatewayDirectory {
 
     fn deployment(&self, name: &str) -> Option<Arc<dyn PaymentGateway>> {
         self.deployment.shared(name)
+    }
+
+    fn forget(&self, scope: &Scope) {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner()).remove(&scope.key());
     }
 
     async fn names(&self, scope: &Scope) -> DomainResult<Vec<String>> {

@@ -175,8 +175,10 @@ pub trait GatewayDirectory: Send + Sync + std::fmt::Debug {
     async fn for_account(&self, account: &Id) -> DomainResult<Option<(Scope, std::sync::Arc<dyn PaymentGateway>)>>;
     /// The deployment's own gateway of this name (the sandbox), for its shared webhook address.
     fn deployment(&self, name: &str) -> Option<std::sync::Arc<dyn PaymentGateway>>;
-    /// The names of the gateways a scope can use, without opening any credentials.
+    /// The names of the gateways a scope can use, without opening any credentials (read afresh).
     async fn names(&self, scope: &Scope) -> DomainResult<Vec<String>>;
+    /// Drops what the warm instance knows of a scope's accounts: the next look is a fresh read.
+    fn forget(&self, _scope: &Scope) {}
 }
 
 /// A file being written part by part (an S3 multipart upload): nothing is ever held whole.

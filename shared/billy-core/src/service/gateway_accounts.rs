@@ -65,6 +65,7 @@ pub async fn put_account(
         },
     );
     p.unit.commit(&ctx.scope, vec![Write::GatewayAccount { account: account.clone(), expected }], vec![event]).await?;
+    p.gateways.forget(&ctx.scope);
     Ok(account)
 }
 

@@ -21,7 +21,14 @@ fn unreachable_gateway(gateway: &str, e: &GatewayError) -> DomainError {
 /// Turns what the client gave into gateway tokens and the redacted view.
 async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(Vec<GatewayToken>, MethodDetails)> {
     let live = ctx.scope.livemode();
-    let registry = p.gateways.for_scope(&ctx.scope).await?;
+    let mut registry = p.gateways.for_scope(&ctx.scope).await?;
+    // A gateway named here and unknown to this instance may have been connected a moment ago.
+    if let NewMethod::Tokens { tokens, .. } = &input
+        && tokens.iter().any(|t| registry.get(&t.gateway).is_none())
+    {
+        p.gateways.forget(&ctx.scope);
+        registry = p.gateways.for_scope(&ctx.scope).await?;
+    }
     match input {
         NewMethod::TestNumber { kind, number } => {
             if live {
