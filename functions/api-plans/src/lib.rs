@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::ids::IdKind;
 use billy_core::money::Currency;
-use billy_core::plan::{Commission, NewPlan, PlanKind, Pricing};
+use billy_core::plan::{Commission, Meter, NewPlan, PlanKind, Pricing};
 use billy_core::ports::PlanRepository;
 use billy_core::schedule::{Cadence, Frequency};
 use billy_core::service;
@@ -34,9 +34,12 @@ struct CreatePlan {
     /// `fixed_debit` when omitted: amount, currency and frequency make a classic plan.
     #[serde(default = "fixed_debit")]
     kind: String,
+    /// The price of a fixed plan, or the base amount of a metered one (default 0).
     amount: Option<i64>,
+    /// One metered component (`metric` + `pricing`), or several in `meters`.
     metric: Option<String>,
     pricing: Option<Pricing>,
+    meters: Option<Vec<Meter>>,
     commission: Option<Commission>,
 }
 
@@ -53,16 +56,37 @@ impl CreatePlan {
         let need = |field: &str| {
             DomainError::invalid("parameter_missing", format!("a {} plan needs '{field}'", self.kind), Some(field))
         };
+        let metered = self.kind.starts_with("metered");
+        let meters = || -> DomainResult<Vec<Meter>> {
+            match (&self.meters, &self.metric, &self.pricing) {
+                (Some(meters), None, None) => Ok(meters.clone()),
+                (None, Some(metric), Some(pricing)) => {
+                    Ok(vec![Meter { metric: metric.clone(), pricing: pricing.clone() }])
+                }
+                (None, None, None) => Err(need("meters")),
+                (None, Some(_), None) => Err(need("pricing")),
+                (None, None, Some(_)) => Err(need("metric")),
+                _ => Err(DomainError::invalid(
+                    "parameter_invalid",
+                    "give either 'meters' or one 'metric' with its 'pricing'",
+                    Some("meters"),
+                )),
+            }
+        };
+        if !metered && (self.meters.is_some() || self.metric.is_some() || self.pricing.is_some()) {
+            return Err(DomainError::invalid(
+                "parameter_invalid",
+                format!("a {} plan has no metered components", self.kind),
+                Some("meters"),
+            ));
+        }
         let kind = match self.kind.as_str() {
             "fixed_debit" => PlanKind::FixedDebit { amount: self.amount.ok_or_else(|| need("amount"))? },
             "fixed_payout" => PlanKind::FixedPayout { amount: self.amount.ok_or_else(|| need("amount"))? },
-            "metered_debit" => PlanKind::MeteredDebit {
-                metric: self.metric.clone().ok_or_else(|| need("metric"))?,
-                pricing: self.pricing.clone().ok_or_else(|| need("pricing"))?,
-            },
+            "metered_debit" => PlanKind::MeteredDebit { base_amount: self.amount.unwrap_or(0), meters: meters()? },
             "metered_payout" => PlanKind::MeteredPayout {
-                metric: self.metric.clone().ok_or_else(|| need("metric"))?,
-                pricing: self.pricing.clone().ok_or_else(|| need("pricing"))?,
+                base_amount: self.amount.unwrap_or(0),
+                meters: meters()?,
                 commission: self.commission.clone().ok_or_else(|| need("commission"))?,
             },
             _ => {

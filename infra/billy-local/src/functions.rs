@@ -39,6 +39,7 @@ pub const KNOWN: &[&str] = &[
     "api-tenants",
     "api-test-clocks",
     "api-transactions",
+    "api-usage",
     "billing-tick",
     "charge-invoice",
     "export-transactions",
@@ -77,6 +78,7 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
         "publish-events" => Handler::Stream(Arc::new(publish_events::App::new(config, aws).map_err(err)?)),
         "api-settings" => Handler::Http(Arc::new(api_settings::App::new(config, aws).map_err(err)?)),
+        "api-usage" => Handler::Http(Arc::new(api_usage::App::new(config, aws).map_err(err)?)),
         "api-gateway-accounts" => Handler::Http(Arc::new(api_gateway_accounts::App::new(config, aws).map_err(err)?)),
         "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),
         "api-exports" => {

@@ -28,5 +28,6 @@ pub mod tenants;
 pub mod test_clocks;
 pub mod transactions;
 pub mod unit;
+pub mod usage;
 
 pub use clients::{AwsClients, LocalEndpoints, Tables};

@@ -126,6 +126,14 @@ impl DynamoUnitOfWork {
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
                 Write::Settings { settings, expected } => puts.push(put(items::settings(scope, settings)?, *expected)?),
                 Write::Export { export, expected } => puts.push(put(items::export(scope, export)?, *expected)?),
+                Write::UsageClose { subscription, metric, period, priced } => updates.push(crate::usage::close_total(
+                    &store.tables.main,
+                    scope,
+                    subscription,
+                    metric,
+                    period,
+                    *priced,
+                )?),
                 Write::GatewayAccount { account, expected } => {
                     puts.push(put(items::gateway_account(scope, account)?, *expected)?);
                     if expected.is_none() {

@@ -145,6 +145,12 @@ pub struct InvoiceItem {
     /// A fractional unit price (metered plans); `amount` is then `quantity × this`, rounded once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_amount_decimal: Option<Decimal>,
+    /// A metered quantity with a fraction (kWh, GB): `quantity` is then this rounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity_decimal: Option<Decimal>,
+    /// The metric a usage line prices (its events are listed by `GET /v1/usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     pub amount: i64,
 }
 
@@ -172,21 +178,24 @@ impl InvoiceItem {
             quantity,
             unit_amount,
             unit_amount_decimal: None,
+            quantity_decimal: None,
+            metric: None,
             amount: checked_product(quantity, unit_amount)?,
         })
     }
 
-    /// A metered line with a possibly fractional unit price, rounded once.
-    pub fn metered(description: &str, quantity: u64, unit_amount: Decimal, flat_amount: i64) -> DomainResult<Self> {
-        let qty = i64::try_from(quantity)
-            .map_err(|_| DomainError::invalid("quantity_invalid", "usage quantity too large", None))?;
-        let variable = round_minor(Decimal::from(quantity) * unit_amount)?;
+    /// A usage line: a possibly fractional quantity at a possibly fractional unit price, plus a
+    /// tier's flat amount, rounded once.
+    pub fn metered(line: &crate::plan::PricedLine, metric: &str) -> DomainResult<Self> {
+        let whole = crate::money::round_minor(line.quantity)?;
         Ok(Self {
-            description: description.to_owned(),
-            quantity: qty,
-            unit_amount: round_minor(unit_amount)?,
-            unit_amount_decimal: (unit_amount.fract() != Decimal::ZERO).then_some(unit_amount),
-            amount: checked_sum([variable, flat_amount])?,
+            description: line.description.clone(),
+            quantity: whole,
+            unit_amount: round_minor(line.unit_amount)?,
+            unit_amount_decimal: (line.unit_amount.fract() != Decimal::ZERO).then_some(line.unit_amount),
+            quantity_decimal: (line.quantity.fract() != Decimal::ZERO).then_some(line.quantity),
+            metric: Some(metric.to_owned()),
+            amount: line.amount,
         })
     }
 }

@@ -45,9 +45,31 @@ pub enum Pricing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PricedLine {
     pub description: String,
-    pub quantity: u64,
+    pub quantity: Decimal,
     pub unit_amount: Decimal,
+    /// A tier's flat amount, included in `amount`.
+    pub flat_amount: i64,
     pub amount: i64,
+}
+
+/// The most a usage quantity (one event, or a period's total) may be.
+pub const MAX_QUANTITY: i64 = 1_000_000_000_000;
+/// Decimal places a usage quantity may have.
+pub const MAX_QUANTITY_SCALE: u32 = 9;
+
+/// A usage quantity as given: 0 or more, at most `MAX_QUANTITY`, with at most 9 decimals.
+pub fn validate_quantity(quantity: Decimal, param: &str) -> DomainResult<Decimal> {
+    if quantity.is_sign_negative()
+        || quantity > Decimal::from(MAX_QUANTITY)
+        || quantity.normalize().scale() > MAX_QUANTITY_SCALE
+    {
+        return Err(invalid(
+            "quantity_invalid",
+            format!("{param} must be from 0 to {MAX_QUANTITY} with at most {MAX_QUANTITY_SCALE} decimals"),
+            param,
+        ));
+    }
+    Ok(quantity.normalize())
 }
 
 fn invalid(code: &'static str, message: impl Into<String>, param: &str) -> DomainError {
@@ -99,43 +121,74 @@ impl Pricing {
         }
     }
 
-    /// Prices `quantity` units of `metric` into invoice lines.
-    pub fn price(&self, metric: &str, quantity: u64) -> DomainResult<Vec<PricedLine>> {
-        let line = |description: String, qty: u64, unit: Decimal, flat: i64| -> DomainResult<PricedLine> {
-            let variable = round_minor(Decimal::from(qty) * unit)?;
-            Ok(PricedLine { description, quantity: qty, unit_amount: unit, amount: checked_sum([variable, flat])? })
+    /// Prices `quantity` units of `metric` into invoice lines, with Stripe's semantics: `up_to` is
+    /// inclusive; graduated prices each unit in its own tier and adds the flat amount of every
+    /// tier reached (the first tier's even at zero); volume prices every unit at the tier the
+    /// whole quantity reaches, plus that tier's flat amount.
+    pub fn price(&self, metric: &str, quantity: Decimal) -> DomainResult<Vec<PricedLine>> {
+        let line = |description: String, qty: Decimal, unit: Decimal, flat: i64| -> DomainResult<PricedLine> {
+            let variable = round_minor(qty * unit)?;
+            Ok(PricedLine {
+                description,
+                quantity: qty,
+                unit_amount: unit,
+                flat_amount: flat,
+                amount: checked_sum([variable, flat])?,
+            })
         };
         match self {
             Self::PerUnit { unit_amount } => Ok(vec![line(format!("{metric} usage"), quantity, *unit_amount, 0)?]),
             Self::Graduated { tiers } => {
                 let mut lines = Vec::new();
-                let mut floor = 0u64;
+                let mut floor = Decimal::ZERO;
                 for (i, tier) in tiers.iter().enumerate() {
-                    if quantity <= floor && !(i == 0 && quantity == 0) {
+                    if quantity <= floor && i > 0 {
                         break;
                     }
-                    let ceiling = tier.up_to.unwrap_or(u64::MAX);
-                    let in_tier = quantity.min(ceiling) - floor.min(quantity);
-                    let range = tier.up_to.map_or_else(|| format!("{}+", floor + 1), |u| format!("{}–{u}", floor + 1));
+                    let ceiling = tier.up_to.map(Decimal::from);
+                    let in_tier = ceiling.map_or(quantity, |c| quantity.min(c)) - floor.min(quantity);
+                    let range = match tier.up_to {
+                        Some(up_to) => format!("{}–{up_to}", tier_start(floor)),
+                        None => format!("{}+", tier_start(floor)),
+                    };
                     lines.push(line(
                         format!("{metric} usage, tier {} ({range})", i + 1),
                         in_tier,
                         tier.unit_amount,
                         tier.flat_amount,
                     )?);
-                    floor = ceiling;
+                    match ceiling {
+                        Some(c) => floor = c,
+                        None => break,
+                    }
                 }
                 Ok(lines)
             }
             Self::Volume { tiers } => {
-                let tier = tiers
+                let (index, tier) = tiers
                     .iter()
-                    .find(|t| t.up_to.is_none_or(|u| quantity <= u))
+                    .enumerate()
+                    .find(|(_, t)| t.up_to.is_none_or(|u| quantity <= Decimal::from(u)))
                     .ok_or_else(|| DomainError::unexpected("volume tiers without an unbounded last tier"))?;
-                Ok(vec![line(format!("{metric} usage"), quantity, tier.unit_amount, tier.flat_amount)?])
+                Ok(vec![line(
+                    format!("{metric} usage, tier {}", index + 1),
+                    quantity,
+                    tier.unit_amount,
+                    tier.flat_amount,
+                )?])
             }
         }
     }
+
+    /// The total `quantity` costs (the sum of its lines).
+    pub fn total(&self, quantity: Decimal) -> DomainResult<i64> {
+        checked_sum(self.price("", quantity)?.iter().map(|l| l.amount))
+    }
+}
+
+/// The first unit of the tier that starts after `floor` units.
+fn tier_start(floor: Decimal) -> Decimal {
+    floor.floor() + Decimal::ONE
 }
 
 /// A payout plan's cut: a percentage of the gross plus a fixed amount.
@@ -166,18 +219,38 @@ impl Commission {
     }
 }
 
+/// One metered component of a plan: a metric and its price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meter {
+    pub metric: String,
+    pub pricing: Pricing,
+}
+
+/// At most this many metered components per plan.
+pub const MAX_METERS: usize = 10;
+
 /// The four kinds of plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanKind {
     /// A classic fixed price, billed in advance.
     FixedDebit { amount: i64 },
-    /// Usage priced at period close, billed in arrears.
-    MeteredDebit { metric: String, pricing: Pricing },
+    /// Usage priced at period close, billed in arrears: one or more metered components, on top of
+    /// an optional fixed base amount billed on the same invoice.
+    MeteredDebit {
+        #[serde(default)]
+        base_amount: i64,
+        meters: Vec<Meter>,
+    },
     /// A fixed amount paid out at each period's end.
     FixedPayout { amount: i64 },
-    /// Usage priced at period close, paid out minus a commission.
-    MeteredPayout { metric: String, pricing: Pricing, commission: Commission },
+    /// Usage priced at period close, paid out minus a commission (its own line).
+    MeteredPayout {
+        #[serde(default)]
+        base_amount: i64,
+        meters: Vec<Meter>,
+        commission: Commission,
+    },
 }
 
 impl PlanKind {
@@ -193,11 +266,20 @@ impl PlanKind {
         matches!(self, Self::FixedDebit { .. })
     }
 
-    pub fn metric(&self) -> Option<&str> {
+    /// The metered components (none for fixed plans).
+    pub fn meters(&self) -> &[Meter] {
         match self {
-            Self::MeteredDebit { metric, .. } | Self::MeteredPayout { metric, .. } => Some(metric),
-            _ => None,
+            Self::MeteredDebit { meters, .. } | Self::MeteredPayout { meters, .. } => meters,
+            _ => &[],
         }
+    }
+
+    pub fn is_metered(&self) -> bool {
+        !self.meters().is_empty()
+    }
+
+    pub fn meter(&self, metric: &str) -> Option<&Meter> {
+        self.meters().iter().find(|m| m.metric == metric)
     }
 
     fn validate(&self) -> DomainResult<()> {
@@ -212,15 +294,33 @@ impl PlanKind {
                 Ok(())
             }
         };
+        let meters_ok = |base_amount: i64, meters: &[Meter]| {
+            validate_amount(base_amount, "base_amount")?;
+            if meters.is_empty() || meters.len() > MAX_METERS {
+                return Err(invalid(
+                    "meters_invalid",
+                    format!("a metered plan has 1 to {MAX_METERS} meters"),
+                    "meters",
+                ));
+            }
+            for (i, meter) in meters.iter().enumerate() {
+                metric_ok(&meter.metric)?;
+                meter.pricing.validate()?;
+                if meters[..i].iter().any(|m| m.metric == meter.metric) {
+                    return Err(invalid(
+                        "meters_invalid",
+                        format!("metric '{}' is priced twice", meter.metric),
+                        "meters",
+                    ));
+                }
+            }
+            Ok(())
+        };
         match self {
             Self::FixedDebit { amount } | Self::FixedPayout { amount } => validate_amount(*amount, "amount").map(drop),
-            Self::MeteredDebit { metric, pricing } => {
-                metric_ok(metric)?;
-                pricing.validate()
-            }
-            Self::MeteredPayout { metric, pricing, commission } => {
-                metric_ok(metric)?;
-                pricing.validate()?;
+            Self::MeteredDebit { base_amount, meters } => meters_ok(*base_amount, meters),
+            Self::MeteredPayout { base_amount, meters, commission } => {
+                meters_ok(*base_amount, meters)?;
                 commission.validate()
             }
         }
@@ -286,48 +386,117 @@ impl Plan {
 }
 
 #[cfg(test)]
+// Amounts in these tests are written dollars_cents (35_00 is 35.00 USD).
+#[allow(clippy::inconsistent_digit_grouping)]
 mod tests {
     use super::*;
     use crate::schedule::Frequency;
     use rust_decimal_macros::dec;
 
-    fn tiers() -> Vec<Tier> {
+    fn tier(up_to: Option<u64>, unit: Decimal, flat: i64) -> Tier {
+        Tier { up_to, unit_amount: unit, flat_amount: flat }
+    }
+
+    /// Stripe's tiered-pricing guide (Typographic's fonts): 1–5 at 7.00, 6–10 at 6.50, 11+ at 6.00.
+    fn typographic() -> Vec<Tier> {
+        vec![tier(Some(5), dec!(700), 0), tier(Some(10), dec!(650), 0), tier(None, dec!(600), 0)]
+    }
+
+    /// Stripe's API guide to tiers: 1–5 at 5.00, 6–10 at 4.00, 11–15 at 3.00, 16–20 at 2.00, 21+ at 1.00.
+    fn five_tiers() -> Vec<Tier> {
         vec![
-            Tier { up_to: Some(100), unit_amount: dec!(10), flat_amount: 0 },
-            Tier { up_to: Some(1000), unit_amount: dec!(8), flat_amount: 0 },
-            Tier { up_to: None, unit_amount: dec!(5), flat_amount: 0 },
+            tier(Some(5), dec!(500), 0),
+            tier(Some(10), dec!(400), 0),
+            tier(Some(15), dec!(300), 0),
+            tier(Some(20), dec!(200), 0),
+            tier(None, dec!(100), 0),
         ]
     }
 
+    fn total(pricing: &Pricing, quantity: Decimal) -> i64 {
+        pricing.total(quantity).unwrap()
+    }
+
     #[test]
-    fn graduated_prices_each_unit_in_its_own_tier() {
-        // GIVEN 1–100 at 10, 101–1000 at 8, 1001+ at 5; WHEN 1,500 units
-        let lines = Pricing::Graduated { tiers: tiers() }.price("clicks", 1500).unwrap();
-        // THEN 100×10 = 1000, 900×8 = 7200, 500×5 = 2500 → 10,700
+    fn volume_tiers_match_stripes_worked_examples() {
+        // Typographic: 1 → 7, 5 → 35, 6 → 39, 20 → 120, 25 → 150 (USD)
+        let volume = Pricing::Volume { tiers: typographic() };
+        for (fonts, usd) in [(1, 7_00), (5, 35_00), (6, 39_00), (20, 120_00), (25, 150_00)] {
+            assert_eq!(total(&volume, Decimal::from(fonts)), usd, "{fonts} fonts");
+        }
+        // five tiers: 1 → 5, 5 → 25, 6 → 24, 20 → 40, 25 → 25 (the total can go down)
+        let volume = Pricing::Volume { tiers: five_tiers() };
+        for (units, usd) in [(1, 5_00), (5, 25_00), (6, 24_00), (20, 40_00), (25, 25_00)] {
+            assert_eq!(total(&volume, Decimal::from(units)), usd, "{units} units");
+        }
+    }
+
+    #[test]
+    fn graduated_tiers_match_stripes_worked_examples() {
+        // five tiers: 6 units = 5 × 5.00 + 1 × 4.00 = 29.00 (Stripe's own figure)
+        let graduated = Pricing::Graduated { tiers: five_tiers() };
+        assert_eq!(total(&graduated, dec!(6)), 29_00);
+        // worked by hand from the same tiers: 20 = 25 + 20 + 15 + 10 = 70.00; 25 = 70 + 5 = 75.00
+        assert_eq!(total(&graduated, dec!(20)), 70_00);
+        assert_eq!(total(&graduated, dec!(25)), 75_00);
+        // Typographic, 6 fonts: 35.00 + 6.50; one line per tier reached, each with its range
+        let lines = Pricing::Graduated { tiers: typographic() }.price("fonts", dec!(6)).unwrap();
         assert_eq!(
-            lines.iter().map(|l| (l.quantity, l.amount)).collect::<Vec<_>>(),
-            vec![(100, 1000), (900, 7200), (500, 2500)]
+            lines.iter().map(|l| (l.description.as_str(), l.quantity, l.amount)).collect::<Vec<_>>(),
+            vec![("fonts usage, tier 1 (1–5)", dec!(5), 35_00), ("fonts usage, tier 2 (6–10)", dec!(1), 6_50)]
         );
-        // and 150 units touch only two tiers: 1000 + 50×8 = 1400
-        let lines = Pricing::Graduated { tiers: tiers() }.price("clicks", 150).unwrap();
-        assert_eq!(lines.iter().map(|l| l.amount).sum::<i64>(), 1400);
-        assert_eq!(lines.len(), 2);
     }
 
     #[test]
-    fn volume_prices_every_unit_at_the_reached_tier() {
-        // 1,500 units reach the 5-per-unit tier: 7,500; exactly 100 stays in tier 1: 1,000
-        assert_eq!(Pricing::Volume { tiers: tiers() }.price("api_calls", 1500).unwrap()[0].amount, 7500);
-        assert_eq!(Pricing::Volume { tiers: tiers() }.price("api_calls", 100).unwrap()[0].amount, 1000);
+    fn flat_amounts_are_added_per_tier_reached() {
+        // graduated: 0–10 units for a flat 10.00, then 1.00 each: 0 units → 10.00 (the first
+        // tier's flat fee is owed at zero), 10 → 10.00, 12 → 12.00
+        let graduated = Pricing::Graduated { tiers: vec![tier(Some(10), dec!(0), 10_00), tier(None, dec!(100), 0)] };
+        assert_eq!(
+            (total(&graduated, dec!(0)), total(&graduated, dec!(10)), total(&graduated, dec!(12))),
+            (10_00, 10_00, 12_00)
+        );
+        // volume: the reached tier's flat amount once, on top of its unit price
+        let volume = Pricing::Volume { tiers: vec![tier(Some(10), dec!(100), 5_00), tier(None, dec!(50), 20_00)] };
+        assert_eq!((total(&volume, dec!(10)), total(&volume, dec!(11))), (15_00, 25_50));
     }
 
     #[test]
-    fn fractional_unit_prices_round_once_per_line_half_away_from_zero() {
+    fn decimal_quantities_are_priced_and_rounded_once_per_line() {
+        // 12.345 kWh at 21.5 minor units = 265.4175 → 265
+        let per_unit = Pricing::PerUnit { unit_amount: dec!(21.5) };
+        assert_eq!(total(&per_unit, dec!(12.345)), 265);
         // 0.5 minor units × 3 = 1.5 → 2 (not 0 + 1 + 1 or 3 × 0)
-        let lines = Pricing::PerUnit { unit_amount: dec!(0.5) }.price("emails", 3).unwrap();
-        assert_eq!(lines[0].amount, 2);
+        assert_eq!(total(&Pricing::PerUnit { unit_amount: dec!(0.5) }, dec!(3)), 2);
         // zero usage is a zero line, not an error
-        assert_eq!(Pricing::PerUnit { unit_amount: dec!(7) }.price("emails", 0).unwrap()[0].amount, 0);
+        assert_eq!(Pricing::PerUnit { unit_amount: dec!(7) }.price("emails", dec!(0)).unwrap()[0].amount, 0);
+        // a fractional quantity across a tier boundary: 5.5 units = 5 × 7.00 + 0.5 × 6.50
+        assert_eq!(total(&Pricing::Graduated { tiers: typographic() }, dec!(5.5)), 38_25);
+        assert_eq!(total(&Pricing::Volume { tiers: typographic() }, dec!(5.5)), 35_75);
+        // bad quantities are refused with the field named
+        assert!(validate_quantity(dec!(-1), "quantity").is_err());
+        assert!(validate_quantity(dec!(0.0000000001), "quantity").is_err());
+        assert_eq!(validate_quantity(dec!(2.500), "quantity").unwrap(), dec!(2.5));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn graduated_totals_never_fall_as_usage_grows(a in 0u64..5_000, b in 0u64..5_000, frac in 0u32..1000) {
+            let graduated = Pricing::Graduated { tiers: vec![
+                tier(Some(100), dec!(10), 2_00), tier(Some(1000), dec!(7.5), 0), tier(None, dec!(0.25), 1_00),
+            ] };
+            let (low, high) = (a.min(b), a.max(b));
+            let low = Decimal::from(low) + Decimal::new(i64::from(frac), 3);
+            let high = Decimal::from(high) + Decimal::new(i64::from(frac), 3);
+            proptest::prop_assert!(total(&graduated, low) <= total(&graduated, high));
+        }
+
+        #[test]
+        fn graduated_lines_cover_every_unit_exactly_once(q in 0u64..20_000) {
+            let lines = Pricing::Graduated { tiers: five_tiers() }.price("u", Decimal::from(q)).unwrap();
+            let covered: Decimal = lines.iter().map(|l| l.quantity).sum();
+            proptest::prop_assert_eq!(covered, Decimal::from(q));
+        }
     }
 
     #[test]
@@ -368,8 +537,11 @@ mod tests {
             (PlanKind::FixedPayout { amount: 1000 }, Some(7), "trial_period_days"),
             (
                 PlanKind::MeteredDebit {
-                    metric: "bad metric".into(),
-                    pricing: Pricing::PerUnit { unit_amount: dec!(1) },
+                    base_amount: 0,
+                    meters: vec![Meter {
+                        metric: "bad metric".into(),
+                        pricing: Pricing::PerUnit { unit_amount: dec!(1) },
+                    }],
                 },
                 None,
                 "metric",

@@ -13,7 +13,6 @@ use crate::subscription::Subscription;
 use crate::tenant::{ApiKeyHash, ApiKeyRecord, Scope, Tenant};
 use crate::test_clock::TestClock;
 use crate::transaction::{Transaction, TransactionStatus, TransactionType};
-use crate::usage::UsageEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -181,6 +180,38 @@ pub trait GatewayDirectory: Send + Sync + std::fmt::Debug {
     fn forget(&self, _scope: &Scope) {}
 }
 
+/// The usage total of one metric in one period of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsageKey {
+    pub scope: Scope,
+    pub subscription: Id,
+    pub metric: String,
+    pub period: u64,
+}
+
+/// Usage events and their per-period totals.
+#[async_trait]
+pub trait UsageRepository: Send + Sync + std::fmt::Debug {
+    /// Records events placed in their periods, each with its period total in the same
+    /// transaction; an id seen before is a duplicate when its content matches (the stored event
+    /// comes back), else `idempotency_conflict`; a closed period refuses with `period_closed`.
+    /// Results come back in the order of `events`.
+    async fn record(
+        &self,
+        scope: &Scope,
+        events: Vec<crate::usage::UsageEvent>,
+    ) -> DomainResult<Vec<DomainResult<crate::usage::Recorded>>>;
+    /// The totals of these keys (missing: no usage counted), in their order.
+    async fn totals(&self, keys: &[UsageKey]) -> DomainResult<Vec<Option<crate::usage::UsageTotal>>>;
+    /// Events of one total, oldest first, a page at a time (`after`: the last event's cursor).
+    async fn events(
+        &self,
+        key: &UsageKey,
+        limit: usize,
+        after: Option<String>,
+    ) -> DomainResult<(Vec<crate::usage::UsageEvent>, Option<String>)>;
+}
+
 /// A file being written part by part (an S3 multipart upload): nothing is ever held whole.
 #[async_trait]
 pub trait FileWriter: Send {
@@ -337,6 +368,15 @@ pub enum Write {
         account: crate::gateway_account::GatewayAccount,
         expected: Option<u64>,
     },
+    /// Closes a period's usage total of one metric once its invoice prices it, on the condition
+    /// that it still holds what was priced (`None`: no usage was counted): a late event then
+    /// finds it closed, and an event counted meanwhile makes this a conflict.
+    UsageClose {
+        subscription: Id,
+        metric: String,
+        period: crate::schedule::Period,
+        priced: Option<(rust_decimal::Decimal, u64)>,
+    },
 }
 
 /// One atomic change: writes of one scope and the audit events that explain them.
@@ -356,19 +396,6 @@ pub trait UnitOfWork: Send + Sync + std::fmt::Debug {
     /// never undoes another), packing several into one request where the store allows. Results
     /// come back in the order given.
     async fn commit_each(&self, changes: Vec<Changeset>) -> Vec<DomainResult<()>>;
-}
-
-#[async_trait]
-pub trait UsageRepository: Send + Sync + std::fmt::Debug {
-    /// Stores the event unless its id was seen; `false` for a duplicate (not an error).
-    async fn record(&self, scope: &Scope, event: &UsageEvent) -> DomainResult<bool>;
-    async fn for_period(
-        &self,
-        scope: &Scope,
-        subscription: &Id,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> DomainResult<Vec<UsageEvent>>;
 }
 
 /// What to do with a request that carries an `Idempotency-Key`.
@@ -440,6 +467,7 @@ pub struct Ports<'a> {
     pub audit: &'a dyn AuditJournal,
     pub settings: &'a dyn SettingsRepository,
     pub exports: &'a dyn ExportRepository,
+    pub usage: &'a dyn UsageRepository,
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,

@@ -154,15 +154,24 @@ impl Subscription {
         self.plan.cadence.period_at(self.billing_anchor, now)
     }
 
-    fn plan_for(&self, index: u64) -> &Plan {
+    /// The plan that prices period `index` (a scheduled change's, from its period on).
+    pub fn plan_for_period(&self, index: u64) -> &Plan {
         match &self.pending_change {
             Some(change) if index >= change.from_period => &change.plan,
             _ => &self.plan,
         }
     }
 
-    fn due_at(plan: &Plan, period: &Period) -> DateTime<Utc> {
-        if plan.kind.bills_in_advance() { period.start } else { period.end }
+    /// When a period of `plan` is billed: fixed prices at its start, usage once the period has
+    /// stopped taking it (an hour after its end), a fixed payout at its end.
+    pub fn due_at(plan: &Plan, period: &Period) -> DateTime<Utc> {
+        if plan.kind.bills_in_advance() {
+            period.start
+        } else if plan.kind.is_metered() {
+            crate::usage::closes_at(period)
+        } else {
+            period.end
+        }
     }
 
     /// When the next invoice is due, or `None` when no more will be made.
@@ -174,7 +183,7 @@ impl Subscription {
         if self.cancel_at.is_some_and(|c| period.start >= c) {
             return Ok(None);
         }
-        Ok(Some(Self::due_at(self.plan_for(self.next_period), &period)))
+        Ok(Some(Self::due_at(self.plan_for_period(self.next_period), &period)))
     }
 
     /// When this subscription next needs the billing tick: its next bill, or — when it is set to
@@ -200,7 +209,7 @@ impl Subscription {
             if self.cancel_at.is_some_and(|c| period.start >= c) {
                 break;
             }
-            let plan = self.plan_for(index);
+            let plan = self.plan_for_period(index);
             let due_at = Self::due_at(plan, &period);
             if due_at > now {
                 break;

@@ -22,6 +22,7 @@ use billy_aws::tenants::DynamoTenants;
 use billy_aws::test_clocks::DynamoTestClocks;
 use billy_aws::transactions::DynamoTransactions;
 use billy_aws::unit::DynamoUnitOfWork;
+use billy_aws::usage::DynamoUsage;
 use billy_aws::{AwsClients, Tables};
 use billy_core::clock::SystemClock;
 use billy_core::gateway::GatewayRegistry;
@@ -46,6 +47,7 @@ pub struct Deps {
     pub audit: DynamoAudit,
     pub settings: DynamoSettings,
     pub exports: DynamoExports,
+    pub usage: DynamoUsage,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
@@ -88,6 +90,7 @@ impl Deps {
             audit: DynamoAudit::new(ddb(), tables.clone()),
             settings: DynamoSettings::new(ddb(), tables.clone()),
             exports: DynamoExports::new(ddb(), tables.clone()),
+            usage: DynamoUsage::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
@@ -143,6 +146,7 @@ impl Deps {
             audit: &self.audit,
             settings: &self.settings,
             exports: &self.exports,
+            usage: &self.usage,
             unit: &self.unit,
             queue: &self.queue,
             queues: &self.queues,

@@ -18,8 +18,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn error_response(err: &DomainError) -> Response<Body> {
     let (status, kind, code, param) = match err {
         DomainError::Invalid { code, param, .. } => {
-            let status =
-                if *code == "body_too_large" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            let status = match *code {
+                "body_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+                // An id used before for other content, as for a reused Idempotency-Key.
+                "usage_id_reused" => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
             (status, "invalid_request_error", *code, param.clone())
         }
         DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "resource_missing", None),

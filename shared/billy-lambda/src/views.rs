@@ -48,11 +48,11 @@ pub fn plan(p: &Plan) -> Value {
     let (kind, amount, extra) = match &p.kind {
         PlanKind::FixedDebit { amount } => ("fixed_debit", Some(*amount), json!({})),
         PlanKind::FixedPayout { amount } => ("fixed_payout", Some(*amount), json!({})),
-        PlanKind::MeteredDebit { metric, pricing } => {
-            ("metered_debit", None, json!({"metric": metric, "pricing": pricing}))
+        PlanKind::MeteredDebit { base_amount, meters } => {
+            ("metered_debit", Some(*base_amount), json!({"meters": meters}))
         }
-        PlanKind::MeteredPayout { metric, pricing, commission } => {
-            ("metered_payout", None, json!({"metric": metric, "pricing": pricing, "commission": commission}))
+        PlanKind::MeteredPayout { base_amount, meters, commission } => {
+            ("metered_payout", Some(*base_amount), json!({"meters": meters, "commission": commission}))
         }
     };
     let mut v = json!({

@@ -5,30 +5,55 @@
 use super::{BatchTime, BillPeriod, invoice_event, per_item, system};
 use crate::error::{DomainError, DomainResult};
 use crate::ids::{Id, IdKind};
-use crate::invoice::{Invoice, InvoiceAction, InvoiceItem, InvoiceStatus};
+use crate::invoice::{Adjustment, AdjustmentKind, Invoice, InvoiceAction, InvoiceItem, InvoiceStatus};
 use crate::journal::{self, InvoiceChange};
 use crate::plan::{Plan, PlanKind};
+use crate::ports::UsageKey;
 use crate::ports::{Changeset, Ports, Write};
 use crate::schedule::Period;
 use crate::subscription::Subscription;
 use crate::tenant::Scope;
+use crate::usage::UsageTotal;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use std::collections::HashMap;
 
-/// Items for one period of a plan. Usage-priced plans are refused at creation until usage billing
-/// exists, so a period of one here is a stored plan the pipeline cannot bill: a permanent error.
-pub fn period_items(plan: &Plan, period: &Period) -> DomainResult<Vec<InvoiceItem>> {
+/// Items for one period of a plan: the fixed price, or for a metered plan its base amount and one
+/// line per metered component (per tier reached, for graduated prices) from the period's totals.
+pub fn period_items(plan: &Plan, period: &Period, totals: &[UsageTotal]) -> DomainResult<Vec<InvoiceItem>> {
     let span = format!("{} – {}", period.start.format("%Y-%m-%d"), period.end.format("%Y-%m-%d"));
     match &plan.kind {
         PlanKind::FixedDebit { amount } | PlanKind::FixedPayout { amount } => {
             Ok(vec![InvoiceItem::new(&format!("{} ({span})", plan.name), 1, *amount)?])
         }
-        PlanKind::MeteredDebit { .. } | PlanKind::MeteredPayout { .. } => Err(DomainError::invalid(
-            "plan_unsupported",
-            "usage-priced plans cannot be billed by this deployment",
-            Some("plan"),
-        )),
+        PlanKind::MeteredDebit { base_amount, meters } | PlanKind::MeteredPayout { base_amount, meters, .. } => {
+            let mut items = Vec::new();
+            if *base_amount > 0 {
+                items.push(InvoiceItem::new(&format!("{} base ({span})", plan.name), 1, *base_amount)?);
+            }
+            for meter in meters {
+                let quantity = totals
+                    .iter()
+                    .find(|t| t.metric == meter.metric && t.period.index == period.index)
+                    .map_or(Decimal::ZERO, |t| t.quantity);
+                for line in meter.pricing.price(&meter.metric, quantity)? {
+                    items.push(InvoiceItem::metered(&line, &meter.metric)?);
+                }
+            }
+            Ok(items)
+        }
     }
+}
+
+/// A metered payout's commission, as its own negative line.
+fn commission(plan: &Plan, gross: i64) -> DomainResult<Option<Adjustment>> {
+    let PlanKind::MeteredPayout { commission, .. } = &plan.kind else { return Ok(None) };
+    let cut = commission.on(gross)?;
+    Ok((cut > 0).then(|| Adjustment {
+        kind: AdjustmentKind::Commission,
+        amount: -cut,
+        reason: format!("commission ({}% + {})", commission.percent.normalize(), commission.fixed_amount),
+    }))
 }
 
 /// The period's invoice, created and finalized at `at`, with the change that stores it.
@@ -36,6 +61,7 @@ fn period_invoice(
     p: &Ports<'_>,
     msg: &BillPeriod,
     sub: &Subscription,
+    totals: &[UsageTotal],
     at: DateTime<Utc>,
 ) -> DomainResult<(Invoice, Changeset)> {
     let ctx = system(&msg.scope, "generate-invoice");
@@ -49,14 +75,30 @@ fn period_invoice(
         at,
         sub.livemode,
     )
-    .with_items(period_items(&msg.plan, &msg.period)?)?;
+    .with_items(period_items(&msg.plan, &msg.period, totals)?)?;
+    if let Some(cut) = commission(&msg.plan, inv.total)? {
+        inv.add_adjustment(cut)?;
+        // (part of its creation: still the first version)
+        inv.version = 1;
+    }
     inv.test_clock = msg.test_clock.clone();
     let created = InvoiceChange::Created { invoice: Box::new(inv.clone()) };
     let mut events = vec![invoice_event(&ctx, p.ids, at, &inv, "invoice.created", &created)?];
     let change = journal::transition(&mut inv, InvoiceAction::Finalize, at)?;
     let action = if inv.status == InvoiceStatus::Pending { "invoice.finalized" } else { "invoice.paid" };
     events.push(invoice_event(&ctx, p.ids, at, &inv, action, &change)?);
-    let writes = vec![Write::Invoice { invoice: inv.clone(), expected: None }];
+    let mut writes = vec![Write::Invoice { invoice: inv.clone(), expected: None }];
+    // The priced totals close with the invoice, on the condition that they are what was priced:
+    // an event counted meanwhile makes this a conflict, and the period is priced again.
+    for meter in msg.plan.kind.meters() {
+        let seen = totals.iter().find(|t| t.metric == meter.metric && t.period.index == msg.period.index);
+        writes.push(Write::UsageClose {
+            subscription: msg.subscription.clone(),
+            metric: meter.metric.clone(),
+            period: msg.period,
+            priced: seen.map(|t| (t.quantity, t.events)),
+        });
+    }
     Ok((inv, Changeset { scope: msg.scope.clone(), writes, events }))
 }
 
@@ -73,6 +115,19 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
     let keys: Vec<(Scope, Id)> = msgs.iter().map(|m| (m.scope.clone(), m.subscription.clone())).collect();
     let subs: HashMap<Id, Subscription> =
         p.subscriptions.get_many(&keys).await?.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let wanted: Vec<UsageKey> = msgs
+        .iter()
+        .flat_map(|m| {
+            m.plan.kind.meters().iter().map(|meter| UsageKey {
+                scope: m.scope.clone(),
+                subscription: m.subscription.clone(),
+                metric: meter.metric.clone(),
+                period: m.period.index,
+            })
+        })
+        .collect();
+    let totals: Vec<UsageTotal> =
+        if wanted.is_empty() { Vec::new() } else { p.usage.totals(&wanted).await?.into_iter().flatten().collect() };
     let mut results: Vec<DomainResult<Option<Invoice>>> = msgs.iter().map(|_| Ok(None)).collect();
     let (mut changes, mut made) = (Vec::new(), Vec::new());
     for (i, msg) in msgs.iter().enumerate() {
@@ -83,7 +138,8 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
             continue;
         }
         let made_at = time.step_time(msg.test_clock.as_ref(), Some(msg.due_at()));
-        match made_at.and_then(|at| period_invoice(p, msg, sub, at)) {
+        let own: Vec<UsageTotal> = totals.iter().filter(|t| t.subscription == msg.subscription).cloned().collect();
+        match made_at.and_then(|at| period_invoice(p, msg, sub, &own, at)) {
             Ok((inv, change)) => {
                 changes.push(change);
                 made.push((i, inv));

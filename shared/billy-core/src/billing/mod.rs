@@ -52,9 +52,10 @@ pub struct BillPeriod {
 }
 
 impl BillPeriod {
-    /// When the period is billed: at its start (fixed prices, in advance) or end (in arrears).
+    /// When the period is billed: at its start (fixed prices, in advance), at its end (a fixed
+    /// payout), or when it stops taking usage (metered plans, in arrears).
     pub fn due_at(&self) -> DateTime<Utc> {
-        if self.plan.kind.bills_in_advance() { self.period.start } else { self.period.end }
+        Subscription::due_at(&self.plan, &self.period)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod plans;
 pub mod settings;
 pub mod subscriptions;
 pub mod transactions;
+pub mod usage;
 
 use crate::audit::{AuditEvent, Context};
 use crate::customer::Customer;
