@@ -54,6 +54,8 @@ struct CreateInvoice {
     customer: String,
     currency: String,
     items: Vec<Item>,
+    /// A coupon, taken off the items when the invoice is finalized.
+    coupon: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +144,7 @@ impl HttpFunction for App {
                             &body.customer,
                             currency,
                             body.items.into_iter().map(NewItem::from).collect(),
+                            body.coupon.as_deref(),
                         )
                         .await
                     };

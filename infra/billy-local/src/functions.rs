@@ -27,6 +27,8 @@ impl std::fmt::Debug for Handler {
 /// The names of every function folder the runner knows.
 pub const KNOWN: &[&str] = &[
     "api-audit",
+    "api-coupons",
+    "api-credits",
     "api-customers",
     "api-health",
     "api-invoices",
@@ -78,6 +80,8 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "retry-sweeper" => Handler::Event(Arc::new(retry_sweeper::App::new(config, aws).map_err(err)?)),
         "publish-events" => Handler::Stream(Arc::new(publish_events::App::new(config, aws).map_err(err)?)),
         "api-settings" => Handler::Http(Arc::new(api_settings::App::new(config, aws).map_err(err)?)),
+        "api-credits" => Handler::Http(Arc::new(api_credits::App::new(config, aws).map_err(err)?)),
+        "api-coupons" => Handler::Http(Arc::new(api_coupons::App::new(config, aws).map_err(err)?)),
         "api-usage" => Handler::Http(Arc::new(api_usage::App::new(config, aws).map_err(err)?)),
         "api-gateway-accounts" => Handler::Http(Arc::new(api_gateway_accounts::App::new(config, aws).map_err(err)?)),
         "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),

@@ -4,6 +4,7 @@
 pub mod adyen;
 pub mod audit;
 pub mod clients;
+pub mod credits;
 pub mod customers;
 pub mod directory;
 pub mod dynamo;

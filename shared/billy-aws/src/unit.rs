@@ -126,6 +126,11 @@ impl DynamoUnitOfWork {
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
                 Write::Settings { settings, expected } => puts.push(put(items::settings(scope, settings)?, *expected)?),
                 Write::Export { export, expected } => puts.push(put(items::export(scope, export)?, *expected)?),
+                Write::Coupon { coupon } => puts.push(store.put_new(crate::credits::coupon_item(scope, coupon)?)?),
+                Write::Credit { movement } => {
+                    puts.push(store.put_new(crate::credits::movement_item(scope, movement)?)?);
+                    updates.push(crate::credits::balance_update(&store.tables.main, scope, movement)?);
+                }
                 Write::UsageClose { subscription, metric, period, priced } => updates.push(crate::usage::close_total(
                     &store.tables.main,
                     scope,

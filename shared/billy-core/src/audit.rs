@@ -205,3 +205,5 @@ audited!(crate::test_clock::TestClock, "test_clock", |c| account: None, version:
 audited!(crate::transaction::Transaction, "transaction", |t| account: Some(&t.customer), version: t.version);
 audited!(crate::invoice::Invoice, "invoice", |i| account: Some(&i.customer), version: i.version);
 audited!(crate::ledger::Export, "export", |e| account: None, version: e.version);
+audited!(crate::credit::CreditMovement, "credit_movement", |m| account: Some(&m.customer), version: 1);
+audited!(crate::coupon::Coupon, "coupon", |c| account: None, version: 1);

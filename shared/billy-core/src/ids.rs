@@ -29,6 +29,8 @@ pub enum IdKind {
     Usage,
     Export,
     GatewayAccount,
+    CreditMovement,
+    Coupon,
 }
 
 impl IdKind {
@@ -49,6 +51,8 @@ impl IdKind {
             Self::Usage => "use",
             Self::Export => "exp",
             Self::GatewayAccount => "gwa",
+            Self::CreditMovement => "cbt",
+            Self::Coupon => "coupon",
         }
     }
 
@@ -69,6 +73,8 @@ impl IdKind {
             Self::Usage => "usage_event",
             Self::Export => "export",
             Self::GatewayAccount => "gateway_account",
+            Self::CreditMovement => "credit_movement",
+            Self::Coupon => "coupon",
         }
     }
 }

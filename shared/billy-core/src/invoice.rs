@@ -247,6 +247,12 @@ pub struct Invoice {
     pub failure_reason: Option<String>,
     /// The customer's test clock, if any: its advances drive this invoice's retries.
     pub test_clock: Option<Id>,
+    /// Sells the customer credit: when it is paid, its total is added to their credit balance.
+    #[serde(default)]
+    pub credit_purchase: bool,
+    /// A one-off invoice's coupon, applied to its items when it is finalized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<crate::coupon::Coupon>,
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -297,6 +303,8 @@ impl Invoice {
             paid_at: None,
             failure_reason: None,
             test_clock: None,
+            credit_purchase: false,
+            coupon: None,
             created,
             livemode,
             version: 1,
@@ -527,7 +535,9 @@ impl Invoice {
 }
 
 /// Proration of an immediate plan change, to the second: a credit for the unused part of the old
-/// price and a charge for the remaining part of the new one, each rounded once.
+/// price and a charge for the remaining part of the new one. The net is rounded once, from the
+/// difference itself, so the two lines always add up to the exact prorated difference (10.00 →
+/// 20.00 halfway through nets +5.00); the credit is rounded once and the charge is credit + net.
 pub fn prorate_change(
     old_amount: i64,
     new_amount: i64,
@@ -544,7 +554,8 @@ pub fn prorate_change(
     let total = Decimal::from(period.seconds());
     let remaining = Decimal::from((period.end - at).num_seconds());
     let credit = round_minor(Decimal::from(old_amount) * remaining / total)?;
-    let charge = round_minor(Decimal::from(new_amount) * remaining / total)?;
+    let net = round_minor(Decimal::from(new_amount - old_amount) * remaining / total)?;
+    let charge = credit + net;
     Ok((
         Adjustment {
             kind: AdjustmentKind::Proration,
@@ -768,11 +779,14 @@ mod tests {
 
     #[test]
     fn proration_is_to_the_second_and_rounds_once_half_away_from_zero() {
-        // 1 second left of a 3-second period: 1000 × 1/3 = 333.33 → 333; 500 × 1/3 = 166.67 → 167
+        // 1 second left of a 3-second period: credit 1000 × 1/3 = 333.33 → 333; the net is the
+        // difference prorated and rounded once: −500 × 1/3 = −166.67 → −167, so the charge is 166
+        // (500 × 1/3 = 166.67 on its own would round to 167 and the lines would net −166)
         let start = t(1, 0);
         let period = Period { index: 0, start, end: start + Duration::seconds(3) };
         let (credit, charge) = prorate_change(1000, 500, &period, start + Duration::seconds(2)).unwrap();
-        assert_eq!((credit.amount, charge.amount), (-333, 167));
+        assert_eq!((credit.amount, charge.amount), (-333, 166));
+        assert_eq!(credit.amount + charge.amount, -167);
     }
 
     proptest::proptest! {
@@ -782,6 +796,22 @@ mod tests {
             let period = Period { index: 0, start, end: start + Duration::seconds(secs) };
             let (credit, charge) = prorate_change(amount, amount, &period, start + Duration::seconds(offset % secs)).unwrap();
             proptest::prop_assert_eq!(credit.amount + charge.amount, 0);
+        }
+
+        #[test]
+        fn any_change_at_any_second_nets_to_the_exact_prorated_difference(
+            old in 0i64..=10_000_000, new in 0i64..=10_000_000, secs in 1i64..40_000_000, offset in 0i64..40_000_000,
+        ) {
+            let start = t(1, 0);
+            let period = Period { index: 0, start, end: start + Duration::seconds(secs) };
+            let at = start + Duration::seconds(offset % secs);
+            let (credit, charge) = prorate_change(old, new, &period, at).unwrap();
+            let share = Decimal::from((period.end - at).num_seconds()) / Decimal::from(secs);
+            // the two lines add up to the difference prorated and rounded once ...
+            proptest::prop_assert_eq!(credit.amount + charge.amount, round_minor(Decimal::from(new - old) * share).unwrap());
+            // ... and each is within a minor unit of its own exact share
+            proptest::prop_assert!((Decimal::from(-credit.amount) - Decimal::from(old) * share).abs() <= Decimal::new(5, 1));
+            proptest::prop_assert!((Decimal::from(charge.amount) - Decimal::from(new) * share).abs() <= Decimal::ONE);
         }
     }
 }

@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod billing;
 pub mod clock;
+pub mod coupon;
+pub mod credit;
 pub mod customer;
 pub mod dunning;
 pub mod error;

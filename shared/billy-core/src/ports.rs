@@ -180,6 +180,28 @@ pub trait GatewayDirectory: Send + Sync + std::fmt::Debug {
     fn forget(&self, _scope: &Scope) {}
 }
 
+/// Customers' credit balances and their movements.
+#[async_trait]
+pub trait CreditRepository: Send + Sync + std::fmt::Debug {
+    /// The balance of each (customer, currency), in the order given; 0 where there is none.
+    async fn balances(&self, keys: &[(Scope, Id, crate::money::Currency)]) -> DomainResult<Vec<i64>>;
+    /// Every balance of one customer.
+    async fn of_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<crate::credit::CreditBalance>>;
+    /// A customer's movements, newest first.
+    async fn movements(
+        &self,
+        scope: &Scope,
+        customer: &Id,
+        limit: usize,
+    ) -> DomainResult<Vec<crate::credit::CreditMovement>>;
+}
+
+#[async_trait]
+pub trait CouponRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::coupon::Coupon>>;
+    async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<crate::coupon::Coupon>>;
+}
+
 /// The usage total of one metric in one period of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UsageKey {
@@ -363,10 +385,18 @@ pub enum Write {
         export: crate::ledger::Export,
         expected: Option<u64>,
     },
+    Coupon {
+        coupon: crate::coupon::Coupon,
+    },
     /// A gateway account (a new one also maps its id to its scope, for its webhooks).
     GatewayAccount {
         account: crate::gateway_account::GatewayAccount,
         expected: Option<u64>,
+    },
+    /// A movement of a customer's credit balance: the movement is recorded and the balance moves
+    /// by its amount; a negative one only while the balance covers it (else a conflict).
+    Credit {
+        movement: crate::credit::CreditMovement,
     },
     /// Closes a period's usage total of one metric once its invoice prices it, on the condition
     /// that it still holds what was priced (`None`: no usage was counted): a late event then
@@ -468,6 +498,8 @@ pub struct Ports<'a> {
     pub settings: &'a dyn SettingsRepository,
     pub exports: &'a dyn ExportRepository,
     pub usage: &'a dyn UsageRepository,
+    pub credits: &'a dyn CreditRepository,
+    pub coupons: &'a dyn CouponRepository,
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,

@@ -1,9 +1,10 @@
 //! Subscriptions: a customer on a plan, which periods are due for billing (catch-up included),
 //! cancellation now or at period end, and plan changes (scheduled, or now with proration).
 
+use crate::coupon::{Coupon, Discount};
 use crate::error::{DomainError, DomainResult};
 use crate::ids::Id;
-use crate::invoice::{Adjustment, prorate_change};
+use crate::invoice::{Adjustment, InvoiceItem, prorate_change};
 use crate::plan::{Plan, PlanKind};
 use crate::schedule::Period;
 use chrono::{DateTime, Duration, Utc};
@@ -61,6 +62,11 @@ pub const SUBSCRIPTION_TRANSITIONS: &[(SubscriptionStatus, SubscriptionAction, S
     (SS::PastDue, SA::End, SS::Ended),
 ];
 
+/// How long before a subscription's scheduled end `subscription.ending` is announced.
+pub const ENDING_NOTICE: Duration = Duration::days(7);
+/// At most this many one-off items wait for the next invoice.
+pub const MAX_PENDING_ITEMS: usize = 50;
+
 /// A plan change waiting for its period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledChange {
@@ -88,6 +94,15 @@ pub struct Subscription {
     pub canceled_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub pending_change: Option<ScheduledChange>,
+    /// A coupon and how many invoices it has discounted.
+    #[serde(default)]
+    pub discount: Option<Discount>,
+    /// One-off items billed on the next invoice (the mini-fridge on the hotel room's bill).
+    #[serde(default)]
+    pub pending_items: Vec<InvoiceItem>,
+    /// `subscription.ending` has been announced (ahead of a fixed term's or a cancellation's end).
+    #[serde(default)]
+    pub ending_announced: bool,
     pub payment_method: Option<Id>,
     /// The customer's test clock, if any: its advances drive this subscription's billing.
     pub test_clock: Option<Id>,
@@ -136,6 +151,9 @@ impl Subscription {
             canceled_at: None,
             ended_at: None,
             pending_change: None,
+            discount: None,
+            pending_items: Vec::new(),
+            ending_announced: false,
             payment_method,
             test_clock: None,
             created: now,
@@ -186,14 +204,109 @@ impl Subscription {
         Ok(Some(Self::due_at(self.plan_for_period(self.next_period), &period)))
     }
 
-    /// When this subscription next needs the billing tick: its next bill, or — when it is set to
-    /// cancel at period end and has nothing more to bill — the time it ends.
+    /// When this subscription next needs the billing tick: its next bill, the announcement of its
+    /// coming end, or — when it is set to end and has nothing more to bill — the time it ends.
     pub fn next_due_at(&self) -> DomainResult<Option<DateTime<Utc>>> {
-        match self.next_bill_at()? {
-            Some(at) => Ok(Some(at)),
-            None if self.status.is_live() => Ok(self.cancel_at),
-            None => Ok(None),
+        let next = match self.next_bill_at()? {
+            Some(at) => Some(at),
+            None if self.status.is_live() => self.cancel_at,
+            None => None,
+        };
+        Ok(match self.ending_notice_at() {
+            Some(notice) => Some(next.map_or(notice, |n| n.min(notice))),
+            None => next,
+        })
+    }
+
+    /// When `subscription.ending` is due, if it has not been announced: a week before a scheduled
+    /// end (at once, for an end closer than that).
+    pub fn ending_notice_at(&self) -> Option<DateTime<Utc>> {
+        let end = self.cancel_at?;
+        (self.status.is_live() && !self.ending_announced).then(|| (end - ENDING_NOTICE).max(self.start))
+    }
+
+    /// Announces the coming end once its notice time has come: whether it is due now.
+    pub fn take_ending_notice(&mut self, now: DateTime<Utc>) -> bool {
+        if self.ending_notice_at().is_some_and(|at| now >= at) && self.cancel_at.is_some_and(|end| now < end) {
+            self.ending_announced = true;
+            self.version += 1;
+            return true;
         }
+        false
+    }
+
+    /// A fixed term: the subscription ends by itself after `periods` periods, or at `end_at`
+    /// (periods that start before it are billed whole).
+    pub fn set_term(&mut self, end_at: Option<DateTime<Utc>>, periods: Option<u32>) -> DomainResult<()> {
+        let end = match (end_at, periods) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => {
+                return Err(DomainError::invalid(
+                    "parameter_invalid",
+                    "give end_at or periods, not both",
+                    Some("periods"),
+                ));
+            }
+            (Some(at), None) => at,
+            (None, Some(n)) if (1..=1200).contains(&n) => self.period(u64::from(n))?.start,
+            (None, Some(_)) => {
+                return Err(DomainError::invalid("parameter_invalid", "periods is 1 to 1200", Some("periods")));
+            }
+        };
+        if end <= self.start {
+            return Err(DomainError::invalid(
+                "end_invalid",
+                "the term must end after the subscription starts",
+                Some("end_at"),
+            ));
+        }
+        self.cancel_at = Some(end);
+        Ok(())
+    }
+
+    /// Adds a one-off item to the next invoice.
+    pub fn add_pending_item(&mut self, item: InvoiceItem) -> DomainResult<()> {
+        if !self.status.is_live() || self.next_bill_at()?.is_none() {
+            return Err(DomainError::invalid(
+                "subscription_ending",
+                "the subscription has no next invoice to add the item to",
+                Some("subscription"),
+            ));
+        }
+        if self.pending_items.len() >= MAX_PENDING_ITEMS {
+            return Err(DomainError::invalid(
+                "too_many_items",
+                format!("at most {MAX_PENDING_ITEMS} items wait for the next invoice"),
+                Some("items"),
+            ));
+        }
+        self.pending_items.push(item);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Puts a coupon on the subscription (replacing any other), for its next invoices.
+    pub fn apply_coupon(&mut self, coupon: Coupon) -> DomainResult<()> {
+        if !self.status.is_live() {
+            return Err(DomainError::IllegalTransition {
+                entity: "subscription",
+                from: self.status.as_str().into(),
+                action: "discount".into(),
+            });
+        }
+        coupon.check_currency(self.plan.currency)?;
+        self.discount = Some(Discount::new(coupon));
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Withdraws the scheduled plan change.
+    pub fn withdraw_change(&mut self) -> DomainResult<ScheduledChange> {
+        let change = self.pending_change.take().ok_or_else(|| {
+            DomainError::conflict("no_change_pending", "no plan change is scheduled for this subscription")
+        })?;
+        self.version += 1;
+        Ok(change)
     }
 
     /// Every period due by `now` and not yet billed, in order (several after an outage or a test
@@ -237,8 +350,8 @@ impl Subscription {
     }
 
     /// Records that period `index` has its invoice: moves on, ends the trial, swaps in a scheduled
-    /// plan, and ends the subscription when its cancellation date is reached.
-    pub fn record_billed(&mut self, index: u64, now: DateTime<Utc>) -> DomainResult<()> {
+    /// plan (`true` when it did), and ends the subscription when its cancellation date is reached.
+    pub fn record_billed(&mut self, index: u64, now: DateTime<Utc>) -> DomainResult<bool> {
         if index != self.next_period {
             return Err(DomainError::conflict(
                 "period_out_of_order",
@@ -249,12 +362,10 @@ impl Subscription {
         if self.status == SS::Trialing && self.trial_end.is_some_and(|t| now >= t) {
             self.status = SS::Active;
         }
-        if let Some(change) = self.pending_change.take_if(|c| c.from_period <= index) {
-            self.plan = change.plan;
-        }
+        let swapped = self.pending_change.take_if(|c| c.from_period <= index).map(|change| self.plan = change.plan);
         self.end_if_due(now)?;
         self.version += 1;
-        Ok(())
+        Ok(swapped.is_some())
     }
 
     /// A subscription set to cancel at period end ends once that time has passed and all its
@@ -352,6 +463,14 @@ impl Subscription {
     /// silently overwritten.
     pub fn schedule_change(&mut self, plan: Plan, now: DateTime<Utc>) -> DomainResult<()> {
         self.check_change(&plan)?;
+        if plan.cadence != self.plan.cadence {
+            // Periods count from the anchor in the plan's cadence: another cadence would move them.
+            return Err(DomainError::invalid(
+                "plan_incompatible",
+                "the new plan must bill at the same frequency and interval; cancel at period end and subscribe to change it",
+                Some("plan"),
+            ));
+        }
         let from_period = self.current_period(now)?.map_or(0, |p| p.index + 1).max(self.next_period);
         self.pending_change = Some(ScheduledChange { plan, from_period });
         self.version += 1;

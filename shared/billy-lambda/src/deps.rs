@@ -4,6 +4,7 @@
 
 use crate::config::{Config, MissingVariable};
 use billy_aws::audit::DynamoAudit;
+use billy_aws::credits::{DynamoCoupons, DynamoCredits};
 use billy_aws::customers::DynamoCustomers;
 use billy_aws::directory::{AwsGatewayDirectory, GatewayEndpoints};
 use billy_aws::events::EventBridgePublisher;
@@ -48,6 +49,8 @@ pub struct Deps {
     pub settings: DynamoSettings,
     pub exports: DynamoExports,
     pub usage: DynamoUsage,
+    pub credits: DynamoCredits,
+    pub coupons: DynamoCoupons,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
@@ -91,6 +94,8 @@ impl Deps {
             settings: DynamoSettings::new(ddb(), tables.clone()),
             exports: DynamoExports::new(ddb(), tables.clone()),
             usage: DynamoUsage::new(ddb(), tables.clone()),
+            credits: DynamoCredits::new(ddb(), tables.clone()),
+            coupons: DynamoCoupons::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
@@ -147,6 +152,8 @@ impl Deps {
             settings: &self.settings,
             exports: &self.exports,
             usage: &self.usage,
+            credits: &self.credits,
+            coupons: &self.coupons,
             unit: &self.unit,
             queue: &self.queue,
             queues: &self.queues,

@@ -78,7 +78,14 @@ pub fn subscription(s: &Subscription) -> Value {
         "next_bill_at": s.next_bill_at().ok().flatten(),
         "cancel_at_period_end": s.cancel_at_period_end, "cancel_at": s.cancel_at, "canceled_at": s.canceled_at,
         "ended_at": s.ended_at,
-        "pending_change": s.pending_change.as_ref().map(|c| json!({"plan": c.plan.id, "from_period": c.from_period})),
+        "pending_change": s.pending_change.as_ref().map(|c| json!({
+            "plan": c.plan.id, "from_period": c.from_period,
+            "effective_at": s.period(c.from_period).ok().map(|p| p.start),
+        })),
+        "discount": s.discount.as_ref().map(|d| json!({
+            "coupon": coupon(&d.coupon), "invoices_used": d.invoices_used, "active": d.applies(),
+        })),
+        "pending_items": s.pending_items,
         "payment_method": s.payment_method, "test_clock": s.test_clock, "livemode": s.livemode,
     })
 }
@@ -127,6 +134,8 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
         "subscription" => view(after, subscription),
         "invoice" => view(after, invoice),
         "transaction" => view(after, transaction),
+        "coupon" => view(after, coupon),
+        "credit_movement" => view(after, credit_movement),
         "test_clock" => view(after, |c: &billy_core::test_clock::TestClock| {
             json!({"id": c.id, "object": "test_clock", "created": c.created, "name": c.name,
                 "frozen_time": c.frozen_time, "customers": c.customers, "livemode": false})
@@ -138,4 +147,30 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
 /// A list in the API's shape.
 pub fn list<T>(page: billy_core::page::Page<T>, view: impl Fn(&T) -> Value) -> Value {
     json!({"object": "list", "data": page.data.iter().map(view).collect::<Vec<_>>(), "has_more": page.has_more, "next_cursor": page.next_cursor})
+}
+
+pub fn coupon(c: &billy_core::coupon::Coupon) -> Value {
+    use billy_core::coupon::{CouponDuration, Off};
+    let (percent_off, amount_off, currency) = match &c.off {
+        Off::Percent(p) => (Some(p.normalize().to_string()), None, None),
+        Off::Amount { amount, currency } => (None, Some(*amount), Some(*currency)),
+    };
+    let (duration, periods) = match c.duration {
+        CouponDuration::Once => ("once", None),
+        CouponDuration::Repeating { duration_in_periods } => ("repeating", Some(duration_in_periods)),
+        CouponDuration::Forever => ("forever", None),
+    };
+    json!({
+        "id": c.id, "object": "coupon", "created": c.created, "name": c.name, "percent_off": percent_off,
+        "amount_off": amount_off, "currency": currency, "duration": duration, "duration_in_periods": periods,
+        "livemode": c.livemode,
+    })
+}
+
+pub fn credit_movement(m: &billy_core::credit::CreditMovement) -> Value {
+    json!({
+        "id": m.id, "object": "credit_movement", "created": m.created, "customer": m.customer,
+        "amount": m.amount, "currency": m.currency, "kind": m.kind, "reason": m.reason, "invoice": m.invoice,
+        "livemode": m.livemode,
+    })
 }

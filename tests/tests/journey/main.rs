@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+mod changes;
 mod gateways;
 mod usage;
 
@@ -1163,7 +1164,7 @@ async fn pending_invoice(
     .unwrap();
     let items = vec![service::invoices::NewItem { description: "Seat".into(), quantity: 1, unit_amount: 1200 }];
     let usd = billy_core::money::Currency::parse("usd", "currency").unwrap();
-    let inv = service::invoices::create_invoice(&p, ctx, customer.id.as_str(), usd, items).await.unwrap();
+    let inv = service::invoices::create_invoice(&p, ctx, customer.id.as_str(), usd, items, None).await.unwrap();
     service::invoices::charge_invoice(&p, ctx, inv.id.as_str()).await.unwrap()
 }
 

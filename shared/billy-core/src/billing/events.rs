@@ -255,6 +255,22 @@ fn settle_paid(
     let change = journal::transition(inv, InvoiceAction::Succeed, at)?;
     let paid = if inv.direction == crate::plan::Direction::Payout { "payout.paid" } else { "invoice.paid" };
     events.push(invoice_event(ctx, p.ids, at, inv, paid, &change)?);
+    if inv.credit_purchase {
+        // Bought credit counts once its invoice is paid, in the same commit.
+        let movement = crate::credit::CreditMovement {
+            id: p.ids.next(crate::ids::IdKind::CreditMovement),
+            customer: inv.customer.clone(),
+            currency: inv.currency,
+            amount: inv.total,
+            kind: crate::credit::MovementKind::Purchased,
+            reason: format!("bought with invoice {}", inv.id),
+            invoice: Some(inv.id.clone()),
+            created: at,
+            livemode: inv.livemode,
+        };
+        events.push(ctx.snapshot(p.ids, at, "credit.purchased", &movement));
+        writes.push(Write::Credit { movement });
+    }
     if let Some(mut sub) = sub.filter(|s| s.status == SubscriptionStatus::PastDue) {
         let expected = sub.version;
         sub.apply(SubscriptionAction::PaymentRecovered)?;

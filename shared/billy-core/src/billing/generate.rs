@@ -3,10 +3,12 @@
 //! committed here can be left without one. A batch of periods is read and committed together.
 
 use super::{BatchTime, BillPeriod, invoice_event, per_item, system};
+use crate::credit::{CreditMovement, MovementKind, use_credit};
 use crate::error::{DomainError, DomainResult};
 use crate::ids::{Id, IdKind};
 use crate::invoice::{Adjustment, AdjustmentKind, Invoice, InvoiceAction, InvoiceItem, InvoiceStatus};
 use crate::journal::{self, InvoiceChange};
+use crate::money::Currency;
 use crate::plan::{Plan, PlanKind};
 use crate::ports::UsageKey;
 use crate::ports::{Changeset, Ports, Write};
@@ -57,11 +59,16 @@ fn commission(plan: &Plan, gross: i64) -> DomainResult<Option<Adjustment>> {
 }
 
 /// The period's invoice, created and finalized at `at`, with the change that stores it.
+/// Credit left per (customer, currency) in this batch: what was read, less what earlier invoices of
+/// the batch used.
+type Credit = HashMap<(Id, Currency), i64>;
+
 fn period_invoice(
     p: &Ports<'_>,
     msg: &BillPeriod,
     sub: &Subscription,
     totals: &[UsageTotal],
+    credit: &mut Credit,
     at: DateTime<Utc>,
 ) -> DomainResult<(Invoice, Changeset)> {
     let ctx = system(&msg.scope, "generate-invoice");
@@ -75,12 +82,18 @@ fn period_invoice(
         at,
         sub.livemode,
     )
-    .with_items(period_items(&msg.plan, &msg.period, totals)?)?;
+    .with_items(period_items(&msg.plan, &msg.period, totals)?.into_iter().chain(msg.items.iter().cloned()).collect())?;
     if let Some(cut) = commission(&msg.plan, inv.total)? {
         inv.add_adjustment(cut)?;
-        // (part of its creation: still the first version)
-        inv.version = 1;
     }
+    // Discounts first, then the customer's credit on what is left.
+    if let Some(coupon) = &msg.discount {
+        coupon.discount(&mut inv)?;
+    }
+    let key = (inv.customer.clone(), inv.currency);
+    let used = use_credit(&mut inv, credit.get(&key).copied().unwrap_or(0))?;
+    // (all part of its creation: still the first version)
+    inv.version = 1;
     inv.test_clock = msg.test_clock.clone();
     let created = InvoiceChange::Created { invoice: Box::new(inv.clone()) };
     let mut events = vec![invoice_event(&ctx, p.ids, at, &inv, "invoice.created", &created)?];
@@ -88,6 +101,22 @@ fn period_invoice(
     let action = if inv.status == InvoiceStatus::Pending { "invoice.finalized" } else { "invoice.paid" };
     events.push(invoice_event(&ctx, p.ids, at, &inv, action, &change)?);
     let mut writes = vec![Write::Invoice { invoice: inv.clone(), expected: None }];
+    if let Some(used) = used {
+        let movement = CreditMovement {
+            id: p.ids.next(IdKind::CreditMovement),
+            customer: inv.customer.clone(),
+            currency: inv.currency,
+            amount: -used,
+            kind: MovementKind::Applied,
+            reason: format!("used by invoice {}", inv.id),
+            invoice: Some(inv.id.clone()),
+            created: at,
+            livemode: inv.livemode,
+        };
+        events.push(ctx.snapshot(p.ids, at, "credit.applied", &movement));
+        writes.push(Write::Credit { movement });
+        *credit.entry(key).or_insert(0) -= used;
+    }
     // The priced totals close with the invoice, on the condition that they are what was priced:
     // an event counted meanwhile makes this a conflict, and the period is priced again.
     for meter in msg.plan.kind.meters() {
@@ -128,6 +157,18 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
         .collect();
     let totals: Vec<UsageTotal> =
         if wanted.is_empty() { Vec::new() } else { p.usage.totals(&wanted).await?.into_iter().flatten().collect() };
+    let mut owners: Vec<(Scope, Id, Currency)> = msgs
+        .iter()
+        .filter(|m| m.plan.kind.direction() == crate::plan::Direction::Debit)
+        .map(|m| (m.scope.clone(), m.customer.clone(), m.plan.currency))
+        .collect();
+    owners.sort_by(|a, b| (a.1.as_str(), a.2.to_string()).cmp(&(b.1.as_str(), b.2.to_string())));
+    owners.dedup();
+    let mut credit: Credit = if owners.is_empty() {
+        HashMap::new()
+    } else {
+        owners.iter().map(|(_, c, cur)| (c.clone(), *cur)).zip(p.credits.balances(&owners).await?).collect()
+    };
     let mut results: Vec<DomainResult<Option<Invoice>>> = msgs.iter().map(|_| Ok(None)).collect();
     let (mut changes, mut made) = (Vec::new(), Vec::new());
     for (i, msg) in msgs.iter().enumerate() {
@@ -139,7 +180,7 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
         }
         let made_at = time.step_time(msg.test_clock.as_ref(), Some(msg.due_at()));
         let own: Vec<UsageTotal> = totals.iter().filter(|t| t.subscription == msg.subscription).cloned().collect();
-        match made_at.and_then(|at| period_invoice(p, msg, sub, &own, at)) {
+        match made_at.and_then(|at| period_invoice(p, msg, sub, &own, &mut credit, at)) {
             Ok((inv, change)) => {
                 changes.push(change);
                 made.push((i, inv));

@@ -49,6 +49,12 @@ pub struct BillPeriod {
     pub period: Period,
     pub plan: Plan,
     pub test_clock: Option<Id>,
+    /// The subscription's coupon, when this invoice is one it discounts.
+    #[serde(default)]
+    pub discount: Option<crate::coupon::Coupon>,
+    /// One-off items added to the subscription for its next invoice.
+    #[serde(default)]
+    pub items: Vec<crate::invoice::InvoiceItem>,
 }
 
 impl BillPeriod {
@@ -286,7 +292,14 @@ fn plan_tick(
     let due = sub.due_periods(now)?;
     let mut events = Vec::new();
     let mut messages = Vec::new();
-    for d in &due {
+    for (n, d) in due.iter().enumerate() {
+        // A coupon counts the invoices it discounts; one-off items go on the first invoice made.
+        let discount = if d.plan.kind.direction() == crate::plan::Direction::Debit {
+            sub.discount.as_mut().and_then(crate::coupon::Discount::take)
+        } else {
+            None
+        };
+        let items = if n == 0 { std::mem::take(&mut sub.pending_items) } else { Vec::new() };
         let bill = BillPeriod {
             scope: scope.clone(),
             subscription: sub.id.clone(),
@@ -294,18 +307,35 @@ fn plan_tick(
             period: d.period,
             plan: d.plan.clone(),
             test_clock: sub.test_clock.clone(),
+            discount,
+            items,
         };
         // On a test clock each period is billed at its own time.
         let at = if sub.test_clock.is_some() { bill.due_at().min(now) } else { now };
         messages.push(message(BILL_PERIOD, &bill)?);
         let was = sub.status;
-        sub.record_billed(d.period.index, at)?;
-        let action = if was == SubscriptionStatus::Trialing && sub.status == SubscriptionStatus::Active {
-            "subscription.trial_ended"
+        let swapped = sub.record_billed(d.period.index, at)?;
+        let (action, reason) = if was == SubscriptionStatus::Trialing && sub.status == SubscriptionStatus::Active {
+            ("subscription.trial_ended", None)
+        } else if swapped {
+            ("subscription.plan_changed", Some("the scheduled plan change applies from this period"))
         } else {
-            "subscription.period_billed"
+            ("subscription.period_billed", None)
         };
-        events.push(subscription_event(&ctx, ids, at, &sub, action, None));
+        events.push(subscription_event(&ctx, ids, at, &sub, action, reason));
+    }
+    if let Some(notice) = sub.ending_notice_at()
+        && sub.take_ending_notice(now)
+    {
+        let at = if sub.test_clock.is_some() { notice.min(now) } else { now };
+        events.push(subscription_event(
+            &ctx,
+            ids,
+            at,
+            &sub,
+            "subscription.ending",
+            Some("its term ends within a week"),
+        ));
     }
     if due.is_empty() && sub.end_if_due(now)? {
         let at = sub.ended_at.unwrap_or(now);

@@ -31,7 +31,7 @@ fn items(input: Vec<NewItem>) -> DomainResult<Vec<InvoiceItem>> {
     input.into_iter().map(|i| InvoiceItem::new(&i.description, i.quantity, i.unit_amount)).collect()
 }
 
-fn change_event(
+pub(crate) fn change_event(
     p: &Ports<'_>,
     ctx: &Context,
     at: chrono::DateTime<chrono::Utc>,
@@ -65,9 +65,18 @@ pub async fn create_invoice(
     customer: &str,
     currency: Currency,
     new_items: Vec<NewItem>,
+    coupon: Option<&str>,
 ) -> DomainResult<Invoice> {
     let customer = super::customer(p, ctx, customer, "customer").await?;
     let items = items(new_items)?;
+    let coupon = match coupon {
+        Some(raw) => {
+            let coupon = super::coupons::get_coupon(p, ctx, raw, "coupon").await?;
+            coupon.check_currency(currency)?;
+            Some(coupon)
+        }
+        None => None,
+    };
     let now = super::now_for(p, ctx, &customer).await?;
     let mut inv = Invoice::draft(
         ctx.new_id(p.ids, IdKind::Invoice),
@@ -81,6 +90,7 @@ pub async fn create_invoice(
     )
     .with_items(items)?;
     inv.test_clock = customer.test_clock.clone();
+    inv.coupon = coupon;
     let created = InvoiceChange::Created { invoice: Box::new(inv.clone()) };
     let events = vec![change_event(p, ctx, now, "invoice.created", &inv, &created)?];
     let writes = vec![Write::Invoice { invoice: inv.clone(), expected: None }];
@@ -107,18 +117,62 @@ pub async fn add_invoice_items(
     Ok(inv)
 }
 
-/// Finalizes a draft (`draft` → `pending`; a zero total is paid at once). Its charge follows from
-/// the `invoice.finalized` announcement.
+/// Finalizes a draft (`draft` → `pending`; a zero total is paid at once): its coupon comes off
+/// first, then the customer's credit covers what it can. Its charge follows from the
+/// `invoice.finalized` announcement.
 pub async fn charge_invoice(p: &Ports<'_>, ctx: &Context, raw: &str) -> DomainResult<Invoice> {
     let mut inv = get_invoice(p, ctx, raw).await?;
     let now = crate::billing::now_for(p.clocks, p.clock, &ctx.scope, inv.test_clock.as_ref()).await?;
     let expected = inv.version;
+    let mut events = Vec::new();
+    let mut writes = Vec::new();
+    if inv.status == InvoiceStatus::Draft {
+        if let Some(coupon) = inv.coupon.clone()
+            && coupon.discount(&mut inv)?.is_some()
+        {
+            let adjustment = inv.adjustments.last().cloned().ok_or_else(|| DomainError::unexpected("no discount"))?;
+            events.push(change_event(
+                p,
+                ctx,
+                now,
+                "invoice.adjustment_added",
+                &inv,
+                &InvoiceChange::AdjustmentAdded { adjustment },
+            )?);
+        }
+        if !inv.credit_purchase {
+            let available = p.credits.balances(&[(ctx.scope.clone(), inv.customer.clone(), inv.currency)]).await?;
+            if let Some(used) = crate::credit::use_credit(&mut inv, available.first().copied().unwrap_or(0))? {
+                let adjustment = inv.adjustments.last().cloned().ok_or_else(|| DomainError::unexpected("no credit"))?;
+                events.push(change_event(
+                    p,
+                    ctx,
+                    now,
+                    "invoice.adjustment_added",
+                    &inv,
+                    &InvoiceChange::AdjustmentAdded { adjustment },
+                )?);
+                let movement = crate::credit::CreditMovement {
+                    id: ctx.new_id(p.ids, IdKind::CreditMovement),
+                    customer: inv.customer.clone(),
+                    currency: inv.currency,
+                    amount: -used,
+                    kind: crate::credit::MovementKind::Applied,
+                    reason: format!("used by invoice {}", inv.id),
+                    invoice: Some(inv.id.clone()),
+                    created: now,
+                    livemode: inv.livemode,
+                };
+                events.push(ctx.snapshot(p.ids, now, "credit.applied", &movement));
+                writes.push(Write::Credit { movement });
+            }
+        }
+    }
     let change = journal::transition(&mut inv, InvoiceAction::Finalize, now)?;
     let action = if inv.status == InvoiceStatus::Paid { "invoice.paid" } else { "invoice.finalized" };
-    let event = change_event(p, ctx, now, action, &inv, &change)?;
-    p.unit
-        .commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: Some(expected) }], vec![event])
-        .await?;
+    events.push(change_event(p, ctx, now, action, &inv, &change)?);
+    writes.insert(0, Write::Invoice { invoice: inv.clone(), expected: Some(expected) });
+    p.unit.commit(&ctx.scope, writes, events).await?;
     Ok(inv)
 }
 

@@ -5,6 +5,8 @@
 
 pub mod audit;
 pub mod clocks;
+pub mod coupons;
+pub mod credits;
 pub mod customers;
 pub mod gateway_accounts;
 pub mod invoices;
