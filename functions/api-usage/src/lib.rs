@@ -13,8 +13,8 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, error_response, json_response, method_not_allowed, parse_json, query_param,
-    respond,
+    authenticate, authenticated_write, error_response, json_response, method_not_allowed, parse_json_up_to,
+    query_param, respond,
 };
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -24,6 +24,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::str::FromStr;
+
+/// A batch of 500 events with dimensions fits well within this (API Gateway takes 10 MB).
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// One event as a client reports it. `quantity` may be a JSON number or a decimal string.
 #[derive(Debug, Deserialize)]
@@ -166,7 +169,7 @@ impl HttpFunction for App {
             Method::GET => respond(StatusCode::OK, self.list(request).await),
             Method::POST => {
                 authenticated_write(&self.deps, request, |ctx| async move {
-                    let body: Reported = match parse_json(request) {
+                    let body: Reported = match parse_json_up_to(request, MAX_BATCH_BYTES) {
                         Ok(body) => body,
                         Err(e) => return error_response(&e),
                     };

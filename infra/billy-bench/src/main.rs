@@ -6,7 +6,9 @@
 //!    event in one transaction) from a bare client at the same concurrency;
 //! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates;
 //! 5. a 100,000-row CSV export of the ledger (`BENCH_EXPORT_ROWS`): its time and, run in a process
-//!    of its own, its peak resident memory.
+//!    of its own, its peak resident memory;
+//! 6. usage: 100,000 events reported in batches, then priced at period close
+//!    (`BENCH_USAGE_EVENTS`, `BENCH_USAGE_SUBSCRIPTIONS`).
 //!
 //! Every request goes to 127.0.0.1 only. Figures are printed and written to target/bench/last.json.
 #![allow(
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod export;
+mod usage;
 
 /// On-demand prices (us-east-1, USD) used by the cost model.
 const DYNAMODB_PER_MILLION_WRU: &str = "0.625";
@@ -212,6 +215,11 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("export") {
         return export::child(&args[1..]).await;
+    }
+    // `billy-bench usage`: the usage run alone.
+    if args.first().map(String::as_str) == Some("usage") {
+        println!("{}", serde_json::to_string_pretty(&usage::measure().await).unwrap());
+        return;
     }
     let n: u64 = env("BENCH_N", 10_000);
     let api_secs: u32 = env("BENCH_API_SECS", 20);
@@ -442,8 +450,12 @@ async fn main() {
     });
     stack.stop().await;
     // --- 5. the 100,000-row export ------------------------------------------------------------
-    let export_rows: usize = env("BENCH_EXPORT_ROWS", 100_000);
     let mut report = report;
+    // --- 6. usage: ingestion and pricing at period close ----------------------------------------
+    if env("BENCH_USAGE_EVENTS", 100_000usize) > 0 {
+        report["usage"] = usage::measure().await;
+    }
+    let export_rows: usize = env("BENCH_EXPORT_ROWS", 100_000);
     if export_rows > 0 {
         eprintln!("[bench] seeding and exporting {export_rows} ledger rows");
         report["export"] = export::measure(export_rows).await;

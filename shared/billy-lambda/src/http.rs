@@ -69,9 +69,14 @@ fn invalid(code: &'static str, message: impl Into<String>, param: Option<&str>) 
 /// Parses a JSON body into `T` (whose `deny_unknown_fields` rejects unknown fields), naming the
 /// offending field in `param`.
 pub fn parse_json<T: DeserializeOwned>(request: &Request) -> DomainResult<T> {
+    parse_json_up_to(request, MAX_BODY_BYTES)
+}
+
+/// `parse_json` for a route that takes larger bodies (batches), up to `limit` bytes.
+pub fn parse_json_up_to<T: DeserializeOwned>(request: &Request, limit: usize) -> DomainResult<T> {
     let bytes: &[u8] = request.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(invalid("body_too_large", format!("request body is larger than {MAX_BODY_BYTES} bytes"), None));
+    if bytes.len() > limit {
+        return Err(invalid("body_too_large", format!("request body is larger than {limit} bytes"), None));
     }
     if let Some(ct) = request.headers().get(header::CONTENT_TYPE) {
         let is_json = ct
