@@ -128,6 +128,7 @@ impl Repos {
             metadata: Default::default(),
             test_clock: None,
             default_payment_method: None,
+            default_payout_destination: None,
             livemode: false,
             version: 1,
         };
@@ -495,6 +496,7 @@ fn new_customer(ids: &RandomIds<SystemClock>) -> Customer {
         metadata: Default::default(),
         test_clock: None,
         default_payment_method: None,
+        default_payout_destination: None,
         livemode: false,
         version: 1,
     }

@@ -1,10 +1,12 @@
 //! `POST /v1/customers/{id}/payment_methods`, `GET` the same, and
-//! `POST /v1/customers/{id}/payment_methods/{pm}/default`.
+//! `POST /v1/customers/{id}/payment_methods/{pm}/default`; and the same three for payout
+//! destinations (`/payout_destinations`, `{pd}`: bank accounts and pix keys only), which are
+//! tokenised and masked the same way.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::payment_method::{GatewayToken, MethodDetails, MethodType, NewMethod, SensitiveNumber};
-use billy_core::service::payment_methods as service;
+use billy_core::service::payment_methods::{self as service, Instrument};
 use billy_core::{DomainError, DomainResult};
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
@@ -140,7 +142,15 @@ impl HttpFunction for App {
     async fn handle(&self, request: Request) -> Response<Body> {
         let request = &request;
         let customer = path_param(request, "id");
-        let method = path_param(request, "pm");
+        let (instrument, method) = if request.uri().path().contains("/payout_destinations") {
+            (Instrument::PayoutDestination, path_param(request, "pd"))
+        } else {
+            (Instrument::PaymentMethod, path_param(request, "pm"))
+        };
+        let view = match instrument {
+            Instrument::PaymentMethod => views::payment_method,
+            Instrument::PayoutDestination => views::payout_destination,
+        };
         let p = self.deps.ports();
         let s = &p;
         match (request.method(), method.is_empty()) {
@@ -148,15 +158,15 @@ impl HttpFunction for App {
                 authenticated_write(&self.deps, request, |ctx| async move {
                     let created = async {
                         let body: CreateMethod = parse_json(request)?;
-                        service::add_payment_method(s, &ctx, &customer, body.into_new_method()?).await
+                        service::add_instrument(s, &ctx, instrument, &customer, body.into_new_method()?).await
                     };
-                    respond(StatusCode::CREATED, created.await.map(|m| views::payment_method(&m)))
+                    respond(StatusCode::CREATED, created.await.map(|m| view(&m)))
                 })
                 .await
             }
             (&Method::POST, false) => {
                 authenticated_write(&self.deps, request, |ctx| async move {
-                    let updated = service::set_default_payment_method(s, &ctx, &customer, &method).await;
+                    let updated = service::set_default(s, &ctx, instrument, &customer, &method).await;
                     respond(StatusCode::OK, updated.map(|c| views::customer(&c)))
                 })
                 .await
@@ -164,11 +174,11 @@ impl HttpFunction for App {
             (&Method::GET, true) => {
                 let listed = async {
                     let ctx = authenticate(&self.deps.tenants, request).await?;
-                    service::list_payment_methods(s, &ctx, &customer).await
+                    service::list(s, &ctx, instrument, &customer).await
                 };
                 respond(
                     StatusCode::OK,
-                    listed.await.map(|ms| json!({"object": "list", "data": ms.iter().map(views::payment_method).collect::<Vec<_>>(), "has_more": false, "next_cursor": null})),
+                    listed.await.map(|ms| json!({"object": "list", "data": ms.iter().map(view).collect::<Vec<_>>(), "has_more": false, "next_cursor": null})),
                 )
             }
             _ => method_not_allowed(),

@@ -1,5 +1,5 @@
-//! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window and dunning policy
-//! (defaults until it sets them); `PUT /v1/gateway_routes`: its gateway routing rules, replaced
+//! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window, dunning policy and
+//! payout retry policy (defaults until it sets them); `PUT /v1/gateway_routes`: its gateway routing rules, replaced
 //! whole and checked against the gateways it can use, taking effect from the next charge.
 
 use async_trait::async_trait;
@@ -26,9 +26,16 @@ struct Dunning {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PayoutRetry {
+    retry_gaps_hours: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Patch {
     refund_window_days: Option<u32>,
     dunning: Option<Dunning>,
+    payout_retry: Option<PayoutRetry>,
 }
 
 pub fn view(s: &TenantSettings) -> Value {
@@ -39,6 +46,10 @@ pub fn view(s: &TenantSettings) -> Value {
             "retry_gaps_hours": s.dunning.retry_gaps_hours,
             "max_attempts": s.dunning.max_attempts(),
             "final_action": s.dunning.final_action,
+        },
+        "payout_retry": {
+            "retry_gaps_hours": s.payout_retry.retry_gaps_hours,
+            "max_attempts": s.payout_retry.max_attempts(),
         },
         "gateway_routes": s.routing,
         "version": s.version,
@@ -92,6 +103,7 @@ impl HttpFunction for App {
                             refund_window_days: body.refund_window_days,
                             retry_gaps_hours: dunning.retry_gaps_hours,
                             final_action: dunning.final_action,
+                            payout_retry_gaps_hours: body.payout_retry.map(|r| r.retry_gaps_hours),
                         };
                         service::update_settings(p, &ctx, patch).await
                     };

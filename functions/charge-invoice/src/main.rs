@@ -4,6 +4,6 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     billy_lambda::telemetry::init();
     let aws = billy_aws::AwsClients::from_env().await;
-    let app = charge_invoice::App::new(&billy_lambda::Config::from_env(), &aws)?;
+    let app = charge_invoice::app(&billy_lambda::Config::from_env(), &aws)?;
     billy_lambda::run_sqs(app).await
 }

@@ -1,7 +1,7 @@
 //! The transactional outbox's relay: a DynamoDB stream consumer on the audit table that turns every
 //! new audit event whose action is a published event type into an EventBridge event, under the
-//! audit event's own id, and hands the steps some of them ask for (a finalized invoice's charge, a
-//! failed one's retry, an export's run) straight to their queues, in SQS batches. A change that
+//! audit event's own id, and hands the steps some of them ask for (a finalized invoice's charge or
+//! payout, a failed one's retry, an export's run) straight to their queues, in SQS batches. A change that
 //! committed is announced, and followed, at least once, even if the function that made it died
 //! right after its commit; an announcement is never made under two ids.
 
@@ -14,6 +14,7 @@ use billy_core::audit::AuditEvent;
 use billy_core::billing::ChargeRequest;
 use billy_core::events::EventType;
 use billy_core::ledger::RunExport;
+use billy_core::plan::Direction;
 use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher};
 use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
@@ -48,7 +49,13 @@ fn first_bill_due(audit: &AuditEvent) -> bool {
 
 /// The queue messages an announcement asks for (each step is idempotent, so a repeat is harmless).
 pub fn commands(event: &DomainEvent) -> Vec<(Route, QueueMessage)> {
-    let charge = ChargeRequest::from_announcement(event).and_then(|r| r.message().ok()).map(|m| (Route::Charge, m));
+    let direction = ChargeRequest::direction_announced(event);
+    let route = match direction {
+        Direction::Debit => Route::Charge,
+        Direction::Payout => Route::Payout,
+    };
+    let charge =
+        ChargeRequest::from_announcement(event).and_then(|r| r.message_for(direction).ok()).map(|m| (route, m));
     let export = RunExport::from_announcement(event).and_then(|r| r.message().ok()).map(|m| (Route::Export, m));
     charge.into_iter().chain(export).collect()
 }
@@ -56,6 +63,7 @@ pub fn commands(event: &DomainEvent) -> Vec<(Route, QueueMessage)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     Charge,
+    Payout,
     Export,
 }
 
@@ -63,6 +71,7 @@ pub enum Route {
 pub struct App {
     deps: Deps,
     charge_queue: String,
+    payout_queue: String,
     export_queue: String,
 }
 
@@ -71,6 +80,7 @@ impl App {
         Ok(Self {
             deps: Deps::new(config, aws)?,
             charge_queue: config.require("CHARGE_QUEUE_URL")?.to_owned(),
+            payout_queue: config.require("PAYOUT_QUEUE_URL")?.to_owned(),
             export_queue: config.require("EXPORT_QUEUE_URL")?.to_owned(),
         })
     }
@@ -128,6 +138,7 @@ impl StreamFunction for App {
         for (route, messages) in routed {
             let queue = match route {
                 Route::Charge => &self.charge_queue,
+                Route::Payout => &self.payout_queue,
                 Route::Export => &self.export_queue,
             };
             if let Err(e) = self.deps.queue.send(queue, &messages).await {

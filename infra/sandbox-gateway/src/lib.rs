@@ -57,6 +57,8 @@ fn outcome_for(kind: &str, number: &str) -> Outcome {
         ("card", _) => Outcome::Reject("invalid_number"),
         ("bank_account", "000123456789") => Outcome::Succeed,
         ("bank_account", "000111111116") => Outcome::Fail("account_closed"),
+        // A bank's passing refusal (its systems were down): retried, it may go through.
+        ("bank_account", "000222222227") => Outcome::Fail("processing_error"),
         ("bank_account", _) => Outcome::Reject("invalid_account"),
         ("pix", "pix-ok@example.com") => Outcome::Succeed,
         _ => Outcome::Reject("pix_key_rejected"),
@@ -735,6 +737,7 @@ mod tests {
         assert_eq!(outcome_for("card", "4000000000000259"), Outcome::SucceedThenDispute);
         assert_eq!(outcome_for("bank_account", "000123456789"), Outcome::Succeed);
         assert_eq!(outcome_for("bank_account", "000111111116"), Outcome::Fail("account_closed"));
+        assert_eq!(outcome_for("bank_account", "000222222227"), Outcome::Fail("processing_error"));
         assert_eq!(outcome_for("pix", "pix-ok@example.com"), Outcome::Succeed);
         assert_eq!(outcome_for("pix", "other@example.com"), Outcome::Reject("pix_key_rejected"));
     }

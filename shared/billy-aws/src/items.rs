@@ -56,6 +56,13 @@ pub fn payment_method(scope: &Scope, pm: &PaymentMethod) -> DomainResult<Item> {
     keyed(pm, &keys)
 }
 
+/// A payout destination: its own entity, listed under its customer apart from payment methods.
+pub fn payout_destination(scope: &Scope, d: &PaymentMethod) -> DomainResult<Item> {
+    let mut keys = base(scope, &d.id, "payout_destination");
+    keys.extend(child_of(scope, &d.customer, "payout_destination", &d.id));
+    keyed(d, &keys)
+}
+
 pub fn test_clock(scope: &Scope, clock: &TestClock) -> DomainResult<Item> {
     keyed(clock, &base(scope, &clock.id, "test_clock"))
 }

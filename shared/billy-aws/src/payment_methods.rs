@@ -1,4 +1,5 @@
-//! Payment methods, listed per customer through GSI3.
+//! Payment methods and payout destinations (the same shape, kept apart), listed per customer
+//! through GSI3.
 
 use crate::dynamo::{ENTITY_SK, entity_pk};
 use crate::store::{IndexQuery, Store};
@@ -12,11 +13,18 @@ use billy_core::tenant::Scope;
 #[derive(Debug, Clone)]
 pub struct DynamoPaymentMethods {
     store: Store,
+    /// `payment_method` or `payout_destination`: the customer's list this repository reads.
+    entity: &'static str,
 }
 
 impl DynamoPaymentMethods {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { store: Store::new(client, tables) }
+        Self { store: Store::new(client, tables), entity: "payment_method" }
+    }
+
+    /// The payout destinations' repository.
+    pub fn destinations(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
+        Self { store: Store::new(client, tables), entity: "payout_destination" }
     }
 }
 
@@ -31,6 +39,6 @@ impl PaymentMethodRepository for DynamoPaymentMethods {
     }
 
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<PaymentMethod>> {
-        self.store.all(&IndexQuery::new("GSI3", format!("{}#payment_method", entity_pk(scope, customer)))).await
+        self.store.all(&IndexQuery::new("GSI3", format!("{}#{}", entity_pk(scope, customer), self.entity))).await
     }
 }

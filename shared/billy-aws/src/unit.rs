@@ -79,6 +79,9 @@ impl DynamoUnitOfWork {
             match write {
                 Write::Customer { customer, expected } => puts.push(put(items::customer(scope, customer)?, *expected)?),
                 Write::PaymentMethod { method } => puts.push(store.put_new(items::payment_method(scope, method)?)?),
+                Write::PayoutDestination { destination } => {
+                    puts.push(store.put_new(items::payout_destination(scope, destination)?)?);
+                }
                 Write::Plan { plan } => puts.push(store.put_new(items::plan(scope, plan)?)?),
                 Write::Subscription { subscription, expected } => {
                     puts.push(put(items::subscription(scope, subscription)?, *expected)?);

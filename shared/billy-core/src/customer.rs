@@ -20,6 +20,9 @@ pub struct Customer {
     pub metadata: BTreeMap<String, String>,
     pub test_clock: Option<Id>,
     pub default_payment_method: Option<Id>,
+    /// Where payouts go (a `pd_…`); the first destination registered becomes it.
+    #[serde(default)]
+    pub default_payout_destination: Option<Id>,
     pub livemode: bool,
     /// Optimistic-concurrency version; also the audit event's sequence number.
     pub version: u64,

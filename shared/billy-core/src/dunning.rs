@@ -30,19 +30,39 @@ impl Default for DunningPolicy {
 pub const MAX_ATTEMPTS: usize = 10;
 pub const MAX_SPAN_DAYS: u32 = 60;
 
+/// Failure codes no retry can cure (the account is gone or never existed): the attempt that meets
+/// one is the last, whatever the policy still allows.
+pub const PERMANENT_FAILURES: &[&str] = &["account_closed", "no_account", "invalid_account", "invalid_account_number"];
+
+pub fn is_permanent(code: &str) -> bool {
+    PERMANENT_FAILURES.contains(&code)
+}
+
+fn validate_gaps(gaps: &[u32], code: &'static str, param: &'static str) -> DomainResult<()> {
+    let bad = |m: String| Err(DomainError::invalid(code, m, Some(param)));
+    if gaps.len() + 1 > MAX_ATTEMPTS {
+        return bad(format!("at most {MAX_ATTEMPTS} attempts"));
+    }
+    if gaps.contains(&0) {
+        return bad("gaps must be at least one hour".into());
+    }
+    let span: u64 = gaps.iter().map(|h| u64::from(*h)).sum();
+    if span > u64::from(MAX_SPAN_DAYS) * 24 {
+        return bad(format!("retries must end within {MAX_SPAN_DAYS} days"));
+    }
+    Ok(())
+}
+
+/// After attempt number `attempts_made` (1-based) failed at `failed_at`, when is the next one due
+/// under these gaps? `None` means they are exhausted.
+fn next_after(gaps: &[u32], attempts_made: u32, failed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let index = usize::try_from(attempts_made.checked_sub(1)?).ok()?;
+    gaps.get(index).map(|h| failed_at + Duration::hours(i64::from(*h)))
+}
+
 impl DunningPolicy {
     pub fn new(retry_gaps_hours: Vec<u32>, final_action: FinalAction) -> DomainResult<Self> {
-        let bad = |m: String| Err(DomainError::invalid("dunning_invalid", m, Some("retry_gaps_hours")));
-        if retry_gaps_hours.len() + 1 > MAX_ATTEMPTS {
-            return bad(format!("at most {MAX_ATTEMPTS} attempts"));
-        }
-        if retry_gaps_hours.contains(&0) {
-            return bad("gaps must be at least one hour".into());
-        }
-        let span: u64 = retry_gaps_hours.iter().map(|h| u64::from(*h)).sum();
-        if span > u64::from(MAX_SPAN_DAYS) * 24 {
-            return bad(format!("retries must end within {MAX_SPAN_DAYS} days"));
-        }
+        validate_gaps(&retry_gaps_hours, "dunning_invalid", "retry_gaps_hours")?;
         Ok(Self { retry_gaps_hours, final_action })
     }
 
@@ -53,8 +73,37 @@ impl DunningPolicy {
     /// After attempt number `attempts_made` (1-based) failed at `failed_at`, when is the next one
     /// due? `None` means the policy is exhausted.
     pub fn next_attempt_at(&self, attempts_made: u32, failed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let index = usize::try_from(attempts_made.checked_sub(1)?).ok()?;
-        self.retry_gaps_hours.get(index).map(|h| failed_at + Duration::hours(i64::from(*h)))
+        next_after(&self.retry_gaps_hours, attempts_made, failed_at)
+    }
+}
+
+/// How a failed payout is retried. The default is 3 attempts over 4 days (day 0, day 1, day 4):
+/// a bank's transient refusal clears in a day or two. When the attempts run out, or a failure is
+/// permanent, the payout invoice stays `payout_failed` (the money is still owed; nothing is
+/// written off, and the subscription goes on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutRetryPolicy {
+    pub retry_gaps_hours: Vec<u32>,
+}
+
+impl Default for PayoutRetryPolicy {
+    fn default() -> Self {
+        Self { retry_gaps_hours: vec![24, 72] }
+    }
+}
+
+impl PayoutRetryPolicy {
+    pub fn new(retry_gaps_hours: Vec<u32>) -> DomainResult<Self> {
+        validate_gaps(&retry_gaps_hours, "payout_retry_invalid", "payout_retry.retry_gaps_hours")?;
+        Ok(Self { retry_gaps_hours })
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.retry_gaps_hours.len() + 1).unwrap_or(u32::MAX)
+    }
+
+    pub fn next_attempt_at(&self, attempts_made: u32, failed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        next_after(&self.retry_gaps_hours, attempts_made, failed_at)
     }
 }
 

@@ -119,7 +119,6 @@ pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] =
     (S::Pending, A::Fail, S::PayoutFailed),
     (S::Pending, A::Cancel, S::Canceled),
     (S::PayoutFailed, A::Retry, S::Pending),
-    (S::PayoutFailed, A::GiveUp, S::Failed),
     (S::PayoutFailed, A::Cancel, S::Canceled),
 ];
 

@@ -209,18 +209,9 @@ impl PaymentMethod {
     }
 }
 
-/// Where payouts go: a bank account or a pix key, tokenised like a payment method.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayoutDestination {
-    pub id: Id,
-    pub customer: Id,
-    #[serde(rename = "type")]
-    pub kind: MethodType,
-    pub tokens: Vec<GatewayToken>,
-    pub details: MethodDetails,
-    pub created: DateTime<Utc>,
-    pub livemode: bool,
-}
+/// Where payouts go: a bank account or a pix key, tokenised, masked and stored like a payment
+/// method (its id is a `pd_…`), listed apart, with its own default on the customer.
+pub type PayoutDestination = PaymentMethod;
 
 /// Payouts go to bank accounts and pix keys, never to cards.
 pub fn check_payout_kind(kind: MethodType) -> DomainResult<()> {
@@ -232,6 +223,18 @@ pub fn check_payout_kind(kind: MethodType) -> DomainResult<()> {
         ));
     }
     Ok(())
+}
+
+/// Where a payout goes: the customer's default payout destination, else an error the invoice
+/// records.
+pub fn destination_for_payout(customer_default: Option<&Id>) -> DomainResult<Id> {
+    customer_default.cloned().ok_or_else(|| {
+        DomainError::invalid(
+            "no_payout_destination",
+            "the customer has no default payout destination",
+            Some("payout_destination"),
+        )
+    })
 }
 
 /// The method a charge uses: the subscription's own, else the customer's default, else an error

@@ -337,6 +337,9 @@ pub enum Write {
     PaymentMethod {
         method: PaymentMethod,
     },
+    PayoutDestination {
+        destination: PaymentMethod,
+    },
     Plan {
         plan: Plan,
     },
@@ -462,6 +465,7 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
 pub struct QueueUrls {
     pub bill: Option<String>,
     pub charge: Option<String>,
+    pub payout: Option<String>,
     pub webhook: Option<String>,
 }
 
@@ -478,6 +482,10 @@ impl QueueUrls {
         Self::required(&self.charge, "charge")
     }
 
+    pub fn payout(&self) -> DomainResult<&str> {
+        Self::required(&self.payout, "payout")
+    }
+
     pub fn webhook(&self) -> DomainResult<&str> {
         Self::required(&self.webhook, "webhook")
     }
@@ -489,6 +497,8 @@ pub struct Ports<'a> {
     pub tenants: &'a dyn TenantRepository,
     pub customers: &'a dyn CustomerRepository,
     pub methods: &'a dyn PaymentMethodRepository,
+    /// Payout destinations: stored like payment methods, apart from them.
+    pub destinations: &'a dyn PaymentMethodRepository,
     pub plans: &'a dyn PlanRepository,
     pub subscriptions: &'a dyn SubscriptionRepository,
     pub invoices: &'a dyn InvoiceRepository,

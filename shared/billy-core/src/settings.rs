@@ -3,7 +3,7 @@
 //! like any entity, and read afresh by every step that needs them, so a change applies to the
 //! very next request.
 
-use crate::dunning::{DunningPolicy, FinalAction};
+use crate::dunning::{DunningPolicy, FinalAction, PayoutRetryPolicy, is_permanent};
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::GatewayRegistry;
 use crate::invoice::RefundPolicy;
@@ -19,6 +19,8 @@ pub struct TenantSettings {
     pub refund: RefundPolicy,
     #[serde(default)]
     pub dunning: DunningPolicy,
+    #[serde(default)]
+    pub payout_retry: PayoutRetryPolicy,
     /// `None`: charges try the deployment's gateways in their registration order.
     #[serde(default)]
     pub routing: Option<RoutingTable>,
@@ -33,12 +35,30 @@ pub struct SettingsPatch {
     pub refund_window_days: Option<u32>,
     pub retry_gaps_hours: Option<Vec<u32>>,
     pub final_action: Option<FinalAction>,
+    pub payout_retry_gaps_hours: Option<Vec<u32>>,
 }
 
 impl TenantSettings {
     /// The routing rules charges follow: the tenant's own, else every registered gateway in order.
     pub fn routing(&self, gateways: &GatewayRegistry) -> RoutingTable {
         self.routing.clone().unwrap_or_else(|| RoutingTable::in_order(&gateways.names()))
+    }
+
+    /// When an invoice whose attempt just failed with `code` at `at` is tried again: never after a
+    /// permanent failure, else per the dunning policy (debits) or the payout retry policy.
+    pub fn next_attempt_at(
+        &self,
+        inv: &crate::invoice::Invoice,
+        code: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        if is_permanent(code) {
+            return None;
+        }
+        match inv.direction {
+            crate::plan::Direction::Debit => self.dunning.next_attempt_at(inv.attempt_count, at),
+            crate::plan::Direction::Payout => self.payout_retry.next_attempt_at(inv.attempt_count, at),
+        }
     }
 
     /// The settings with `patch` applied, validated; unchanged on error.
@@ -59,6 +79,9 @@ impl TenantSettings {
                 patch.retry_gaps_hours.unwrap_or_else(|| self.dunning.retry_gaps_hours.clone()),
                 patch.final_action.unwrap_or(self.dunning.final_action),
             )?;
+        }
+        if let Some(gaps) = patch.payout_retry_gaps_hours {
+            next.payout_retry = PayoutRetryPolicy::new(gaps)?;
         }
         next.version = self.version + 1;
         Ok(next)

@@ -5,6 +5,7 @@ pub mod config;
 pub mod deps;
 pub mod function;
 pub mod http;
+pub mod money;
 pub mod sqs;
 pub mod telemetry;
 pub mod views;

@@ -14,7 +14,8 @@ pub fn customer(c: &Customer) -> Value {
     json!({
         "id": c.id, "object": "customer", "created": c.created, "name": c.name, "email": c.email,
         "description": c.description, "metadata": c.metadata, "test_clock": c.test_clock,
-        "default_payment_method": c.default_payment_method, "livemode": c.livemode,
+        "default_payment_method": c.default_payment_method,
+        "default_payout_destination": c.default_payout_destination, "livemode": c.livemode,
     })
 }
 
@@ -41,6 +42,13 @@ pub fn payment_method(m: &PaymentMethod) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.insert(m.kind.as_str().to_owned(), details);
     }
+    v
+}
+
+/// A payout destination: shown like a payment method (masked), under its own object name.
+pub fn payout_destination(d: &PaymentMethod) -> Value {
+    let mut v = payment_method(d);
+    v["object"] = json!("payout_destination");
     v
 }
 
@@ -130,6 +138,7 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
     match entity_type {
         "customer" => view(after, customer),
         "payment_method" => view(after, payment_method),
+        "payout_destination" => view(after, payout_destination),
         "plan" => view(after, plan),
         "subscription" => view(after, subscription),
         "invoice" => view(after, invoice),

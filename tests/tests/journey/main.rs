@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod changes;
 mod gateways;
+mod payouts;
 mod usage;
 
 /// A tenant on a test clock with one customer, ready to subscribe.
@@ -1106,6 +1107,7 @@ async fn direct_deps() -> (billy_local::testing::TestResources, billy_lambda::de
         ("BILLY_EVENT_BUS".to_owned(), p.buses["BillyEventBus"].clone()),
         ("WEBHOOK_QUEUE_URL".to_owned(), p.queue_url("WebhookQueue").unwrap().to_owned()),
         ("CHARGE_QUEUE_URL".to_owned(), p.queue_url("ChargeQueue").unwrap().to_owned()),
+        ("PAYOUT_QUEUE_URL".to_owned(), p.queue_url("PayoutQueue").unwrap().to_owned()),
     ]));
     let deps = billy_lambda::deps::Deps::new(&config, &res.aws).unwrap();
     (res, deps)

@@ -20,7 +20,8 @@ use crate::ids::{Id, IdKind};
 use crate::invoice::{Invoice, InvoiceAction, InvoiceStatus};
 use crate::journal;
 use crate::money::Money;
-use crate::payment_method::{PaymentMethod, method_for_charge};
+use crate::payment_method::{PaymentMethod, destination_for_payout, method_for_charge};
+use crate::plan::Direction;
 use crate::ports::{Changeset, Ports, Write};
 use crate::settings::TenantSettings;
 use crate::tenant::Scope;
@@ -64,11 +65,15 @@ fn attempt_of(inv: &Invoice, req: &ChargeRequest, now: DateTime<Utc>) -> Attempt
     }
 }
 
-/// The payment method each invoice is charged with (the subscription's, else the customer's
-/// default), read for the whole batch in three requests. Invoices without one are absent.
+/// The instrument each invoice uses: a debit's payment method (the subscription's, else the
+/// customer's default), a payout's destination (the customer's default payout destination), read
+/// for the whole batch in a few requests. Invoices without one are absent.
 async fn methods_for(p: &Ports<'_>, invoices: &[(&Scope, &Invoice)]) -> DomainResult<HashMap<Id, PaymentMethod>> {
-    let sub_keys: Vec<(Scope, Id)> =
-        invoices.iter().filter_map(|(s, i)| Some(((*s).clone(), i.subscription.clone()?))).collect();
+    let sub_keys: Vec<(Scope, Id)> = invoices
+        .iter()
+        .filter(|(_, i)| i.direction == Direction::Debit)
+        .filter_map(|(s, i)| Some(((*s).clone(), i.subscription.clone()?)))
+        .collect();
     let customer_keys: Vec<(Scope, Id)> = invoices.iter().map(|(s, i)| ((*s).clone(), i.customer.clone())).collect();
     let sub_methods: HashMap<Id, Id> = p
         .subscriptions
@@ -77,25 +82,36 @@ async fn methods_for(p: &Ports<'_>, invoices: &[(&Scope, &Invoice)]) -> DomainRe
         .into_iter()
         .filter_map(|s| Some((s.id, s.payment_method?)))
         .collect();
-    let defaults: HashMap<Id, Id> = p
-        .customers
-        .get_many(&customer_keys)
-        .await?
-        .into_iter()
-        .filter_map(|c| Some((c.id, c.default_payment_method?)))
-        .collect();
-    let chosen: Vec<(Id, Scope, Id)> = invoices
+    let customers: HashMap<Id, crate::customer::Customer> =
+        p.customers.get_many(&customer_keys).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let chosen: Vec<(Id, Scope, Id, Direction)> = invoices
         .iter()
         .filter_map(|(scope, inv)| {
-            let sub = inv.subscription.as_ref().and_then(|s| sub_methods.get(s));
-            let method = method_for_charge(sub, defaults.get(&inv.customer)).ok()?;
-            Some((inv.id.clone(), (*scope).clone(), method))
+            let customer = customers.get(&inv.customer);
+            let method = match inv.direction {
+                Direction::Debit => {
+                    let sub = inv.subscription.as_ref().and_then(|s| sub_methods.get(s));
+                    method_for_charge(sub, customer.and_then(|c| c.default_payment_method.as_ref())).ok()?
+                }
+                Direction::Payout => {
+                    destination_for_payout(customer.and_then(|c| c.default_payout_destination.as_ref())).ok()?
+                }
+            };
+            Some((inv.id.clone(), (*scope).clone(), method, inv.direction))
         })
         .collect();
-    let method_keys: Vec<(Scope, Id)> = chosen.iter().map(|(_, s, m)| (s.clone(), m.clone())).collect();
-    let methods: HashMap<Id, PaymentMethod> =
-        p.methods.get_many(&method_keys).await?.into_iter().map(|m| (m.id.clone(), m)).collect();
-    Ok(chosen.into_iter().filter_map(|(inv, _, m)| Some((inv, methods.get(&m)?.clone()))).collect())
+    let keys_of = |d: Direction| -> Vec<(Scope, Id)> {
+        chosen.iter().filter(|c| c.3 == d).map(|(_, s, m, _)| (s.clone(), m.clone())).collect()
+    };
+    let (debit_keys, payout_keys) = (keys_of(Direction::Debit), keys_of(Direction::Payout));
+    let mut methods: HashMap<Id, PaymentMethod> = HashMap::new();
+    if !debit_keys.is_empty() {
+        methods.extend(p.methods.get_many(&debit_keys).await?.into_iter().map(|m| (m.id.clone(), m)));
+    }
+    if !payout_keys.is_empty() {
+        methods.extend(p.destinations.get_many(&payout_keys).await?.into_iter().map(|m| (m.id.clone(), m)));
+    }
+    Ok(chosen.into_iter().filter_map(|(inv, _, m, _)| Some((inv, methods.get(&m)?.clone()))).collect())
 }
 
 async fn payment_method_for(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<Option<PaymentMethod>> {
@@ -158,17 +174,38 @@ fn plan_attempt(
     Ok((NewAttempt { index, ctx, inv, transaction, method, settings }, change))
 }
 
-/// Makes attempt `req.attempt` of each request. A retry's transition (charged_with_error →
-/// pending) is committed with its transaction, so a retry is never half-made. Results come back
-/// in the order of `reqs`.
+/// Makes attempt `req.attempt` of each request to collect a debit invoice. A retry's transition
+/// (charged_with_error → pending) is committed with its transaction, so a retry is never
+/// half-made. Results come back in the order of `reqs`.
 pub async fn charge_invoices(p: &Ports<'_>, reqs: &[ChargeRequest]) -> Vec<DomainResult<ChargeOutcome>> {
-    per_item(reqs.len(), charge_batch(p, reqs).await)
+    per_item(reqs.len(), charge_batch(p, reqs, Direction::Debit).await)
 }
 
-async fn charge_batch(p: &Ports<'_>, reqs: &[ChargeRequest]) -> DomainResult<Vec<DomainResult<ChargeOutcome>>> {
+/// The payout pipeline's step: attempt `req.attempt` of each payout invoice, sent to the
+/// customer's payout destination through the gateway's `payout` with the transaction's
+/// idempotency key; the same guards as a charge (an unknown outcome is never sent again).
+pub async fn pay_out_invoices(p: &Ports<'_>, reqs: &[ChargeRequest]) -> Vec<DomainResult<ChargeOutcome>> {
+    per_item(reqs.len(), charge_batch(p, reqs, Direction::Payout).await)
+}
+
+async fn charge_batch(
+    p: &Ports<'_>,
+    reqs: &[ChargeRequest],
+    direction: Direction,
+) -> DomainResult<Vec<DomainResult<ChargeOutcome>>> {
     let keys: Vec<(Scope, Id)> = reqs.iter().map(|r| (r.scope.clone(), r.invoice.clone())).collect();
-    let invoices: HashMap<Id, Invoice> =
+    let mut invoices: HashMap<Id, Invoice> =
         p.invoices.get_many(&keys).await?.into_iter().map(|i| (i.id.clone(), i)).collect();
+    // Each pipeline moves money one way only: a request on the wrong queue is dropped, loudly.
+    let mut elsewhere = std::collections::HashSet::new();
+    invoices.retain(|id, inv| {
+        let right = inv.direction == direction;
+        if !right {
+            tracing::error!(invoice = %id, "an invoice on the other direction's queue; skipped");
+            elsewhere.insert(id.clone());
+        }
+        right
+    });
     let found: Vec<(&Scope, &Invoice)> =
         reqs.iter().filter_map(|r| Some((&r.scope, invoices.get(&r.invoice)?))).collect();
     let time = BatchTime::read(p.clocks, p.clock, found.iter().map(|(s, i)| (*s, i.test_clock.as_ref()))).await?;
@@ -178,6 +215,10 @@ async fn charge_batch(p: &Ports<'_>, reqs: &[ChargeRequest]) -> DomainResult<Vec
     let mut one_by_one = Vec::new();
     let (mut attempts, mut changes) = (Vec::new(), Vec::new());
     for (i, req) in reqs.iter().enumerate() {
+        if elsewhere.contains(&req.invoice) {
+            results[i] = Some(Ok(ChargeOutcome::Skipped));
+            continue;
+        }
         // (`get`, not `remove`: a request delivered twice in one batch is decided like any other
         // duplicate, by its attempt's claim.)
         let Some(inv) = invoices.get(&req.invoice).cloned() else {
@@ -286,7 +327,10 @@ async fn charge_one(p: &Ports<'_>, req: &ChargeRequest) -> DomainResult<ChargeOu
         };
     }
     let Some(method) = payment_method_for(p, scope, &inv).await? else {
-        let reason = "no_payment_method";
+        let reason = match inv.direction {
+            Direction::Debit => "no_payment_method",
+            Direction::Payout => "no_payout_destination",
+        };
         let expected = inv.version;
         let mut events = Vec::new();
         if retrying {
@@ -496,7 +540,9 @@ async fn record_answer(
     }
 }
 
-/// Records a failed attempt: retried later per the dunning policy (`true`), or given up.
+/// Records a failed attempt: retried later (`true`) per the dunning policy (a debit) or the payout
+/// retry policy, unless the failure is permanent. A debit with no attempt left is given up
+/// (`failed`); a payout stays `payout_failed`, still owed.
 pub(super) fn fail_invoice(
     p: &Ports<'_>,
     ctx: &Context,
@@ -506,12 +552,14 @@ pub(super) fn fail_invoice(
     settings: &TenantSettings,
     events: &mut Vec<crate::audit::AuditEvent>,
 ) -> DomainResult<bool> {
-    let next = settings.dunning.next_attempt_at(inv.attempt_count, at);
+    let next = settings.next_attempt_at(inv, reason, at);
     let change = journal::fail(inv, reason, next, at)?;
-    let failed =
-        if inv.direction == crate::plan::Direction::Payout { "payout.failed" } else { "invoice.payment_failed" };
+    let failed = match inv.direction {
+        Direction::Payout => "payout.failed",
+        Direction::Debit => "invoice.payment_failed",
+    };
     events.push(invoice_event(ctx, p.ids, at, inv, failed, &change)?);
-    if next.is_none() {
+    if next.is_none() && inv.direction == Direction::Debit {
         let change = journal::transition(inv, InvoiceAction::GiveUp, at)?;
         events.push(invoice_event(ctx, p.ids, at, inv, "invoice.uncollectible", &change)?);
     }

@@ -309,7 +309,7 @@ fn settle_refund(
     }
 }
 
-/// A failed attempt: dunning schedules the next one (`true`) or gives the invoice up.
+/// A failed attempt: the policy schedules the next one (`true`), or a debit is given up.
 #[allow(clippy::too_many_arguments)]
 fn settle_failed(
     p: &Ports<'_>,
@@ -323,17 +323,11 @@ fn settle_failed(
     events: &mut Vec<AuditEvent>,
 ) -> DomainResult<bool> {
     let reason = event.failure_code.clone().unwrap_or_else(|| "failed".into());
-    let next = settings.dunning.next_attempt_at(inv.attempt_count, at);
-    let change = journal::fail(inv, &reason, next, at)?;
-    let failed =
-        if inv.direction == crate::plan::Direction::Payout { "payout.failed" } else { "invoice.payment_failed" };
-    events.push(invoice_event(ctx, p.ids, at, inv, failed, &change)?);
-    if next.is_some() {
+    if super::charge::fail_invoice(p, ctx, inv, &reason, at, settings, events)? {
         return Ok(true);
     }
-    let change = journal::transition(inv, InvoiceAction::GiveUp, at)?;
-    events.push(invoice_event(ctx, p.ids, at, inv, "invoice.uncollectible", &change)?);
-    if let Some(sub) = sub
+    if inv.status == InvoiceStatus::Failed
+        && let Some(sub) = sub
         && let Some((write, event)) = uncollectible_consequence(&settings.dunning, ctx, p.ids, sub, at)?
     {
         events.push(event);

@@ -15,7 +15,7 @@ use crate::gateway::{GatewayEvent, GatewayEventKind, LookupResult, WebhookReject
 use crate::ids::{Id, IdGenerator};
 use crate::invoice::{Invoice, InvoiceStatus};
 use crate::journal::InvoiceChange;
-use crate::plan::Plan;
+use crate::plan::{Direction, Plan};
 use crate::ports::{Changeset, Clock, Ports, QueueMessage, TestClockRepository, Write};
 use crate::schedule::Period;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
@@ -30,12 +30,14 @@ mod charge;
 mod events;
 mod generate;
 
-pub use charge::{ChargeOutcome, charge_invoices};
+pub use charge::{ChargeOutcome, charge_invoices, pay_out_invoices};
 pub use events::{EventOutcome, apply_gateway_events};
 pub use generate::{generate_invoices, period_items};
 
 pub const BILL_PERIOD: &str = "bill_period";
 pub const CHARGE_INVOICE: &str = "charge_invoice";
+/// A payout invoice's attempt: the same request, on the payout pipeline's own queue.
+pub const PAY_OUT_INVOICE: &str = "pay_out_invoice";
 pub const GATEWAY_EVENT: &str = "gateway_event";
 /// Versions of the message bodies above that this code writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
@@ -65,7 +67,7 @@ impl BillPeriod {
     }
 }
 
-/// "Make attempt `attempt` to collect this invoice."
+/// "Make attempt `attempt` to collect (or pay out) this invoice."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRequest {
     pub scope: Scope,
@@ -74,9 +76,23 @@ pub struct ChargeRequest {
 }
 
 impl ChargeRequest {
-    /// The charge queue's message for this request.
+    /// The charge queue's message for this request (a debit invoice).
     pub fn message(&self) -> DomainResult<QueueMessage> {
         message(CHARGE_INVOICE, self)
+    }
+
+    /// The message for this request on its pipeline's queue: the charge queue for a debit, the
+    /// payout queue for a payout.
+    pub fn message_for(&self, direction: Direction) -> DomainResult<QueueMessage> {
+        match direction {
+            Direction::Debit => message(CHARGE_INVOICE, self),
+            Direction::Payout => message(PAY_OUT_INVOICE, self),
+        }
+    }
+
+    /// Which pipeline an announced invoice belongs to (an invoice's snapshot names its direction).
+    pub fn direction_announced(event: &crate::ports::DomainEvent) -> Direction {
+        if event.data["object"]["direction"] == "payout" { Direction::Payout } else { Direction::Debit }
     }
 
     /// The request an announced invoice event asks for: a finalized invoice's first attempt, or
@@ -450,19 +466,25 @@ pub async fn receive_webhook(
 /// Asks for the next attempt of every invoice whose retry is due. The retry itself (the
 /// transition and the new transaction) is made by the charge step, so a repeated sweep is harmless.
 pub async fn sweep_retries(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc>) -> DomainResult<usize> {
-    let mut messages = Vec::new();
+    let (mut charges, mut payouts) = (Vec::new(), Vec::new());
     for inv in p.invoices.get_many(due).await? {
         if inv.retry_due(now) {
             let scope = due.iter().find(|(_, id)| *id == inv.id).map(|(s, _)| s.clone());
             let Some(scope) = scope else { continue };
-            messages.push(message(
-                CHARGE_INVOICE,
-                &ChargeRequest { scope, invoice: inv.id.clone(), attempt: inv.attempt_count + 1 },
-            )?);
+            let request = ChargeRequest { scope, invoice: inv.id.clone(), attempt: inv.attempt_count + 1 };
+            match inv.direction {
+                Direction::Debit => charges.push(request.message_for(inv.direction)?),
+                Direction::Payout => payouts.push(request.message_for(inv.direction)?),
+            }
         }
     }
-    p.queue.send(p.queues.charge()?, &messages).await?;
-    Ok(messages.len())
+    if !charges.is_empty() {
+        p.queue.send(p.queues.charge()?, &charges).await?;
+    }
+    if !payouts.is_empty() {
+        p.queue.send(p.queues.payout()?, &payouts).await?;
+    }
+    Ok(charges.len() + payouts.len())
 }
 
 /// Looks up, at their gateways, transactions whose outcome was lost, and hands what the gateways

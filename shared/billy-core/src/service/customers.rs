@@ -35,6 +35,7 @@ pub async fn create_customer(
         metadata: valid.metadata,
         test_clock: None,
         default_payment_method: None,
+        default_payout_destination: None,
         livemode: ctx.scope.livemode(),
         version: 1,
     };

@@ -1,4 +1,4 @@
-//! Payment methods: register (gateway tokens, or a sandbox test number exchanged at once for a
+//! Payment methods and payout destinations: register (gateway tokens, or a sandbox test number exchanged at once for a
 //! sandbox token in test mode), list, choose the default. Billy keeps tokens and a redacted view
 //! only: no card or account number is ever stored, journaled or returned.
 
@@ -8,8 +8,10 @@ use crate::customer::Customer;
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::GatewayError;
 use crate::ids::{Id, IdKind};
-use crate::payment_method::{GatewayToken, MethodDetails, NewMethod, PaymentMethod, validate_tokens};
-use crate::ports::{Ports, Write};
+use crate::payment_method::{
+    GatewayToken, MethodDetails, NewMethod, PaymentMethod, check_payout_kind, validate_tokens,
+};
+use crate::ports::{PaymentMethodRepository, Ports, Write};
 
 /// The deployment's test gateway: it exchanges test numbers for tokens, in test mode only.
 pub const SANDBOX: &str = "sandbox";
@@ -102,19 +104,83 @@ async fn vault(p: &Ports<'_>, ctx: &Context, input: NewMethod) -> DomainResult<(
     }
 }
 
-/// Registers a payment method; the customer's first becomes its default.
-pub async fn add_payment_method(
+/// The two kinds of tokenised instrument a customer has: what they pay with, and where they are
+/// paid. Both are vaulted, masked and stored alike; each has its own list and its own default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instrument {
+    PaymentMethod,
+    PayoutDestination,
+}
+
+impl Instrument {
+    const fn id_kind(self) -> IdKind {
+        match self {
+            Self::PaymentMethod => IdKind::PaymentMethod,
+            Self::PayoutDestination => IdKind::PayoutDestination,
+        }
+    }
+
+    const fn entity(self) -> &'static str {
+        match self {
+            Self::PaymentMethod => "payment_method",
+            Self::PayoutDestination => "payout_destination",
+        }
+    }
+
+    fn repository<'a>(self, p: &Ports<'a>) -> &'a dyn PaymentMethodRepository {
+        match self {
+            Self::PaymentMethod => p.methods,
+            Self::PayoutDestination => p.destinations,
+        }
+    }
+
+    fn write(self, method: PaymentMethod) -> Write {
+        match self {
+            Self::PaymentMethod => Write::PaymentMethod { method },
+            Self::PayoutDestination => Write::PayoutDestination { destination: method },
+        }
+    }
+
+    fn default_of(self, customer: &mut Customer) -> &mut Option<Id> {
+        match self {
+            Self::PaymentMethod => &mut customer.default_payment_method,
+            Self::PayoutDestination => &mut customer.default_payout_destination,
+        }
+    }
+
+    const fn created(self) -> &'static str {
+        match self {
+            Self::PaymentMethod => "payment_method.created",
+            Self::PayoutDestination => "payout_destination.created",
+        }
+    }
+
+    const fn default_set(self) -> &'static str {
+        match self {
+            Self::PaymentMethod => "customer.default_payment_method_set",
+            Self::PayoutDestination => "customer.default_payout_destination_set",
+        }
+    }
+}
+
+/// Registers a payment method or a payout destination (a bank account or pix key, never a card);
+/// the customer's first of its kind becomes its default.
+pub async fn add_instrument(
     p: &Ports<'_>,
     ctx: &Context,
+    instrument: Instrument,
     customer: &str,
     input: NewMethod,
 ) -> DomainResult<PaymentMethod> {
-    let mut customer = super::customer(p, ctx, customer, "").await?;
     let kind = input.kind();
+    if instrument == Instrument::PayoutDestination {
+        check_payout_kind(kind)?;
+    }
+    let mut customer = super::customer(p, ctx, customer, "").await?;
     let (tokens, details) = vault(p, ctx, input).await?;
     let now = p.clock.now();
     let method = PaymentMethod {
-        id: ctx.new_id(p.ids, IdKind::PaymentMethod),
+        id: ctx.new_id(p.ids, instrument.id_kind()),
         customer: customer.id.clone(),
         kind,
         tokens,
@@ -122,49 +188,67 @@ pub async fn add_payment_method(
         created: now,
         livemode: ctx.scope.livemode(),
     };
-    let mut events = vec![ctx.snapshot(p.ids, now, "payment_method.created", &method)];
-    let mut writes = vec![Write::PaymentMethod { method: method.clone() }];
-    if customer.default_payment_method.is_none() {
+    let mut events = vec![ctx.snapshot(p.ids, now, instrument.created(), &method)];
+    let mut writes = vec![instrument.write(method.clone())];
+    if instrument.default_of(&mut customer).is_none() {
         let expected = customer.version;
-        customer.default_payment_method = Some(method.id.clone());
+        *instrument.default_of(&mut customer) = Some(method.id.clone());
         customer.version += 1;
-        events.push(ctx.snapshot(p.ids, now, "customer.default_payment_method_set", &customer));
+        events.push(ctx.snapshot(p.ids, now, instrument.default_set(), &customer));
         writes.push(Write::Customer { customer, expected: Some(expected) });
     }
     let id = method.id.clone();
-    create_once(p, ctx, method, writes, events, || p.methods.get(&ctx.scope, &id)).await
+    create_once(p, ctx, method, writes, events, || instrument.repository(p).get(&ctx.scope, &id)).await
 }
 
-pub async fn set_default_payment_method(
+/// Registers a payment method; the customer's first becomes its default.
+pub async fn add_payment_method(
     p: &Ports<'_>,
     ctx: &Context,
+    customer: &str,
+    input: NewMethod,
+) -> DomainResult<PaymentMethod> {
+    add_instrument(p, ctx, Instrument::PaymentMethod, customer, input).await
+}
+
+/// Makes one of the customer's own instruments its default of that kind.
+pub async fn set_default(
+    p: &Ports<'_>,
+    ctx: &Context,
+    instrument: Instrument,
     customer: &str,
     method: &str,
 ) -> DomainResult<Customer> {
     let mut customer = super::customer(p, ctx, customer, "").await?;
-    let id = Id::parse(IdKind::PaymentMethod, method, "")?;
-    let method = p
-        .methods
+    let id = Id::parse(instrument.id_kind(), method, "")?;
+    let method = instrument
+        .repository(p)
         .get(&ctx.scope, &id)
         .await?
         .filter(|m| m.customer == customer.id)
-        .ok_or_else(|| DomainError::not_found("payment_method", method))?;
-    if customer.default_payment_method.as_ref() == Some(&method.id) {
+        .ok_or_else(|| DomainError::not_found(instrument.entity(), method))?;
+    if instrument.default_of(&mut customer).as_ref() == Some(&method.id) {
         return Ok(customer);
     }
     let expected = customer.version;
-    customer.default_payment_method = Some(method.id);
+    *instrument.default_of(&mut customer) = Some(method.id);
     customer.version += 1;
-    let event = ctx.snapshot(p.ids, p.clock.now(), "customer.default_payment_method_set", &customer);
+    let event = ctx.snapshot(p.ids, p.clock.now(), instrument.default_set(), &customer);
     p.unit
         .commit(&ctx.scope, vec![Write::Customer { customer: customer.clone(), expected: Some(expected) }], vec![event])
         .await?;
     Ok(customer)
 }
 
-pub async fn list_payment_methods(p: &Ports<'_>, ctx: &Context, customer: &str) -> DomainResult<Vec<PaymentMethod>> {
+/// The customer's instruments of one kind, newest first.
+pub async fn list(
+    p: &Ports<'_>,
+    ctx: &Context,
+    instrument: Instrument,
+    customer: &str,
+) -> DomainResult<Vec<PaymentMethod>> {
     let customer = super::customer(p, ctx, customer, "").await?;
-    let mut methods = p.methods.for_customer(&ctx.scope, &customer.id).await?;
+    let mut methods = instrument.repository(p).for_customer(&ctx.scope, &customer.id).await?;
     methods.sort_by(|a, b| b.id.cmp(&a.id));
     Ok(methods)
 }
