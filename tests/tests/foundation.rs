@@ -19,7 +19,10 @@ async fn health_reports_every_dependency_reachable() {
     assert_eq!(body["status"], "ok");
     let names: Vec<&str> =
         body["dependencies"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["dynamodb:main", "dynamodb:audit", "sqs:bill", "sqs:charge", "sqs:payout", "sqs:webhook", "eventbridge"]);
+    assert_eq!(
+        names,
+        vec!["dynamodb:main", "dynamodb:audit", "sqs:bill", "sqs:charge", "sqs:payout", "sqs:webhook", "eventbridge"]
+    );
     assert!(body["dependencies"].as_array().unwrap().iter().all(|d| d["ok"] == true));
     stack.stop().await;
 }

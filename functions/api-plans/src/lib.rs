@@ -87,7 +87,8 @@ impl CreatePlan {
             "metered_payout" => PlanKind::MeteredPayout {
                 base_amount: self.amount.unwrap_or(0),
                 meters: meters()?,
-                commission: self.commission.clone().ok_or_else(|| need("commission"))?,
+                // None: the tenant's commission (settings) applies when each period is priced.
+                commission: self.commission.clone(),
             },
             _ => {
                 return Err(DomainError::invalid(

@@ -1,13 +1,15 @@
-//! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window, dunning policy and
-//! payout retry policy (defaults until it sets them); `PUT /v1/gateway_routes`: its gateway routing rules, replaced
+//! `GET /v1/settings` and `PATCH /v1/settings`: the tenant's refund window, dunning policy, payout
+//! retry policy, settlement mode and commission (defaults until it sets them); `PUT /v1/gateway_routes`: its gateway routing rules, replaced
 //! whole and checked against the gateways it can use, taking effect from the next charge.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_core::dunning::FinalAction;
+use billy_core::plan::Commission;
 use billy_core::routing::RoutingTable;
 use billy_core::service::settings as service;
 use billy_core::settings::{SettingsPatch, TenantSettings};
+use billy_core::settlement::SettlementMode;
 use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -36,6 +38,10 @@ struct Patch {
     refund_window_days: Option<u32>,
     dunning: Option<Dunning>,
     payout_retry: Option<PayoutRetry>,
+    /// `per_invoice` or `monthly_net`.
+    settlement: Option<SettlementMode>,
+    /// The tenant's cut of metered payouts whose plan names none: `{percent, fixed_amount?}`.
+    commission: Option<Commission>,
 }
 
 pub fn view(s: &TenantSettings) -> Value {
@@ -51,6 +57,8 @@ pub fn view(s: &TenantSettings) -> Value {
             "retry_gaps_hours": s.payout_retry.retry_gaps_hours,
             "max_attempts": s.payout_retry.max_attempts(),
         },
+        "settlement": s.settlement,
+        "commission": s.commission,
         "gateway_routes": s.routing,
         "version": s.version,
     })
@@ -104,6 +112,8 @@ impl HttpFunction for App {
                             retry_gaps_hours: dunning.retry_gaps_hours,
                             final_action: dunning.final_action,
                             payout_retry_gaps_hours: body.payout_retry.map(|r| r.retry_gaps_hours),
+                            settlement: body.settlement,
+                            commission: body.commission,
                         };
                         service::update_settings(p, &ctx, patch).await
                     };

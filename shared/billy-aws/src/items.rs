@@ -85,7 +85,8 @@ pub fn subscription(scope: &Scope, sub: &Subscription) -> DomainResult<Item> {
     keyed(sub, &keys)
 }
 
-/// GSI2 holds an invoice while a retry is scheduled (`RETRY#…`, by time).
+/// GSI2 holds an invoice while a retry is scheduled (`RETRY#…`, by time), or while it waits in a
+/// monthly settlement (`SETTLE#…`).
 pub fn invoice(scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
     let retry = match (inv.status, inv.next_attempt_at) {
         (InvoiceStatus::ChargedWithError | InvoiceStatus::PayoutFailed, Some(at)) => {
@@ -94,6 +95,11 @@ pub fn invoice(scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
                 None => format!("RETRY#{}", shard_of(&inv.id, DUE_SHARDS)),
             };
             Some((partition, due_sk(&at, scope, &inv.id)))
+        }
+        // Waiting in its month's settlement: where the settlement job finds its tenant.
+        (InvoiceStatus::InSettlement, _) => {
+            let [(_, partition), (_, sort)] = crate::settlements::settling_keys(scope, &inv.id, &inv.created);
+            partition.zip(sort)
         }
         _ => None,
     };

@@ -21,6 +21,7 @@ pub mod payment_methods;
 pub mod plans;
 pub mod sandbox;
 pub mod settings;
+pub mod settlements;
 pub mod sqs;
 pub mod store;
 pub mod stripe;

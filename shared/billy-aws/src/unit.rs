@@ -129,6 +129,13 @@ impl DynamoUnitOfWork {
                 Write::TestClock { clock, expected } => puts.push(put(items::test_clock(scope, clock)?, *expected)?),
                 Write::Settings { settings, expected } => puts.push(put(items::settings(scope, settings)?, *expected)?),
                 Write::Export { export, expected } => puts.push(put(items::export(scope, export)?, *expected)?),
+                Write::Settlement { settlement, expected } => {
+                    puts.push(put(crate::settlements::settlement_item(scope, settlement)?, *expected)?);
+                    if expected.is_none() {
+                        puts.push(store.put_new(crate::settlements::settlement_claim(scope, settlement)?)?);
+                    }
+                }
+                Write::SettlementRun { run } => puts.push(store.put_new(crate::settlements::run_item(scope, run)?)?),
                 Write::Coupon { coupon } => puts.push(store.put_new(crate::credits::coupon_item(scope, coupon)?)?),
                 Write::Credit { movement } => {
                     puts.push(store.put_new(crate::credits::movement_item(scope, movement)?)?);

@@ -198,7 +198,21 @@ macro_rules! audited {
 }
 
 audited!(crate::customer::Customer, "customer", |c| account: Some(&c.id), version: c.version);
-audited!(crate::payment_method::PaymentMethod, "payment_method", |m| account: Some(&m.customer), version: 1);
+/// Payment methods and payout destinations share a shape; their ids tell them apart.
+impl Audited for crate::payment_method::PaymentMethod {
+    fn audit_id(&self) -> &Id {
+        &self.id
+    }
+    fn entity_type(&self) -> &'static str {
+        if self.id.as_str().starts_with("pd_") { "payout_destination" } else { "payment_method" }
+    }
+    fn account(&self) -> Option<&Id> {
+        Some(&self.customer)
+    }
+    fn audit_version(&self) -> u64 {
+        1
+    }
+}
 audited!(crate::plan::Plan, "plan", |p| account: None, version: 1);
 audited!(crate::subscription::Subscription, "subscription", |s| account: Some(&s.customer), version: s.version);
 audited!(crate::test_clock::TestClock, "test_clock", |c| account: None, version: c.version);
@@ -207,3 +221,5 @@ audited!(crate::invoice::Invoice, "invoice", |i| account: Some(&i.customer), ver
 audited!(crate::ledger::Export, "export", |e| account: None, version: e.version);
 audited!(crate::credit::CreditMovement, "credit_movement", |m| account: Some(&m.customer), version: 1);
 audited!(crate::coupon::Coupon, "coupon", |c| account: None, version: 1);
+audited!(crate::settlement::Settlement, "settlement", |s| account: Some(&s.customer), version: s.version);
+audited!(crate::settlement::SettlementRun, "settlement_run", |r| account: None, version: 1);

@@ -31,6 +31,9 @@ pub enum IdKind {
     GatewayAccount,
     CreditMovement,
     Coupon,
+    Settlement,
+    SettlementRun,
+    Verification,
 }
 
 impl IdKind {
@@ -53,6 +56,9 @@ impl IdKind {
             Self::GatewayAccount => "gwa",
             Self::CreditMovement => "cbt",
             Self::Coupon => "coupon",
+            Self::Settlement => "stl",
+            Self::SettlementRun => "strun",
+            Self::Verification => "ver",
         }
     }
 
@@ -75,6 +81,9 @@ impl IdKind {
             Self::GatewayAccount => "gateway_account",
             Self::CreditMovement => "credit_movement",
             Self::Coupon => "coupon",
+            Self::Settlement => "settlement",
+            Self::SettlementRun => "settlement_run",
+            Self::Verification => "verification",
         }
     }
 }

@@ -25,6 +25,11 @@ pub enum InvoiceStatus {
     Chargeback,
     PaidOut,
     PayoutFailed,
+    /// Finalized into its customer's monthly settlement (tenants on `monthly_net`): not charged
+    /// or paid out on its own.
+    InSettlement,
+    /// Netted in a closed monthly settlement, whose own invoice moves the net.
+    Settled,
 }
 
 impl InvoiceStatus {
@@ -42,6 +47,8 @@ impl InvoiceStatus {
             Self::Chargeback => "chargeback",
             Self::PaidOut => "paid_out",
             Self::PayoutFailed => "payout_failed",
+            Self::InSettlement => "in_settlement",
+            Self::Settled => "settled",
         }
     }
 }
@@ -68,6 +75,10 @@ pub enum InvoiceAction {
     Contest,
     DisputeWon,
     DisputeLost,
+    /// Draft → in_settlement: finalized into the month's settlement instead of being collected.
+    Defer,
+    /// In_settlement → settled: its month's settlement closed with it.
+    Settle,
 }
 
 impl InvoiceAction {
@@ -84,6 +95,8 @@ impl InvoiceAction {
             Self::Contest => "contest",
             Self::DisputeWon => "dispute_won",
             Self::DisputeLost => "dispute_lost",
+            Self::Defer => "defer",
+            Self::Settle => "settle",
         }
     }
 }
@@ -109,6 +122,9 @@ pub const DEBIT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] = 
     (S::Paid, A::Contest, S::InProtest),
     (S::InProtest, A::DisputeWon, S::Paid),
     (S::InProtest, A::DisputeLost, S::Chargeback),
+    (S::Draft, A::Defer, S::InSettlement),
+    (S::InSettlement, A::Settle, S::Settled),
+    (S::InSettlement, A::Cancel, S::Canceled),
 ];
 
 /// Every legal payout transition.
@@ -120,6 +136,9 @@ pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] =
     (S::Pending, A::Cancel, S::Canceled),
     (S::PayoutFailed, A::Retry, S::Pending),
     (S::PayoutFailed, A::Cancel, S::Canceled),
+    (S::Draft, A::Defer, S::InSettlement),
+    (S::InSettlement, A::Settle, S::Settled),
+    (S::InSettlement, A::Cancel, S::Canceled),
 ];
 
 pub fn transition(direction: Direction, from: InvoiceStatus, action: InvoiceAction) -> DomainResult<InvoiceStatus> {
@@ -206,6 +225,8 @@ pub enum AdjustmentKind {
     Credit,
     Proration,
     Commission,
+    /// A monthly settlement's other side, netted against this invoice's items.
+    Settlement,
 }
 
 /// A signed change to the total with its reason (a discount or credit is negative).
@@ -252,6 +273,9 @@ pub struct Invoice {
     /// A one-off invoice's coupon, applied to its items when it is finalized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coupon: Option<crate::coupon::Coupon>,
+    /// The monthly settlement whose net this invoice moves (its own figures are that month's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<Id>,
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -304,6 +328,7 @@ impl Invoice {
             test_clock: None,
             credit_purchase: false,
             coupon: None,
+            settlement: None,
             created,
             livemode,
             version: 1,
@@ -371,7 +396,7 @@ impl Invoice {
     pub fn apply(&mut self, action: InvoiceAction, at: DateTime<Utc>) -> DomainResult<InvoiceStatus> {
         let from = self.status;
         let mut to = transition(self.direction, from, action)?;
-        if action == A::Finalize {
+        if matches!(action, A::Finalize | A::Defer) {
             self.finalized_at = Some(at);
         }
         match action {
@@ -673,6 +698,8 @@ mod tests {
             S::Chargeback,
             S::PaidOut,
             S::PayoutFailed,
+            S::InSettlement,
+            S::Settled,
         ];
         let all_actions = [
             A::Finalize,
@@ -686,6 +713,8 @@ mod tests {
             A::Contest,
             A::DisputeWon,
             A::DisputeLost,
+            A::Defer,
+            A::Settle,
         ];
         for direction in [Direction::Debit, Direction::Payout] {
             let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };

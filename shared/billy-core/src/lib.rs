@@ -24,6 +24,7 @@ pub mod routing;
 pub mod schedule;
 pub mod service;
 pub mod settings;
+pub mod settlement;
 pub mod subscription;
 pub mod tenant;
 pub mod test_clock;

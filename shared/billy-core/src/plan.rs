@@ -244,12 +244,14 @@ pub enum PlanKind {
     },
     /// A fixed amount paid out at each period's end.
     FixedPayout { amount: i64 },
-    /// Usage priced at period close, paid out minus a commission (its own line).
+    /// Usage priced at period close, paid out minus a commission (its own line): the plan's own,
+    /// else the tenant's.
     MeteredPayout {
         #[serde(default)]
         base_amount: i64,
         meters: Vec<Meter>,
-        commission: Commission,
+        #[serde(default)]
+        commission: Option<Commission>,
     },
 }
 
@@ -321,7 +323,7 @@ impl PlanKind {
             Self::MeteredDebit { base_amount, meters } => meters_ok(*base_amount, meters),
             Self::MeteredPayout { base_amount, meters, commission } => {
                 meters_ok(*base_amount, meters)?;
-                commission.validate()
+                commission.as_ref().map_or(Ok(()), Commission::validate)
             }
         }
     }

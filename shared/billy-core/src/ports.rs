@@ -202,6 +202,30 @@ pub trait CouponRepository: Send + Sync + std::fmt::Debug {
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<crate::coupon::Coupon>>;
 }
 
+#[async_trait]
+pub trait SettlementRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::settlement::Settlement>>;
+    /// A customer's settlements of every month and status.
+    async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<crate::settlement::Settlement>>;
+    /// The scope's settlements in one status (open months, or closed ones whose net has not moved).
+    async fn in_status(
+        &self,
+        scope: &Scope,
+        status: crate::settlement::SettlementStatus,
+    ) -> DomainResult<Vec<crate::settlement::Settlement>>;
+    /// The scope's invoices waiting in a settlement.
+    async fn invoices_in_settlement(&self, scope: &Scope) -> DomainResult<Vec<Invoice>>;
+    /// Every scope with settlement work: invoices in settlement, or months not settled yet.
+    async fn scopes_settling(&self) -> DomainResult<Vec<Scope>>;
+    async fn list(
+        &self,
+        scope: &Scope,
+        customer: Option<&Id>,
+        page: &PageRequest,
+    ) -> DomainResult<Page<crate::settlement::Settlement>>;
+    async fn runs(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<crate::settlement::SettlementRun>>;
+}
+
 /// The usage total of one metric in one period of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UsageKey {
@@ -391,6 +415,14 @@ pub enum Write {
     Coupon {
         coupon: crate::coupon::Coupon,
     },
+    /// A new settlement also claims its (customer, currency, month): there is one per month.
+    Settlement {
+        settlement: crate::settlement::Settlement,
+        expected: Option<u64>,
+    },
+    SettlementRun {
+        run: crate::settlement::SettlementRun,
+    },
     /// A gateway account (a new one also maps its id to its scope, for its webhooks).
     GatewayAccount {
         account: crate::gateway_account::GatewayAccount,
@@ -510,6 +542,7 @@ pub struct Ports<'a> {
     pub usage: &'a dyn UsageRepository,
     pub credits: &'a dyn CreditRepository,
     pub coupons: &'a dyn CouponRepository,
+    pub settlements: &'a dyn SettlementRepository,
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,

@@ -1,4 +1,5 @@
-//! A tenant's settings: the refund window, the dunning policy and the gateway routing rules, with
+//! A tenant's settings: the refund window, the dunning and payout retry policies, the settlement
+//! mode and commission, and the gateway routing rules, with
 //! defaults for a tenant that set nothing. One item per tenant and mode, versioned and journaled
 //! like any entity, and read afresh by every step that needs them, so a change applies to the
 //! very next request.
@@ -7,7 +8,9 @@ use crate::dunning::{DunningPolicy, FinalAction, PayoutRetryPolicy, is_permanent
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::GatewayRegistry;
 use crate::invoice::RefundPolicy;
+use crate::plan::Commission;
 use crate::routing::RoutingTable;
+use crate::settlement::SettlementMode;
 use serde::{Deserialize, Serialize};
 
 /// The longest refund window a tenant can set.
@@ -21,6 +24,12 @@ pub struct TenantSettings {
     pub dunning: DunningPolicy,
     #[serde(default)]
     pub payout_retry: PayoutRetryPolicy,
+    /// Each invoice on its own, or a customer's month netted into one charge or payout.
+    #[serde(default)]
+    pub settlement: SettlementMode,
+    /// The tenant's cut of metered payouts whose plan names none (0 % by default).
+    #[serde(default)]
+    pub commission: Option<Commission>,
     /// `None`: charges try the deployment's gateways in their registration order.
     #[serde(default)]
     pub routing: Option<RoutingTable>,
@@ -36,6 +45,8 @@ pub struct SettingsPatch {
     pub retry_gaps_hours: Option<Vec<u32>>,
     pub final_action: Option<FinalAction>,
     pub payout_retry_gaps_hours: Option<Vec<u32>>,
+    pub settlement: Option<SettlementMode>,
+    pub commission: Option<Commission>,
 }
 
 impl TenantSettings {
@@ -83,6 +94,13 @@ impl TenantSettings {
         if let Some(gaps) = patch.payout_retry_gaps_hours {
             next.payout_retry = PayoutRetryPolicy::new(gaps)?;
         }
+        if let Some(mode) = patch.settlement {
+            next.settlement = mode;
+        }
+        if let Some(commission) = patch.commission {
+            commission.validate()?;
+            next.commission = Some(commission);
+        }
         next.version = self.version + 1;
         Ok(next)
     }
@@ -105,5 +123,36 @@ mod tests {
         assert!(
             defaults.patched(SettingsPatch { retry_gaps_hours: Some(vec![0]), ..SettingsPatch::default() }).is_err()
         );
+    }
+
+    fn failed_once(direction: crate::plan::Direction) -> crate::invoice::Invoice {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z").unwrap().to_utc();
+        let id = |s: &str| crate::ids::Id::from_trusted(s.to_owned());
+        let currency = crate::money::Currency::parse("usd", "currency").unwrap();
+        let mut inv =
+            crate::invoice::Invoice::draft(id("inv_1"), id("cus_1"), None, direction, currency, None, at, false);
+        inv.attempt_count = 1;
+        inv
+    }
+
+    #[test]
+    fn a_closed_account_is_never_retried_and_payouts_follow_their_own_policy() {
+        use crate::plan::Direction;
+        let at = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z").unwrap().to_utc();
+        let settings = TenantSettings::default();
+        let (debit, payout) = (failed_once(Direction::Debit), failed_once(Direction::Payout));
+        // a permanent failure ends it, whatever either policy still allows
+        assert_eq!(settings.next_attempt_at(&debit, "account_closed", at), None);
+        assert_eq!(settings.next_attempt_at(&payout, "account_closed", at), None);
+        // a transient one: a debit after 3 days (dunning), a payout after 1 day (payout policy)
+        assert_eq!(settings.next_attempt_at(&debit, "processing_error", at), Some(at + chrono::Duration::days(3)));
+        assert_eq!(settings.next_attempt_at(&payout, "processing_error", at), Some(at + chrono::Duration::days(1)));
+        let patched = settings
+            .patched(SettingsPatch { payout_retry_gaps_hours: Some(vec![6]), ..SettingsPatch::default() })
+            .unwrap();
+        assert_eq!(patched.next_attempt_at(&payout, "processing_error", at), Some(at + chrono::Duration::hours(6)));
+        assert_eq!(patched.dunning, settings.dunning, "the debit policy is untouched");
+        let bad = SettingsPatch { payout_retry_gaps_hours: Some(vec![0]), ..SettingsPatch::default() };
+        assert!(matches!(settings.patched(bad), Err(DomainError::Invalid { code: "payout_retry_invalid", .. })));
     }
 }

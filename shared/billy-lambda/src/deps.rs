@@ -17,6 +17,7 @@ use billy_aws::payment_methods::DynamoPaymentMethods;
 use billy_aws::plans::DynamoPlans;
 use billy_aws::sandbox::SandboxGateway;
 use billy_aws::settings::DynamoSettings;
+use billy_aws::settlements::DynamoSettlements;
 use billy_aws::sqs::SqsPublisher;
 use billy_aws::subscriptions::DynamoSubscriptions;
 use billy_aws::tenants::DynamoTenants;
@@ -52,6 +53,7 @@ pub struct Deps {
     pub usage: DynamoUsage,
     pub credits: DynamoCredits,
     pub coupons: DynamoCoupons,
+    pub settlements: DynamoSettlements,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
@@ -98,6 +100,7 @@ impl Deps {
             usage: DynamoUsage::new(ddb(), tables.clone()),
             credits: DynamoCredits::new(ddb(), tables.clone()),
             coupons: DynamoCoupons::new(ddb(), tables.clone()),
+            settlements: DynamoSettlements::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
@@ -158,6 +161,7 @@ impl Deps {
             usage: &self.usage,
             credits: &self.credits,
             coupons: &self.coupons,
+            settlements: &self.settlements,
             unit: &self.unit,
             queue: &self.queue,
             queues: &self.queues,

@@ -107,7 +107,7 @@ pub fn invoice(i: &Invoice) -> Value {
         "items": i.items, "adjustments": i.adjustments, "attempt_count": i.attempt_count,
         "next_attempt_at": i.next_attempt_at, "paid_at": i.paid_at, "failure_reason": i.failure_reason,
         "next_payment_attempt": i.awaiting_retry().then_some(i.next_attempt_at).flatten(),
-        "amount_refund_pending": i.amount_refund_pending,
+        "amount_refund_pending": i.amount_refund_pending, "settlement": i.settlement,
         "livemode": i.livemode,
     })
 }
@@ -144,6 +144,8 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
         "invoice" => view(after, invoice),
         "transaction" => view(after, transaction),
         "coupon" => view(after, coupon),
+        "settlement" => view(after, settlement),
+        "settlement_run" => view(after, settlement_run),
         "credit_movement" => view(after, credit_movement),
         "test_clock" => view(after, |c: &billy_core::test_clock::TestClock| {
             json!({"id": c.id, "object": "test_clock", "created": c.created, "name": c.name,
@@ -151,6 +153,27 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
         }),
         _ => after.clone(),
     }
+}
+
+pub fn settlement(st: &billy_core::settlement::Settlement) -> Value {
+    let lines: Vec<Value> = st
+        .invoices
+        .iter()
+        .map(|l| json!({"invoice": l.invoice, "direction": l.direction, "total": l.total, "commission": l.commission}))
+        .collect();
+    json!({
+        "id": st.id, "object": "settlement", "customer": st.customer, "currency": st.currency,
+        "month": st.month, "status": st.status, "invoices": lines, "charged": st.charged,
+        "paid_out": st.paid_out, "commission": st.commission, "net": st.net, "net_due_at": st.net_due_at,
+        "net_invoice": st.net_invoice, "created": st.created, "updated": st.updated, "livemode": st.livemode,
+    })
+}
+
+pub fn settlement_run(r: &billy_core::settlement::SettlementRun) -> Value {
+    json!({
+        "id": r.id, "object": "settlement_run", "trigger": r.trigger, "started": r.started, "finished": r.finished,
+        "accounts": r.accounts, "changes": r.changes, "errors": r.errors, "livemode": r.livemode,
+    })
 }
 
 /// A list in the API's shape.

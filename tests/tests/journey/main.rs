@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod changes;
 mod gateways;
 mod payouts;
+mod settlements;
 mod usage;
 
 /// A tenant on a test clock with one customer, ready to subscribe.

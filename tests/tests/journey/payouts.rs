@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 impl World {
     /// A customer's bank account to pay out to (a sandbox test number, test mode).
-    async fn add_destination(&self, account: &str) -> Value {
+    pub(super) async fn add_destination(&self, account: &str) -> Value {
         let body = json!({"type": "bank_account", "bank_account": {"account_number": account}});
         let (status, pd) =
             self.api.post(&format!("/customers/{}/payout_destinations", self.customer), &self.key, &body).await;

@@ -12,7 +12,7 @@
 //! gateway, so it is treated the same way: Billy's guard against a double charge does not rely on
 //! the gateway honouring idempotency keys.
 
-use super::{BatchTime, ChargeRequest, invoice_event, per_item, system, uncollectible_consequence};
+use super::{BatchTime, ChargeRequest, invoice_event, per_item, settings_for, system, uncollectible_consequence};
 use crate::audit::Context;
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::{GatewayError, GatewayResponse, MoneyMovement};
@@ -116,20 +116,6 @@ async fn methods_for(p: &Ports<'_>, invoices: &[(&Scope, &Invoice)]) -> DomainRe
 
 async fn payment_method_for(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<Option<PaymentMethod>> {
     Ok(methods_for(p, &[(scope, inv)]).await?.remove(&inv.id))
-}
-
-/// Each scope's settings, read once per batch.
-async fn settings_for<'s>(
-    p: &Ports<'_>,
-    scopes: impl Iterator<Item = &'s Scope>,
-) -> DomainResult<HashMap<Scope, TenantSettings>> {
-    let mut out = HashMap::new();
-    for scope in scopes {
-        if !out.contains_key(scope) {
-            out.insert(scope.clone(), p.settings.get(scope).await?);
-        }
-    }
-    Ok(out)
 }
 
 fn new_transaction(p: &Ports<'_>, inv: &Invoice, attempt: u32, at: DateTime<Utc>) -> Transaction {

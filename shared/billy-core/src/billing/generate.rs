@@ -9,10 +9,12 @@ use crate::ids::{Id, IdKind};
 use crate::invoice::{Adjustment, AdjustmentKind, Invoice, InvoiceAction, InvoiceItem, InvoiceStatus};
 use crate::journal::{self, InvoiceChange};
 use crate::money::Currency;
-use crate::plan::{Plan, PlanKind};
+use crate::plan::{Commission, Plan, PlanKind};
 use crate::ports::UsageKey;
 use crate::ports::{Changeset, Ports, Write};
 use crate::schedule::Period;
+use crate::settings::TenantSettings;
+use crate::settlement::SettlementMode;
 use crate::subscription::Subscription;
 use crate::tenant::Scope;
 use crate::usage::UsageTotal;
@@ -47,9 +49,10 @@ pub fn period_items(plan: &Plan, period: &Period, totals: &[UsageTotal]) -> Doma
     }
 }
 
-/// A metered payout's commission, as its own negative line.
-fn commission(plan: &Plan, gross: i64) -> DomainResult<Option<Adjustment>> {
+/// A metered payout's commission (the plan's own, else the tenant's), as its own negative line.
+fn commission(plan: &Plan, tenant: Option<&Commission>, gross: i64) -> DomainResult<Option<Adjustment>> {
     let PlanKind::MeteredPayout { commission, .. } = &plan.kind else { return Ok(None) };
+    let Some(commission) = commission.as_ref().or(tenant) else { return Ok(None) };
     let cut = commission.on(gross)?;
     Ok((cut > 0).then(|| Adjustment {
         kind: AdjustmentKind::Commission,
@@ -69,6 +72,7 @@ fn period_invoice(
     sub: &Subscription,
     totals: &[UsageTotal],
     credit: &mut Credit,
+    settings: &TenantSettings,
     at: DateTime<Utc>,
 ) -> DomainResult<(Invoice, Changeset)> {
     let ctx = system(&msg.scope, "generate-invoice");
@@ -83,7 +87,7 @@ fn period_invoice(
         sub.livemode,
     )
     .with_items(period_items(&msg.plan, &msg.period, totals)?.into_iter().chain(msg.items.iter().cloned()).collect())?;
-    if let Some(cut) = commission(&msg.plan, inv.total)? {
+    if let Some(cut) = commission(&msg.plan, settings.commission.as_ref(), inv.total)? {
         inv.add_adjustment(cut)?;
     }
     // Discounts first, then the customer's credit on what is left.
@@ -97,8 +101,13 @@ fn period_invoice(
     inv.test_clock = msg.test_clock.clone();
     let created = InvoiceChange::Created { invoice: Box::new(inv.clone()) };
     let mut events = vec![invoice_event(&ctx, p.ids, at, &inv, "invoice.created", &created)?];
-    let change = journal::transition(&mut inv, InvoiceAction::Finalize, at)?;
-    let action = if inv.status == InvoiceStatus::Pending { "invoice.finalized" } else { "invoice.paid" };
+    // On monthly netting, it joins its month's settlement instead of being collected on its own.
+    let (change, action) = if settings.settlement == SettlementMode::MonthlyNet && inv.total > 0 {
+        (journal::transition(&mut inv, InvoiceAction::Defer, at)?, "invoice.in_settlement")
+    } else {
+        let change = journal::transition(&mut inv, InvoiceAction::Finalize, at)?;
+        (change, if inv.status == InvoiceStatus::Pending { "invoice.finalized" } else { "invoice.paid" })
+    };
     events.push(invoice_event(&ctx, p.ids, at, &inv, action, &change)?);
     let mut writes = vec![Write::Invoice { invoice: inv.clone(), expected: None }];
     if let Some(used) = used {
@@ -169,6 +178,7 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
     } else {
         owners.iter().map(|(_, c, cur)| (c.clone(), *cur)).zip(p.credits.balances(&owners).await?).collect()
     };
+    let settings = super::settings_for(p, msgs.iter().map(|m| &m.scope)).await?;
     let mut results: Vec<DomainResult<Option<Invoice>>> = msgs.iter().map(|_| Ok(None)).collect();
     let (mut changes, mut made) = (Vec::new(), Vec::new());
     for (i, msg) in msgs.iter().enumerate() {
@@ -180,7 +190,8 @@ async fn generate_batch(p: &Ports<'_>, msgs: &[BillPeriod]) -> DomainResult<Vec<
         }
         let made_at = time.step_time(msg.test_clock.as_ref(), Some(msg.due_at()));
         let own: Vec<UsageTotal> = totals.iter().filter(|t| t.subscription == msg.subscription).cloned().collect();
-        match made_at.and_then(|at| period_invoice(p, msg, sub, &own, &mut credit, at)) {
+        let tenant = settings.get(&msg.scope).cloned().unwrap_or_default();
+        match made_at.and_then(|at| period_invoice(p, msg, sub, &own, &mut credit, &tenant, at)) {
             Ok((inv, change)) => {
                 changes.push(change);
                 made.push((i, inv));

@@ -18,6 +18,7 @@ use crate::journal::InvoiceChange;
 use crate::plan::{Direction, Plan};
 use crate::ports::{Changeset, Clock, Ports, QueueMessage, TestClockRepository, Write};
 use crate::schedule::Period;
+use crate::settings::TenantSettings;
 use crate::subscription::{Subscription, SubscriptionAction, SubscriptionStatus};
 use crate::tenant::Scope;
 use crate::test_clock::{ClockFailure, ClockStatus, TestClock};
@@ -29,10 +30,12 @@ use std::collections::HashMap;
 mod charge;
 mod events;
 mod generate;
+mod settle;
 
 pub use charge::{ChargeOutcome, charge_invoices, pay_out_invoices};
 pub use events::{EventOutcome, apply_gateway_events};
 pub use generate::{generate_invoices, period_items};
+pub use settle::run_settlements;
 
 pub const BILL_PERIOD: &str = "bill_period";
 pub const CHARGE_INVOICE: &str = "charge_invoice";
@@ -109,6 +112,20 @@ impl ChargeRequest {
         };
         Some(Self { scope: event.scope.clone(), invoice, attempt })
     }
+}
+
+/// Each scope's settings, read once per batch.
+pub(crate) async fn settings_for<'s>(
+    p: &Ports<'_>,
+    scopes: impl Iterator<Item = &'s Scope>,
+) -> DomainResult<HashMap<Scope, TenantSettings>> {
+    let mut out = HashMap::new();
+    for scope in scopes {
+        if !out.contains_key(scope) {
+            out.insert(scope.clone(), p.settings.get(scope).await?);
+        }
+    }
+    Ok(out)
 }
 
 fn message<T: Serialize>(kind: &str, body: &T) -> DomainResult<QueueMessage> {

@@ -13,6 +13,7 @@ pub mod invoices;
 pub mod payment_methods;
 pub mod plans;
 pub mod settings;
+pub mod settlements;
 pub mod subscriptions;
 pub mod transactions;
 pub mod usage;

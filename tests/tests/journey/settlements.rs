@@ -1,0 +1,143 @@
+//! Monthly netting for a marketplace: a customer charged for ad clicks and paid for site clicks
+//! (less the tenant's 20 % commission) gets one settlement per month whose parts add up; the
+//! settlement job keeps the open month, never changes a closed one, charges a net on the 1st and
+//! pays a net out on the 15th.
+
+use super::{World, s};
+use billy_e2e::error_code;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+impl World {
+    async fn meter_plan(&self, kind: &str, metric: &str, unit_amount: &str) -> String {
+        let body = json!({
+            "name": metric, "currency": "usd", "frequency": "monthly", "kind": kind,
+            "meters": [{"metric": metric, "pricing": {"scheme": "per_unit", "unit_amount": unit_amount}}],
+        });
+        let (status, plan) = self.api.post("/plans", &self.key, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{plan}");
+        s(&plan["id"])
+    }
+
+    async fn use_units(&self, id: &str, sub: &Value, metric: &str, quantity: i64, at: &str) -> (StatusCode, Value) {
+        let body =
+            json!({"id": id, "subscription": sub["id"], "metric": metric, "quantity": quantity, "timestamp": at});
+        self.api.post("/usage", &self.key, &body).await
+    }
+
+    /// Runs the settlement job for this tenant now; the run.
+    async fn settle(&self) -> Value {
+        let (status, run) = self.api.post("/settlement_runs", &self.key, &json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        run
+    }
+
+    async fn settlement_of(&self, month: &str) -> Value {
+        let (status, list) = self.api.get(&format!("/settlements?customer={}", self.customer), &self.key).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list["data"].as_array().unwrap().iter().find(|st| st["month"] == month).cloned().unwrap_or(Value::Null)
+    }
+}
+
+fn actions(run: &Value) -> Vec<String> {
+    run["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["month"].as_str().unwrap(), s(&c["action"])))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_and_a_net_payout_leaves_on_the_fifteenth()
+ {
+    // GIVEN a tenant on monthly netting with a 20 % commission, and a customer with a card and a
+    // bank account, charged 0.50 per ad click and paid 1.00 per site click
+    let w = World::new("2026-06-01T00:00:00Z", "4242424242424242").await;
+    let patch = json!({"settlement": "monthly_net", "commission": {"percent": "20"}});
+    let (status, settings) = w.api.raw(Method::PATCH, "/settings", Some(&w.key), Some(&patch.to_string())).await;
+    assert_eq!((status, settings["settlement"].as_str()), (StatusCode::OK, Some("monthly_net")), "{settings}");
+    w.add_destination("000123456789").await;
+    let ads = w.subscribe(&w.meter_plan("metered_debit", "ad_clicks", "50").await).await;
+    let site = w.subscribe(&w.meter_plan("metered_payout", "site_clicks", "100").await).await;
+    // WHEN June has 100 ad clicks (50.00) and 30 site clicks (30.00, less 6.00 commission)
+    w.advance("2026-06-25T00:00:00Z").await;
+    for (id, sub, metric, quantity, at) in [
+        ("a1", &ads, "ad_clicks", 100, "2026-06-10T00:00:00Z"),
+        ("s1", &site, "site_clicks", 30, "2026-06-20T00:00:00Z"),
+    ] {
+        let (status, event) = w.use_units(id, sub, metric, quantity, at).await;
+        assert_eq!(status, StatusCode::CREATED, "{event}");
+    }
+    w.advance("2026-07-01T01:30:00Z").await;
+    // THEN June's two invoices wait in settlement, neither charged nor paid out on its own
+    let spend = w.invoices(&ads).await.remove(0);
+    let earnings = w.invoices(&site).await.remove(0);
+    assert_eq!((spend["status"].as_str(), spend["total"].as_i64()), (Some("in_settlement"), Some(5000)), "{spend}");
+    assert_eq!((earnings["status"].as_str(), earnings["total"].as_i64()), (Some("in_settlement"), Some(2400)));
+    assert_eq!(earnings["adjustments"][0]["amount"], -600, "the commission is its own line: {earnings}");
+    assert_eq!(w.stack.sandbox.movements(), 0);
+    // AND before the month closes, the job keeps June open with parts that add up, and a second
+    // run changes nothing
+    let first = w.settle().await;
+    assert_eq!(actions(&first), ["2026-06 opened"]);
+    let june = w.settlement_of("2026-06").await;
+    assert_eq!(
+        (
+            june["status"].as_str(),
+            june["charged"].as_i64(),
+            june["paid_out"].as_i64(),
+            june["commission"].as_i64(),
+            june["net"].as_i64()
+        ),
+        (Some("open"), Some(5000), Some(2400), Some(600), Some(2600)),
+        "{june}"
+    );
+    assert_eq!(w.settle().await["changes"], json!([]));
+    assert_eq!(w.settlement_of("2026-06").await, june);
+    // WHEN the month closes (1 July, after the usage grace)
+    w.advance("2026-07-01T03:00:00Z").await;
+    let closing = w.settle().await;
+    assert_eq!(actions(&closing), ["2026-06 closed", "2026-06 invoices_settled", "2026-06 net_requested"]);
+    // THEN the net 26.00 is charged on the 1st, as one invoice listing both sides
+    let june = w.settlement_of("2026-06").await;
+    assert_eq!((june["status"].as_str(), june["net"].as_i64()), (Some("settled"), Some(2600)), "{june}");
+    assert_eq!(june["net_due_at"], "2026-07-01T02:00:00Z");
+    let net = w.invoice_becomes(&s(&june["net_invoice"]), "paid").await;
+    assert_eq!((net["total"].as_i64(), net["items"][0]["amount"].as_i64()), (Some(2600), Some(5000)));
+    assert_eq!(net["adjustments"][0]["amount"], -2400);
+    assert_eq!(w.invoice(&s(&spend["id"])).await["status"], "settled");
+    assert_eq!(w.invoice(&s(&earnings["id"])).await["status"], "settled");
+    assert_eq!(w.stack.sandbox.movements(), 1, "one charge for the month, nothing paid out");
+    // AND a June click reported now is refused, and a run after the close changes nothing of June
+    let (status, err) = w.use_units("a2", &ads, "ad_clicks", 5, "2026-06-30T12:00:00Z").await;
+    assert_eq!((status, error_code(&err).as_str()), (StatusCode::BAD_REQUEST, "period_closed"));
+    assert_eq!(w.settle().await["changes"], json!([]));
+    assert_eq!(w.settlement_of("2026-06").await, june);
+    // WHEN July's earnings exceed its spend: 10 ad clicks (5.00), 100 site clicks (100.00 − 20.00)
+    w.advance("2026-07-20T00:00:00Z").await;
+    for (id, sub, metric, quantity, at) in [
+        ("a3", &ads, "ad_clicks", 10, "2026-07-05T00:00:00Z"),
+        ("s2", &site, "site_clicks", 100, "2026-07-06T00:00:00Z"),
+    ] {
+        let (status, event) = w.use_units(id, sub, metric, quantity, at).await;
+        assert_eq!(status, StatusCode::CREATED, "{event}");
+    }
+    w.advance("2026-08-01T03:00:00Z").await;
+    let run = w.settle().await;
+    assert_eq!(actions(&run), ["2026-07 closed", "2026-07 invoices_settled"]);
+    // THEN July closes owing the customer 75.00, which waits for the 15th
+    let july = w.settlement_of("2026-07").await;
+    assert_eq!((july["status"].as_str(), july["net"].as_i64()), (Some("closed"), Some(-7500)), "{july}");
+    assert_eq!((july["net_due_at"].as_str(), july["net_invoice"].is_null()), (Some("2026-08-15T02:00:00Z"), true));
+    w.advance("2026-08-15T03:00:00Z").await;
+    assert_eq!(actions(&w.settle().await), ["2026-07 net_requested"]);
+    let july = w.settlement_of("2026-07").await;
+    let payout = w.invoice_becomes(&s(&july["net_invoice"]), "paid_out").await;
+    assert_eq!((payout["direction"].as_str(), payout["total"].as_i64()), (Some("payout"), Some(7500)));
+    assert_eq!(w.stack.sandbox.movements(), 2);
+    // AND every run is listed with what it changed
+    let (_, runs) = w.api.get("/settlement_runs?limit=100", &w.key).await;
+    assert_eq!(runs["data"].as_array().map(Vec::len), Some(6), "{runs}");
+    w.stack.stop().await;
+}
