@@ -1,4 +1,5 @@
-//! `POST /v1/customers`, `GET /v1/customers`, `GET /v1/customers/{id}`.
+//! `POST /v1/customers`, `GET /v1/customers`, `GET /v1/customers/{id}`, and
+//! `GET /v1/customers/{id}/summary?month=YYYY-MM`: the customer's month so far.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
@@ -10,7 +11,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, query_param, respond,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -42,6 +43,11 @@ impl App {
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
         let ctx = authenticate(&self.deps.tenants, request).await?;
+        if request.uri().path().ends_with("/summary") {
+            let month = query_param(request, "month");
+            let summary = service::customers::customer_summary(&self.deps.ports(), &ctx, id, month.as_deref()).await?;
+            return Ok(views::customer_summary(id, &summary));
+        }
         if id.is_empty() {
             let page = page(request, IdKind::Customer)?;
             Ok(views::list(service::customers::list_customers(&self.deps.ports(), &ctx, &page).await?, views::customer))

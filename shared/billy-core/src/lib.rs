@@ -26,6 +26,7 @@ pub mod service;
 pub mod settings;
 pub mod settlement;
 pub mod subscription;
+pub mod summary;
 pub mod tenant;
 pub mod test_clock;
 pub mod transaction;

@@ -176,6 +176,13 @@ pub fn settlement_run(r: &billy_core::settlement::SettlementRun) -> Value {
     })
 }
 
+pub fn customer_summary(customer: &str, s: &billy_core::summary::MonthSummary) -> Value {
+    json!({
+        "object": "customer_summary", "customer": customer, "month": s.month, "currencies": s.currencies,
+        "usage_complete": s.usage_complete,
+    })
+}
+
 /// A list in the API's shape.
 pub fn list<T>(page: billy_core::page::Page<T>, view: impl Fn(&T) -> Value) -> Value {
     json!({"object": "list", "data": page.data.iter().map(view).collect::<Vec<_>>(), "has_more": page.has_more, "next_cursor": page.next_cursor})

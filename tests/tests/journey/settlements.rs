@@ -109,6 +109,28 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
     assert_eq!(w.invoice(&s(&spend["id"])).await["status"], "settled");
     assert_eq!(w.invoice(&s(&earnings["id"])).await["status"], "settled");
     assert_eq!(w.stack.sandbox.movements(), 1, "one charge for the month, nothing paid out");
+    // AND the customer's June summary shows the same parts, each metric and the daily series
+    let (status, summary) = w.api.get(&format!("/customers/{}/summary?month=2026-06", w.customer), &w.key).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let usd = &summary["currencies"][0];
+    assert_eq!(
+        (usd["charged"].as_i64(), usd["paid_out"].as_i64(), usd["commission"].as_i64(), usd["net"].as_i64()),
+        (Some(5000), Some(2400), Some(600), Some(2600)),
+        "the net invoice is not counted again: {summary}"
+    );
+    let metrics: Vec<(String, String, i64)> = usd["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (s(&m["metric"]), s(&m["quantity"]), m["amount"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(metrics, [("ad_clicks".into(), "100".into(), 5000), ("site_clicks".into(), "30".into(), 3000)]);
+    assert_eq!(
+        (usd["daily"].as_array().map(Vec::len), usd["daily"][9]["usage"]["ad_clicks"].as_str()),
+        (Some(30), Some("100"))
+    );
+    let (status, err) = w.api.get(&format!("/customers/{}/summary?month=2026-13", w.customer), &w.key).await;
+    assert_eq!((status, error_code(&err).as_str()), (StatusCode::BAD_REQUEST, "month_invalid"));
     // AND a June click reported now is refused, and a run after the close changes nothing of June
     let (status, err) = w.use_units("a2", &ads, "ad_clicks", 5, "2026-06-30T12:00:00Z").await;
     assert_eq!((status, error_code(&err).as_str()), (StatusCode::BAD_REQUEST, "period_closed"));

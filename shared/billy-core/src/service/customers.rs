@@ -68,3 +68,61 @@ pub async fn create_customer(
     let id = customer.id.clone();
     create_once(p, ctx, customer, writes, events, || p.customers.get(&ctx.scope, &id)).await
 }
+
+/// A customer's month (`YYYY-MM`, by default the one it is now for them): charged, paid out,
+/// commission and net per currency, each metric's usage and price so far, and a daily series.
+pub async fn customer_summary(
+    p: &Ports<'_>,
+    ctx: &Context,
+    customer: &str,
+    month: Option<&str>,
+) -> DomainResult<crate::summary::MonthSummary> {
+    use crate::settlement::Month;
+    use crate::summary::{MAX_EVENTS_PER_TOTAL, PricedUsage, summarize};
+    const PAGE: usize = 1000;
+    let customer = super::customer(p, ctx, customer, "").await?;
+    let month = match month {
+        Some(raw) => Month::parse(raw, "month")?,
+        None => Month::of(super::now_for(p, ctx, &customer).await?),
+    };
+    let invoices = p.invoices.for_customer(&ctx.scope, &customer.id).await?;
+    let (mut usage, mut complete) = (Vec::new(), true);
+    for sub in p.subscriptions.for_customer(&ctx.scope, &customer.id).await? {
+        let first = sub.current_period(month.start())?.map_or(0, |period| period.index);
+        // The periods that overlap the month (a daily plan has at most 31 of them).
+        for index in first.. {
+            let period = sub.period(index)?;
+            if period.start >= month.next().start() || index > first + 62 {
+                break;
+            }
+            let plan = sub.plan_for_period(index);
+            for meter in plan.kind.meters() {
+                let key = crate::ports::UsageKey {
+                    scope: ctx.scope.clone(),
+                    subscription: sub.id.clone(),
+                    metric: meter.metric.clone(),
+                    period: index,
+                };
+                let (mut after, mut read) = (None, 0);
+                loop {
+                    let (events, next) = p.usage.events(&key, PAGE, after).await?;
+                    read += events.len();
+                    usage.extend(events.into_iter().map(|event| PricedUsage {
+                        currency: plan.currency,
+                        direction: plan.kind.direction(),
+                        event,
+                    }));
+                    after = next;
+                    if after.is_none() {
+                        break;
+                    }
+                    if read >= MAX_EVENTS_PER_TOTAL {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    summarize(month, &invoices, &usage, complete)
+}
