@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 mod export;
 mod usage;
+mod verify;
 
 /// On-demand prices (us-east-1, USD) used by the cost model.
 const DYNAMODB_PER_MILLION_WRU: &str = "0.625";
@@ -215,6 +216,12 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("export") {
         return export::child(&args[1..]).await;
+    }
+    // `billy-bench verify`: the verification run alone.
+    if args.first().map(String::as_str) == Some("verify") {
+        let invoices = env("BENCH_VERIFY_INVOICES", 100_000usize);
+        println!("{}", serde_json::to_string_pretty(&verify::measure(invoices).await).unwrap());
+        return;
     }
     // `billy-bench usage`: the usage run alone.
     if args.first().map(String::as_str) == Some("usage") {
@@ -454,6 +461,12 @@ async fn main() {
     // --- 6. usage: ingestion and pricing at period close ----------------------------------------
     if env("BENCH_USAGE_EVENTS", 100_000usize) > 0 {
         report["usage"] = usage::measure().await;
+    }
+    // --- 7. the verification job over a month of 100,000 invoices -----------------------------
+    let verify_invoices: usize = env("BENCH_VERIFY_INVOICES", 100_000);
+    if verify_invoices > 0 {
+        eprintln!("[bench] seeding and verifying {verify_invoices} invoices");
+        report["verification"] = verify::measure(verify_invoices).await;
     }
     let export_rows: usize = env("BENCH_EXPORT_ROWS", 100_000);
     if export_rows > 0 {

@@ -111,6 +111,21 @@ impl HasId for Invoice {
 
 #[async_trait]
 impl InvoiceRepository for DynamoInvoices {
+    async fn created_between(
+        &self,
+        scope: &Scope,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Invoice>> {
+        // Ids are time-ordered: a creation-time range is a sort-key range of the scope's list.
+        let mut query = IndexQuery::new("GSI1", list_pk(scope, "invoice"));
+        query.newest_first = false;
+        let floor = |at| billy_core::ids::time_floor(billy_core::ids::IdKind::Invoice, at);
+        query.sort_range = Some((Some(floor(from)), Some(floor(to))));
+        self.store.page(scope, &query, page).await
+    }
+
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Invoice>> {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }

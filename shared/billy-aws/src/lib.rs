@@ -31,5 +31,6 @@ pub mod test_clocks;
 pub mod transactions;
 pub mod unit;
 pub mod usage;
+pub mod verifications;
 
 pub use clients::{AwsClients, LocalEndpoints, Tables};

@@ -76,6 +76,20 @@ impl SubscriptionRepository for DynamoSubscriptions {
         self.store.get(entity_pk(scope, id), ENTITY_SK).await
     }
 
+    async fn scopes_billing(&self) -> DomainResult<Vec<Scope>> {
+        // Every key sorts before the far future: each shard's whole partition.
+        let horizon = chrono::Utc::now() + chrono::Duration::days(365 * 100);
+        let mut scopes: Vec<Scope> = Vec::new();
+        for shard in 0..crate::dynamo::DUE_SHARDS {
+            for (scope, _) in due_in(&self.store, &format!("DUE#{shard}"), horizon, usize::MAX).await? {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+            }
+        }
+        Ok(scopes)
+    }
+
     async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Subscription>> {
         self.store.get_many(keys).await
     }

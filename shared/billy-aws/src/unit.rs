@@ -135,6 +135,9 @@ impl DynamoUnitOfWork {
                         puts.push(store.put_new(crate::settlements::settlement_claim(scope, settlement)?)?);
                     }
                 }
+                Write::Verification { verification, expected } => {
+                    puts.push(put(crate::verifications::verification_item(scope, verification)?, *expected)?);
+                }
                 Write::SettlementRun { run } => puts.push(store.put_new(crate::settlements::run_item(scope, run)?)?),
                 Write::Coupon { coupon } => puts.push(store.put_new(crate::credits::coupon_item(scope, coupon)?)?),
                 Write::Credit { movement } => {

@@ -223,3 +223,4 @@ audited!(crate::credit::CreditMovement, "credit_movement", |m| account: Some(&m.
 audited!(crate::coupon::Coupon, "coupon", |c| account: None, version: 1);
 audited!(crate::settlement::Settlement, "settlement", |s| account: Some(&s.customer), version: s.version);
 audited!(crate::settlement::SettlementRun, "settlement_run", |r| account: None, version: 1);
+audited!(crate::verification::Verification, "verification", |v| account: None, version: v.version);

@@ -67,6 +67,9 @@ event_types! {
     TestClockAdvanced => "test_clock.advanced",
     ExportCreated => "export.created",
     ExportSucceeded => "export.succeeded",
+    VerificationCreated => "verification.created",
+    VerificationSucceeded => "verification.succeeded",
+    VerificationFailed => "verification.failed",
 }
 
 impl std::fmt::Display for EventType {

@@ -31,5 +31,6 @@ pub mod tenant;
 pub mod test_clock;
 pub mod transaction;
 pub mod usage;
+pub mod verification;
 
 pub use error::{DomainError, DomainResult};

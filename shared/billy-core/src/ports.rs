@@ -108,6 +108,8 @@ pub trait SubscriptionRepository: Send + Sync + std::fmt::Debug {
     /// Subscriptions of every tenant due at or before `before`, from one shard of the due index.
     async fn due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Subscription>>;
+    /// Every scope with a subscription still to bill (the tenants the nightly checks look at).
+    async fn scopes_billing(&self) -> DomainResult<Vec<Scope>>;
     async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<Subscription>>;
 }
 
@@ -136,6 +138,14 @@ pub trait InvoiceRepository: Send + Sync + std::fmt::Debug {
     ) -> DomainResult<Option<Invoice>>;
     /// Every invoice of one customer (test-clock readiness; a clock has at most three customers).
     async fn for_customer(&self, scope: &Scope, customer: &Id) -> DomainResult<Vec<Invoice>>;
+    /// A page of the scope's invoices created in `[from, to)`, oldest first.
+    async fn created_between(
+        &self,
+        scope: &Scope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> DomainResult<Page<Invoice>>;
     /// Invoices of every tenant whose retry is due at or before `before`, from one shard.
     async fn retries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
 }
@@ -224,6 +234,12 @@ pub trait SettlementRepository: Send + Sync + std::fmt::Debug {
         page: &PageRequest,
     ) -> DomainResult<Page<crate::settlement::Settlement>>;
     async fn runs(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<crate::settlement::SettlementRun>>;
+}
+
+#[async_trait]
+pub trait VerificationRepository: Send + Sync + std::fmt::Debug {
+    async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::verification::Verification>>;
+    async fn list(&self, scope: &Scope, page: &PageRequest) -> DomainResult<Page<crate::verification::Verification>>;
 }
 
 /// The usage total of one metric in one period of one subscription.
@@ -423,6 +439,10 @@ pub enum Write {
     SettlementRun {
         run: crate::settlement::SettlementRun,
     },
+    Verification {
+        verification: crate::verification::Verification,
+        expected: Option<u64>,
+    },
     /// A gateway account (a new one also maps its id to its scope, for its webhooks).
     GatewayAccount {
         account: crate::gateway_account::GatewayAccount,
@@ -543,6 +563,7 @@ pub struct Ports<'a> {
     pub credits: &'a dyn CreditRepository,
     pub coupons: &'a dyn CouponRepository,
     pub settlements: &'a dyn SettlementRepository,
+    pub verifications: &'a dyn VerificationRepository,
     pub unit: &'a dyn UnitOfWork,
     pub queue: &'a dyn QueuePublisher,
     pub queues: &'a QueueUrls,

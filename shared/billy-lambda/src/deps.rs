@@ -25,6 +25,7 @@ use billy_aws::test_clocks::DynamoTestClocks;
 use billy_aws::transactions::DynamoTransactions;
 use billy_aws::unit::DynamoUnitOfWork;
 use billy_aws::usage::DynamoUsage;
+use billy_aws::verifications::DynamoVerifications;
 use billy_aws::{AwsClients, Tables};
 use billy_core::clock::SystemClock;
 use billy_core::gateway::GatewayRegistry;
@@ -54,6 +55,7 @@ pub struct Deps {
     pub credits: DynamoCredits,
     pub coupons: DynamoCoupons,
     pub settlements: DynamoSettlements,
+    pub verifications: DynamoVerifications,
     pub unit: DynamoUnitOfWork,
     pub idempotency: DynamoIdempotency,
     pub queue: SqsPublisher,
@@ -101,6 +103,7 @@ impl Deps {
             credits: DynamoCredits::new(ddb(), tables.clone()),
             coupons: DynamoCoupons::new(ddb(), tables.clone()),
             settlements: DynamoSettlements::new(ddb(), tables.clone()),
+            verifications: DynamoVerifications::new(ddb(), tables.clone()),
             unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
@@ -162,6 +165,7 @@ impl Deps {
             credits: &self.credits,
             coupons: &self.coupons,
             settlements: &self.settlements,
+            verifications: &self.verifications,
             unit: &self.unit,
             queue: &self.queue,
             queues: &self.queues,

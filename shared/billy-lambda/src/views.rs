@@ -146,6 +146,7 @@ pub fn snapshot(entity_type: &str, after: &Value) -> Value {
         "coupon" => view(after, coupon),
         "settlement" => view(after, settlement),
         "settlement_run" => view(after, settlement_run),
+        "verification" => view(after, verification),
         "credit_movement" => view(after, credit_movement),
         "test_clock" => view(after, |c: &billy_core::test_clock::TestClock| {
             json!({"id": c.id, "object": "test_clock", "created": c.created, "name": c.name,
@@ -180,6 +181,15 @@ pub fn customer_summary(customer: &str, s: &billy_core::summary::MonthSummary) -
     json!({
         "object": "customer_summary", "customer": customer, "month": s.month, "currencies": s.currencies,
         "usage_complete": s.usage_complete,
+    })
+}
+
+pub fn verification(v: &billy_core::verification::Verification) -> Value {
+    json!({
+        "id": v.id, "object": "verification", "month": v.month, "status": v.status, "trigger": v.trigger,
+        "created": v.created, "finished": v.finished, "invoices_checked": v.invoices_checked,
+        "settlements_checked": v.settlements_checked, "usage_totals_checked": v.usage_totals_checked,
+        "mismatch_count": v.mismatch_count, "mismatches": v.mismatches, "livemode": v.livemode,
     })
 }
 

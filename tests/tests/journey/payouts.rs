@@ -73,6 +73,13 @@ async fn a_weekly_payroll_is_paid_out_at_the_end_of_each_of_five_weeks_to_a_mask
         assert!(w.trail(&s(&inv["id"])).await.contains(&"payout.paid".to_owned()));
     }
     assert_eq!(w.stack.sandbox.movements(), 5, "one gateway payout per week");
+    // AND June's four payouts (weeks ending in June) replay from the journal exactly
+    let verified = w.verify("2026-06").await;
+    assert_eq!(
+        (verified["status"].as_str(), verified["invoices_checked"].as_u64()),
+        (Some("succeeded"), Some(4)),
+        "{verified}"
+    );
     // AND every payout went through the payout pipeline: nothing is left on either queue
     w.queues_drained(&["ChargeQueue", "PayoutQueue", "ChargeDLQ", "PayoutDLQ"]).await;
     w.stack.stop().await;

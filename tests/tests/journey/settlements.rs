@@ -32,6 +32,21 @@ impl World {
         run
     }
 
+    /// Asks for a verification of `month` and waits (bounded) until it has run.
+    pub(super) async fn verify(&self, month: &str) -> Value {
+        let (status, v) = self.api.post("/verifications", &self.key, &json!({"month": month})).await;
+        assert_eq!((status, v["status"].as_str()), (StatusCode::ACCEPTED, Some("running")), "{v}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, now) = self.api.get(&format!("/verifications/{}", s(&v["id"])), &self.key).await;
+            if now["status"] != "running" {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "the verification never ran: {now}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     async fn settlement_of(&self, month: &str) -> Value {
         let (status, list) = self.api.get(&format!("/settlements?customer={}", self.customer), &self.key).await;
         assert_eq!(status, StatusCode::OK, "{list}");
@@ -161,5 +176,47 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
     // AND every run is listed with what it changed
     let (_, runs) = w.api.get("/settlement_runs?limit=100", &w.key).await;
     assert_eq!(runs["data"].as_array().map(Vec::len), Some(6), "{runs}");
+    // AND verifying June from the journal and the usage events finds everything in agreement
+    let bus = w.stack.event_bus("BillyEventBus").unwrap().to_owned();
+    let failures = billy_local::testing::EventWatch::start(&w.stack.aws, &bus, "verification.failed").await.unwrap();
+    let clean = w.verify("2026-06").await;
+    assert_eq!(
+        (clean["status"].as_str(), clean["invoices_checked"].as_u64(), clean["settlements_checked"].as_u64()),
+        (Some("succeeded"), Some(2), Some(1)),
+        "{clean}"
+    );
+    assert_eq!((clean["usage_totals_checked"].as_u64(), clean["mismatches"].clone()), (Some(2), json!([])));
+    // WHEN June's ad spend invoice is changed in storage, bypassing Billy
+    w.stack
+        .aws
+        .dynamodb
+        .update_item()
+        .table_name(&w.stack.tables().main)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("{}#test#{}", w.tenant, s(&spend["id"]))))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
+        .update_expression("SET #t = :t")
+        .expression_attribute_names("#t", "total")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::N("4000".into()))
+        .send()
+        .await
+        .unwrap();
+    // THEN exactly that mismatch is reported, and announced
+    let tampered = w.verify("2026-06").await;
+    assert_eq!(tampered["status"], "failed", "{tampered}");
+    assert_eq!(
+        tampered["mismatches"],
+        json!([{"entity": spend["id"], "field": "total", "stored": "4000", "recomputed": "5000"}])
+    );
+    let mut announced = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && announced.is_empty() {
+        announced.extend(failures.receive(&w.stack.aws).await);
+    }
+    failures.remove(&w.stack.aws).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(
+        (announced[0]["data"]["object"]["id"].clone(), announced[0]["data"]["object"]["mismatch_count"].clone()),
+        (tampered["id"].clone(), json!(1))
+    );
     w.stack.stop().await;
 }

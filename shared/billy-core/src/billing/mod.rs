@@ -31,11 +31,13 @@ mod charge;
 mod events;
 mod generate;
 mod settle;
+mod verify;
 
 pub use charge::{ChargeOutcome, charge_invoices, pay_out_invoices};
 pub use events::{EventOutcome, apply_gateway_events};
 pub use generate::{generate_invoices, period_items};
 pub use settle::run_settlements;
+pub use verify::{request_verification, run_verification};
 
 pub const BILL_PERIOD: &str = "bill_period";
 pub const CHARGE_INVOICE: &str = "charge_invoice";

@@ -17,6 +17,7 @@ pub mod settlements;
 pub mod subscriptions;
 pub mod transactions;
 pub mod usage;
+pub mod verifications;
 
 use crate::audit::{AuditEvent, Context};
 use crate::customer::Customer;
