@@ -1,5 +1,5 @@
 //! `POST /v1/invoices` (a one-off draft), `POST /v1/invoices/{id}/items`,
-//! `POST /v1/invoices/{id}/charge` (finalize; the charge follows from the announcement), `GET /v1/invoices` (filters:
+//! `POST /v1/invoices/{id}/charge` (finalize; the charge follows from the announcement; on a payout that failed for good, one more attempt now), `GET /v1/invoices` (filters:
 //! customer, subscription, status, period_from, period_to) and `GET /v1/invoices/{id}`.
 
 use async_trait::async_trait;

@@ -120,19 +120,7 @@ impl SettlementRepository for DynamoSettlements {
     }
 
     async fn scopes_settling(&self) -> DomainResult<Vec<Scope>> {
-        // Every key sorts before the far future: the whole partition.
-        let horizon = chrono::Utc::now() + chrono::Duration::days(365 * 100);
-        let mut scopes = Vec::new();
-        for shard in 0..DUE_SHARDS {
-            for (scope, _) in
-                crate::subscriptions::due_in(&self.store, &format!("SETTLE#{shard}"), horizon, usize::MAX).await?
-            {
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
-                }
-            }
-        }
-        Ok(scopes)
+        crate::subscriptions::scopes_in(&self.store, "SETTLE").await
     }
 
     async fn list(&self, scope: &Scope, customer: Option<&Id>, page: &PageRequest) -> DomainResult<Page<Settlement>> {

@@ -64,6 +64,21 @@ pub async fn due_in(
     }
 }
 
+/// Every scope with an item in the sharded GSI2 partitions `<prefix>#<shard>`, each once.
+pub async fn scopes_in(store: &Store, prefix: &str) -> DomainResult<Vec<Scope>> {
+    // Every key sorts before the far future: each shard's whole partition.
+    let horizon = chrono::Utc::now() + chrono::Duration::days(365 * 100);
+    let mut scopes: Vec<Scope> = Vec::new();
+    for shard in 0..crate::dynamo::DUE_SHARDS {
+        for (scope, _) in due_in(store, &format!("{prefix}#{shard}"), horizon, usize::MAX).await? {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    Ok(scopes)
+}
+
 impl HasId for Subscription {
     fn id(&self) -> &Id {
         &self.id
@@ -77,17 +92,7 @@ impl SubscriptionRepository for DynamoSubscriptions {
     }
 
     async fn scopes_billing(&self) -> DomainResult<Vec<Scope>> {
-        // Every key sorts before the far future: each shard's whole partition.
-        let horizon = chrono::Utc::now() + chrono::Duration::days(365 * 100);
-        let mut scopes: Vec<Scope> = Vec::new();
-        for shard in 0..crate::dynamo::DUE_SHARDS {
-            for (scope, _) in due_in(&self.store, &format!("DUE#{shard}"), horizon, usize::MAX).await? {
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
-                }
-            }
-        }
-        Ok(scopes)
+        scopes_in(&self.store, "DUE").await
     }
 
     async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Subscription>> {

@@ -32,7 +32,8 @@ pub const MAX_SPAN_DAYS: u32 = 60;
 
 /// Failure codes no retry can cure (the account is gone or never existed): the attempt that meets
 /// one is the last, whatever the policy still allows.
-pub const PERMANENT_FAILURES: &[&str] = &["account_closed", "no_account", "invalid_account", "invalid_account_number"];
+pub const PERMANENT_FAILURES: &[&str] =
+    &["account_closed", "no_account", "invalid_account", "invalid_account_number", "pix_key_rejected"];
 
 pub fn is_permanent(code: &str) -> bool {
     PERMANENT_FAILURES.contains(&code)

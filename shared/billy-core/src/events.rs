@@ -64,6 +64,7 @@ event_types! {
     InvoiceChargedBack => "invoice.charged_back",
     PayoutPaid => "payout.paid",
     PayoutFailed => "payout.failed",
+    PayoutRetryScheduled => "payout.retry_scheduled",
     TestClockAdvanced => "test_clock.advanced",
     ExportCreated => "export.created",
     ExportSucceeded => "export.succeeded",

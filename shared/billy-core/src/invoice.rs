@@ -26,7 +26,8 @@ pub enum InvoiceStatus {
     PaidOut,
     PayoutFailed,
     /// Finalized into its customer's monthly settlement (tenants on `monthly_net`): not charged
-    /// or paid out on its own.
+    /// or paid out on its own, and no longer cancelable (its month's net may be moving; a
+    /// correction goes on the net invoice, by refund or credit).
     InSettlement,
     /// Netted in a closed monthly settlement, whose own invoice moves the net.
     Settled,
@@ -79,6 +80,9 @@ pub enum InvoiceAction {
     Defer,
     /// In_settlement → settled: its month's settlement closed with it.
     Settle,
+    /// A payout that failed for good is tried once more, now (asked for by the tenant, e.g. after
+    /// the customer gave a new destination): its next attempt is scheduled at once.
+    Reschedule,
 }
 
 impl InvoiceAction {
@@ -97,6 +101,7 @@ impl InvoiceAction {
             Self::DisputeLost => "dispute_lost",
             Self::Defer => "defer",
             Self::Settle => "settle",
+            Self::Reschedule => "reschedule",
         }
     }
 }
@@ -124,7 +129,6 @@ pub const DEBIT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] = 
     (S::InProtest, A::DisputeLost, S::Chargeback),
     (S::Draft, A::Defer, S::InSettlement),
     (S::InSettlement, A::Settle, S::Settled),
-    (S::InSettlement, A::Cancel, S::Canceled),
 ];
 
 /// Every legal payout transition.
@@ -136,9 +140,9 @@ pub const PAYOUT_TRANSITIONS: &[(InvoiceStatus, InvoiceAction, InvoiceStatus)] =
     (S::Pending, A::Cancel, S::Canceled),
     (S::PayoutFailed, A::Retry, S::Pending),
     (S::PayoutFailed, A::Cancel, S::Canceled),
+    (S::PayoutFailed, A::Reschedule, S::PayoutFailed),
     (S::Draft, A::Defer, S::InSettlement),
     (S::InSettlement, A::Settle, S::Settled),
-    (S::InSettlement, A::Cancel, S::Canceled),
 ];
 
 pub fn transition(direction: Direction, from: InvoiceStatus, action: InvoiceAction) -> DomainResult<InvoiceStatus> {
@@ -416,6 +420,15 @@ impl Invoice {
                 self.next_attempt_at = None;
             }
             A::GiveUp | A::Cancel => self.next_attempt_at = None,
+            A::Reschedule => {
+                if self.next_attempt_at.is_some() {
+                    return Err(DomainError::conflict(
+                        "retry_scheduled",
+                        "a retry of this payout is already scheduled",
+                    ));
+                }
+                self.next_attempt_at = Some(at);
+            }
             _ => {}
         }
         self.status = to;
@@ -715,6 +728,7 @@ mod tests {
             A::DisputeLost,
             A::Defer,
             A::Settle,
+            A::Reschedule,
         ];
         for direction in [Direction::Debit, Direction::Payout] {
             let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };

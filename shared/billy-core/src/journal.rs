@@ -308,22 +308,18 @@ pub fn fold_account(events: &[AuditEvent]) -> DomainResult<AccountBalance> {
                 (Direction::Debit, InvoiceAction::GiveUp, _) => (-t, 0, "written off as uncollectible"),
                 (Direction::Debit, InvoiceAction::Defer, _) if t > 0 => (t, 0, "invoice in the monthly settlement"),
                 (Direction::Debit, InvoiceAction::Settle, _) => (-t, 0, "netted in the monthly settlement"),
-                (Direction::Debit, InvoiceAction::Cancel, InvoiceStatus::InSettlement) => (-t, 0, "invoice voided"),
                 (Direction::Payout, InvoiceAction::Defer, _) if t > 0 => (0, t, "payout in the monthly settlement"),
                 (Direction::Payout, InvoiceAction::Settle, _) => (0, -t, "netted in the monthly settlement"),
                 (Direction::Payout, InvoiceAction::Finalize, _) if t > 0 => (0, t, "payout finalized"),
                 (Direction::Payout, InvoiceAction::Succeed, _) => (0, -t, "paid out"),
-                (
-                    Direction::Payout,
-                    InvoiceAction::Cancel,
-                    InvoiceStatus::Pending | InvoiceStatus::PayoutFailed | InvoiceStatus::InSettlement,
-                ) => (0, -t, "payout voided"),
+                (Direction::Payout, InvoiceAction::Cancel, InvoiceStatus::Pending | InvoiceStatus::PayoutFailed) => {
+                    (0, -t, "payout voided")
+                }
                 _ => (0, 0, ""),
             };
             match (next.direction, action) {
-                (Direction::Debit, InvoiceAction::Finalize | InvoiceAction::Defer) => {
-                    totals.invoiced = checked_sum([totals.invoiced, t])?;
-                }
+                // (A netted month is invoiced once, by its net invoice.)
+                (Direction::Debit, InvoiceAction::Finalize) => totals.invoiced = checked_sum([totals.invoiced, t])?,
                 (Direction::Debit, InvoiceAction::Succeed) => totals.paid = checked_sum([totals.paid, t])?,
                 (Direction::Debit, InvoiceAction::GiveUp) => totals.written_off = checked_sum([totals.written_off, t])?,
                 (Direction::Debit, InvoiceAction::RefundFull | InvoiceAction::RefundPartial) => {

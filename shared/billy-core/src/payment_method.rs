@@ -1,5 +1,6 @@
 //! Payment methods and payout destinations, kept only as gateway tokens and a redacted view (never
-//! a card or account number, PCI DSS 3.4), and which method a charge uses.
+//! a card or account number, PCI DSS 3.4), and which method a charge uses. A payout destination
+//! (a bank account or pix key, id `pd_…`) is a `PaymentMethod` stored apart, with its own default.
 
 use crate::error::{DomainError, DomainResult};
 use crate::ids::Id;
@@ -208,10 +209,6 @@ impl PaymentMethod {
         self.tokens.iter().map(|t| t.gateway.as_str())
     }
 }
-
-/// Where payouts go: a bank account or a pix key, tokenised, masked and stored like a payment
-/// method (its id is a `pd_…`), listed apart, with its own default on the customer.
-pub type PayoutDestination = PaymentMethod;
 
 /// Payouts go to bank accounts and pix keys, never to cards.
 pub fn check_payout_kind(kind: MethodType) -> DomainResult<()> {

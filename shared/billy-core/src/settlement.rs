@@ -5,9 +5,8 @@
 //! collected before it leaves: a net charge is made on the 1st of the next month, a net payout on
 //! the 15th, each as an invoice of its own that follows the dunning or payout retry policy.
 //!
-//! A settlement job (nightly, and when a test clock advances) keeps the open months' figures up to
-//! date and closes a month once it is over and its last usage is priced; a closed month is never
-//! changed again. Everything here is a pure function of the stored state and the time, so a run
+//! A settlement job (hourly, and on demand) keeps the open months' figures up to date and closes a
+//! month once it is over and its last usage is priced; a closed month is never changed again. Everything here is a pure function of the stored state and the time, so a run
 //! repeated at the same time changes nothing.
 
 use crate::error::{DomainError, DomainResult};
@@ -53,8 +52,12 @@ impl Month {
     pub fn parse(raw: &str, param: &str) -> DomainResult<Self> {
         let bad = || DomainError::invalid("month_invalid", format!("'{raw}' is not a month (YYYY-MM)"), Some(param));
         let (y, m) = raw.split_once('-').ok_or_else(bad)?;
+        let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(y, 4) || !digits(m, 2) {
+            return Err(bad());
+        }
         let (year, month) = (y.parse::<i32>().map_err(|_| bad())?, m.parse::<u32>().map_err(|_| bad())?);
-        if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&month) || !(1970..=9999).contains(&year) {
+        if !(1..=12).contains(&month) || !(1970..=9999).contains(&year) {
             return Err(bad());
         }
         Ok(Self { year, month })
@@ -184,10 +187,23 @@ pub fn figures(lines: &[SettledInvoice]) -> DomainResult<Figures> {
     Ok(Figures { charged, paid_out, commission, net })
 }
 
-pub fn line(inv: &Invoice) -> SettledInvoice {
-    let commission =
-        inv.adjustments.iter().filter(|a| a.kind == AdjustmentKind::Commission).map(|a| -a.amount).sum::<i64>();
-    SettledInvoice { invoice: inv.id.clone(), direction: inv.direction, total: inv.total, commission }
+/// The commission a payout invoice deducted (positive).
+pub fn commission_of(inv: &Invoice) -> DomainResult<i64> {
+    let mut total = 0;
+    for cut in inv.adjustments.iter().filter(|a| a.kind == AdjustmentKind::Commission) {
+        let amount = cut.amount.checked_neg().ok_or_else(|| DomainError::unexpected("commission out of range"))?;
+        total = checked_sum([total, amount])?;
+    }
+    Ok(total)
+}
+
+pub fn line(inv: &Invoice) -> DomainResult<SettledInvoice> {
+    Ok(SettledInvoice {
+        invoice: inv.id.clone(),
+        direction: inv.direction,
+        total: inv.total,
+        commission: commission_of(inv)?,
+    })
 }
 
 /// One thing a settlement run did.
@@ -303,7 +319,7 @@ pub fn plan_run(
         while finished.contains(&month) {
             month = month.next();
         }
-        by_month.entry(month).or_default().push(line(inv));
+        by_month.entry(month).or_default().push(line(inv)?);
     }
     // Open months with no invoice left (all canceled) still get their figures brought to zero.
     for s in account.settlements.iter().filter(|s| s.status == SettlementStatus::Open) {
@@ -429,7 +445,7 @@ mod tests {
         assert_eq!(m.closes_at(), Utc.with_ymd_and_hms(2027, 1, 1, 2, 0, 0).unwrap());
         assert_eq!(m.net_due_at(100), m.closes_at());
         assert_eq!(m.net_due_at(-100), Utc.with_ymd_and_hms(2027, 1, 15, 2, 0, 0).unwrap());
-        for bad in ["2026-13", "2026-1", "26-01", "2026/01", ""] {
+        for bad in ["2026-13", "2026-1", "26-01", "2026/01", "", "2026-+1", "+026-01"] {
             assert!(Month::parse(bad, "month").is_err(), "{bad}");
         }
     }

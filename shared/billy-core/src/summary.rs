@@ -5,7 +5,7 @@
 //! move a settlement's net are left out, since the month's own invoices already are its figures.
 
 use crate::error::DomainResult;
-use crate::invoice::{AdjustmentKind, Invoice, InvoiceStatus};
+use crate::invoice::{Invoice, InvoiceStatus};
 use crate::money::{Currency, checked_sum};
 use crate::plan::Direction;
 use crate::settlement::{Month, settlement_month};
@@ -97,12 +97,12 @@ pub fn summarize(
     for (_, (currency, invs, used)) in by_currency {
         let total = |d: Direction| checked_sum(invs.iter().filter(|i| i.direction == d).map(|i| i.total));
         let (charged, paid_out) = (total(Direction::Debit)?, total(Direction::Payout)?);
-        let commission = checked_sum(
-            invs.iter()
-                .filter(|i| i.direction == Direction::Payout)
-                .flat_map(|i| i.adjustments.iter().filter(|a| a.kind == AdjustmentKind::Commission))
-                .map(|a| -a.amount),
-        )?;
+        let cuts: Vec<i64> = invs
+            .iter()
+            .filter(|i| i.direction == Direction::Payout)
+            .map(|i| crate::settlement::commission_of(i))
+            .collect::<DomainResult<_>>()?;
+        let commission = checked_sum(cuts)?;
         let mut metrics: BTreeMap<String, MetricSummary> = BTreeMap::new();
         for u in &used {
             let m = metrics.entry(u.event.metric.clone()).or_default();
@@ -157,7 +157,7 @@ pub fn summarize(
 mod tests {
     use super::*;
     use crate::ids::Id;
-    use crate::invoice::{Adjustment, InvoiceAction, InvoiceItem};
+    use crate::invoice::{Adjustment, AdjustmentKind, InvoiceAction, InvoiceItem};
     use crate::schedule::Period;
     use chrono::{TimeZone, Utc};
 

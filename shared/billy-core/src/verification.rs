@@ -13,8 +13,20 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// At most this many mismatches are kept on the record (all are counted).
-pub const MAX_LISTED: usize = 1000;
+/// At most this many mismatches are kept on the record (all are counted), each value shown up to
+/// `MAX_VALUE_CHARS`: the record (and its `verification.failed` announcement) stays well under
+/// DynamoDB's and EventBridge's item sizes.
+pub const MAX_LISTED: usize = 200;
+pub const MAX_VALUE_CHARS: usize = 200;
+
+fn shown(value: String) -> String {
+    if value.chars().count() <= MAX_VALUE_CHARS {
+        return value;
+    }
+    let mut cut: String = value.chars().take(MAX_VALUE_CHARS).collect();
+    cut.push('…');
+    cut
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,7 +94,11 @@ impl Verification {
     pub fn record(&mut self, found: Vec<Difference>) {
         self.mismatch_count += found.len() as u64;
         let room = MAX_LISTED.saturating_sub(self.mismatches.len());
-        self.mismatches.extend(found.into_iter().take(room));
+        self.mismatches.extend(found.into_iter().take(room).map(|d| Difference {
+            stored: shown(d.stored),
+            recomputed: shown(d.recomputed),
+            ..d
+        }));
     }
 
     pub fn finish(&mut self, at: DateTime<Utc>) {
@@ -223,8 +239,14 @@ mod tests {
             recomputed: "2".into(),
         };
         v.record((0..MAX_LISTED + 5).map(one).collect());
+        v.record(vec![Difference {
+            entity: "inv_x".into(),
+            field: "items".into(),
+            stored: "x".repeat(5000),
+            recomputed: "y".into(),
+        }]);
         v.finish(at);
-        assert_eq!((v.status, v.mismatch_count, v.mismatches.len()), (VerificationStatus::Failed, 1005, MAX_LISTED));
+        assert_eq!((v.status, v.mismatch_count, v.mismatches.len()), (VerificationStatus::Failed, 206, MAX_LISTED));
         let mut clean = Verification::new(Id::from_trusted("ver_2".into()), Month::of(at), "api", at, false);
         clean.finish(at);
         assert_eq!(clean.status, VerificationStatus::Succeeded);

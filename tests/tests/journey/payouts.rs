@@ -106,6 +106,24 @@ async fn a_closed_account_fails_at_once_and_is_never_retried() {
     assert_eq!(w.stack.sandbox.movements(), 1);
     // AND the payroll itself goes on (a payout failure is not a debt of the customer's)
     assert_eq!(w.subscription(&sub).await["status"], "active");
+    // WHEN the customer gives a good account and the tenant asks for one more attempt
+    let good = w.add_destination("000123456789").await;
+    let path = format!("/customers/{}/payout_destinations/{}/default", w.customer, s(&good["id"]));
+    let (status, customer) = w.api.post(&path, &w.key, &json!({})).await;
+    assert_eq!((status, customer["default_payout_destination"].clone()), (StatusCode::OK, good["id"].clone()));
+    let (status, retried) = w.api.post(&format!("/invoices/{}/charge", s(&inv["id"])), &w.key, &json!({})).await;
+    assert_eq!(
+        (status, retried["next_attempt_at"].as_str()),
+        (StatusCode::OK, Some("2026-07-09T01:00:00Z")),
+        "{retried}"
+    );
+    // THEN the owed payout goes out to the new account, as a second attempt
+    let paid = w.invoice_becomes(&s(&inv["id"]), "paid_out").await;
+    assert_eq!(paid["attempt_count"], 2);
+    assert_eq!(w.stack.sandbox.movements(), 2);
+    // AND a second request while none is due is refused and changes nothing
+    let (status, err) = w.api.post(&format!("/invoices/{}/charge", s(&inv["id"])), &w.key, &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
     w.stack.stop().await;
 }
 

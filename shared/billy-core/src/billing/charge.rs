@@ -182,16 +182,17 @@ async fn charge_batch(
     let keys: Vec<(Scope, Id)> = reqs.iter().map(|r| (r.scope.clone(), r.invoice.clone())).collect();
     let mut invoices: HashMap<Id, Invoice> =
         p.invoices.get_many(&keys).await?.into_iter().map(|i| (i.id.clone(), i)).collect();
-    // Each pipeline moves money one way only: a request on the wrong queue is dropped, loudly.
+    // Each pipeline moves money one way only: a request that reached the other one (sent before
+    // the pipelines were split, say) is handed over to its own queue, never dropped.
     let mut elsewhere = std::collections::HashSet::new();
     invoices.retain(|id, inv| {
         let right = inv.direction == direction;
         if !right {
-            tracing::error!(invoice = %id, "an invoice on the other direction's queue; skipped");
             elsewhere.insert(id.clone());
         }
         right
     });
+    let handed_over = hand_over(p, reqs, &elsewhere, direction).await;
     let found: Vec<(&Scope, &Invoice)> =
         reqs.iter().filter_map(|r| Some((&r.scope, invoices.get(&r.invoice)?))).collect();
     let time = BatchTime::read(p.clocks, p.clock, found.iter().map(|(s, i)| (*s, i.test_clock.as_ref()))).await?;
@@ -202,7 +203,7 @@ async fn charge_batch(
     let (mut attempts, mut changes) = (Vec::new(), Vec::new());
     for (i, req) in reqs.iter().enumerate() {
         if elsewhere.contains(&req.invoice) {
-            results[i] = Some(Ok(ChargeOutcome::Skipped));
+            results[i] = Some(handed_over.clone().map(|()| ChargeOutcome::Skipped));
             continue;
         }
         // (`get`, not `remove`: a request delivered twice in one batch is decided like any other
@@ -282,6 +283,33 @@ async fn charge_batch(
         results[i] = Some(charge_one(p, &reqs[i]).await);
     }
     Ok(results.into_iter().map(|r| r.unwrap_or(Ok(ChargeOutcome::Skipped))).collect())
+}
+
+/// Sends the requests whose invoices move money the other way to that direction's queue.
+async fn hand_over(
+    p: &Ports<'_>,
+    reqs: &[ChargeRequest],
+    elsewhere: &std::collections::HashSet<Id>,
+    direction: Direction,
+) -> DomainResult<()> {
+    let other = match direction {
+        Direction::Debit => Direction::Payout,
+        Direction::Payout => Direction::Debit,
+    };
+    let messages: Vec<_> = reqs
+        .iter()
+        .filter(|r| elsewhere.contains(&r.invoice))
+        .map(|r| r.message_for(other))
+        .collect::<DomainResult<_>>()?;
+    if messages.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(count = messages.len(), "requests on the other pipeline's queue; handed over");
+    let queue = match other {
+        Direction::Debit => p.queues.charge()?,
+        Direction::Payout => p.queues.payout()?,
+    };
+    p.queue.send(queue, &messages).await
 }
 
 /// One request, reading everything afresh: the path for redeliveries, missing methods and races.

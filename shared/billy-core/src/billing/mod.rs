@@ -81,11 +81,6 @@ pub struct ChargeRequest {
 }
 
 impl ChargeRequest {
-    /// The charge queue's message for this request (a debit invoice).
-    pub fn message(&self) -> DomainResult<QueueMessage> {
-        message(CHARGE_INVOICE, self)
-    }
-
     /// The message for this request on its pipeline's queue: the charge queue for a debit, the
     /// payout queue for a payout.
     pub fn message_for(&self, direction: Direction) -> DomainResult<QueueMessage> {
@@ -109,7 +104,7 @@ impl ChargeRequest {
         let attempts = u32::try_from(object["attempt_count"].as_u64()?).ok()?;
         let attempt = match event.kind {
             EventType::InvoiceFinalized => attempts,
-            EventType::InvoicePaymentFailed | EventType::PayoutFailed => attempts + 1,
+            EventType::InvoicePaymentFailed | EventType::PayoutFailed | EventType::PayoutRetryScheduled => attempts + 1,
             _ => return None,
         };
         Some(Self { scope: event.scope.clone(), invoice, attempt })

@@ -59,7 +59,12 @@ pub async fn run_settlements(p: &Ports<'_>, scope: &Scope, trigger: &str) -> Dom
             let now = time.now(clock.as_ref())?;
             let steps = plan_run(now, &account, || p.ids.next(IdKind::Settlement))?;
             for step in steps {
-                changes.extend(apply(p, &ctx, &time, now, step).await?);
+                match apply(p, &ctx, &time, now, step).await? {
+                    Some(done) => changes.extend(done),
+                    // Another run changed this account since it was read: what follows was
+                    // planned from a stale view, so it is left to the next run, which re-reads.
+                    None => break,
+                }
             }
             Ok::<_, DomainError>(())
         };
@@ -102,14 +107,15 @@ fn change(st: &Settlement, action: &str, before: Option<&Settlement>) -> RunChan
     }
 }
 
-/// Commits one step; a conflict means another run did it first (nothing is reported for it).
+/// Commits one step and says what it changed; `None` when another run changed the account first
+/// (a conflict), so the rest of this run's plan for it is stale.
 async fn apply(
     p: &Ports<'_>,
     ctx: &Context,
     time: &BatchTime,
     now: DateTime<Utc>,
     step: SettlementStep,
-) -> DomainResult<Vec<RunChange>> {
+) -> DomainResult<Option<Vec<RunChange>>> {
     let scope = &ctx.scope;
     let committed = |r: DomainResult<()>| match r {
         Ok(()) => Ok(true),
@@ -123,16 +129,22 @@ async fn apply(
             let write = Write::Settlement { settlement: settlement.clone(), expected };
             let done = committed(p.unit.commit(scope, vec![write], vec![event]).await)?;
             let name = if before.is_none() { "opened" } else { "updated" };
-            Ok(done.then(|| change(&settlement, name, before.as_ref())).into_iter().collect())
+            Ok(done.then(|| vec![change(&settlement, name, before.as_ref())]))
         }
         SettlementStep::Close { settlement, before, expected } => {
             let event = ctx.snapshot(p.ids, now, "settlement.closed", &settlement);
             let write = Write::Settlement { settlement: settlement.clone(), expected };
             let done = committed(p.unit.commit(scope, vec![write], vec![event]).await)?;
-            Ok(done.then(|| change(&settlement, "closed", before.as_ref())).into_iter().collect())
+            Ok(done.then(|| vec![change(&settlement, "closed", before.as_ref())]))
         }
         SettlementStep::MarkSettled { settlement, invoices } => {
-            let Some(st) = p.settlements.get(scope, &settlement).await? else { return Ok(Vec::new()) };
+            // Only what the stored, closed settlement lists is marked.
+            let Some(st) = p.settlements.get(scope, &settlement).await? else { return Ok(None) };
+            if st.status == SettlementStatus::Open {
+                return Ok(None);
+            }
+            let invoices: Vec<Id> =
+                invoices.into_iter().filter(|id| st.invoices.iter().any(|l| l.invoice == *id)).collect();
             let mut marked = 0;
             for chunk in invoices.chunks(MARK_CHUNK) {
                 let keys: Vec<(Scope, Id)> = chunk.iter().map(|id| (scope.clone(), id.clone())).collect();
@@ -153,7 +165,7 @@ async fn apply(
             }
             let mut c = change(&st, "invoices_settled", Some(&st));
             c.invoices = Some(marked);
-            Ok((marked > 0).then_some(c).into_iter().collect())
+            Ok(Some((marked > 0).then_some(c).into_iter().collect()))
         }
         SettlementStep::MoveNet { settlement } => {
             let at = time.step_time(settlement.test_clock.as_ref(), settlement.net_due_at)?;
@@ -161,7 +173,7 @@ async fn apply(
             let done = committed(p.unit.commit(scope, writes, events).await)?;
             let mut c = change(&st, "net_requested", Some(&st));
             c.invoice = Some(inv);
-            Ok(done.then_some(c).into_iter().collect())
+            Ok(done.then(|| vec![c]))
         }
     }
 }

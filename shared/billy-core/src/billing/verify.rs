@@ -63,7 +63,10 @@ impl Found {
 async fn counted_usage(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<BTreeMap<String, Decimal>> {
     let mut out = BTreeMap::new();
     let (Some(sub), Some(period)) = (&inv.subscription, &inv.period) else { return Ok(out) };
-    let metrics: Vec<&String> = inv.items.iter().filter_map(|i| i.metric.as_ref()).collect();
+    // (A graduated price has a line per tier of one metric: each metric is counted once.)
+    let mut metrics: Vec<&String> = inv.items.iter().filter_map(|i| i.metric.as_ref()).collect();
+    metrics.sort();
+    metrics.dedup();
     for metric in metrics {
         let key =
             UsageKey { scope: scope.clone(), subscription: sub.clone(), metric: metric.clone(), period: period.index };
@@ -92,7 +95,7 @@ async fn check_one(p: &Ports<'_>, scope: &Scope, inv: Invoice) -> DomainResult<F
         found.usage_totals = 1;
     }
     if let Some(replayed) = replayed {
-        found.replayed.insert(inv.id.clone(), line(&replayed));
+        found.replayed.insert(inv.id.clone(), line(&replayed)?);
     }
     found.differences = differences;
     Ok(found)
@@ -174,7 +177,7 @@ pub async fn run_verification(p: &Ports<'_>, scope: &Scope, id: &Id) -> DomainRe
         for invoice in missing {
             let events = p.audit.for_entity(scope, &invoice).await?;
             if let Some(inv) = crate::journal::fold_invoice(&events)? {
-                found.replayed.insert(invoice, line(&inv));
+                found.replayed.insert(invoice, line(&inv)?);
             }
         }
         found.differences.extend(check_settlement(st, &found.replayed)?);

@@ -124,6 +124,15 @@ pub async fn charge_invoice(p: &Ports<'_>, ctx: &Context, raw: &str) -> DomainRe
     let mut inv = get_invoice(p, ctx, raw).await?;
     let now = crate::billing::now_for(p.clocks, p.clock, &ctx.scope, inv.test_clock.as_ref()).await?;
     let expected = inv.version;
+    if inv.status == InvoiceStatus::PayoutFailed {
+        // A payout still owed: one more attempt now, to the customer's current default destination.
+        let change = journal::transition(&mut inv, InvoiceAction::Reschedule, now)?;
+        let event = change_event(p, ctx, now, "payout.retry_scheduled", &inv, &change)?;
+        p.unit
+            .commit(&ctx.scope, vec![Write::Invoice { invoice: inv.clone(), expected: Some(expected) }], vec![event])
+            .await?;
+        return Ok(inv);
+    }
     let mut events = Vec::new();
     let mut writes = Vec::new();
     if inv.status == InvoiceStatus::Draft {
