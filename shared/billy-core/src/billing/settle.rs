@@ -70,7 +70,12 @@ pub async fn run_settlements(p: &Ports<'_>, scope: &Scope, trigger: &str) -> Dom
         };
         if let Err(e) = done.await {
             tracing::warn!(customer = %customer, error = %e, "account not settled; the next run retries it");
-            errors.push(format!("{customer} {currency}: {e}"));
+            // ("Unexpected" messages are for logs only, never for API clients.)
+            let shown = match &e {
+                DomainError::Unexpected(_) => "an internal error".to_owned(),
+                other => other.to_string(),
+            };
+            errors.push(format!("{customer} {currency}: {shown}; the next run retries it"));
         }
     }
     let run = SettlementRun {
