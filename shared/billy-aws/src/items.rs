@@ -24,7 +24,7 @@ pub fn millis(at: &DateTime<Utc>) -> String {
 }
 
 /// Keys every listed entity has: its own item, its scope list (GSI1).
-fn base(scope: &Scope, id: &Id, entity: &str) -> Vec<(&'static str, Option<String>)> {
+pub(crate) fn base(scope: &Scope, id: &Id, entity: &str) -> Vec<(&'static str, Option<String>)> {
     vec![
         (PK, Some(entity_pk(scope, id))),
         (SK, Some(ENTITY_SK.to_owned())),
@@ -34,11 +34,11 @@ fn base(scope: &Scope, id: &Id, entity: &str) -> Vec<(&'static str, Option<Strin
 }
 
 /// A child listed under its parent (GSI3): `<scope>#<parent>#<entity>`.
-fn child_of(scope: &Scope, parent: &Id, entity: &str, id: &Id) -> [(&'static str, Option<String>); 2] {
+pub(crate) fn child_of(scope: &Scope, parent: &Id, entity: &str, id: &Id) -> [(&'static str, Option<String>); 2] {
     [(GSI3PK, Some(format!("{}#{entity}", entity_pk(scope, parent)))), (GSI3SK, Some(id.to_string()))]
 }
 
-fn by_status(scope: &Scope, entity: &str, status: &str, id: &Id) -> [(&'static str, Option<String>); 2] {
+pub(crate) fn by_status(scope: &Scope, entity: &str, status: &str, id: &Id) -> [(&'static str, Option<String>); 2] {
     [(GSI4PK, Some(format!("{}#{status}", list_pk(scope, entity)))), (GSI4SK, Some(id.to_string()))]
 }
 

@@ -5,9 +5,9 @@
 //! every tenant with work.
 
 use crate::dynamo::{
-    DUE_SHARDS, ENTITY_SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK, GSI3SK, GSI4PK, GSI4SK, Item, PK, SK, due_sk,
-    entity_pk, list_pk, shard_of, to_item,
+    DUE_SHARDS, ENTITY_SK, GSI2PK, GSI2SK, Item, PK, SK, due_sk, entity_pk, list_pk, shard_of, to_item,
 };
+use crate::items;
 use crate::store::{HasId, IndexQuery, Store, keyed};
 use async_trait::async_trait;
 use billy_core::DomainResult;
@@ -37,16 +37,9 @@ pub fn settling_keys(scope: &Scope, id: &Id, since: &DateTime<Utc>) -> [(&'stati
 }
 
 pub fn settlement_item(scope: &Scope, st: &Settlement) -> DomainResult<Item> {
-    let mut keys = vec![
-        (PK, Some(entity_pk(scope, &st.id))),
-        (SK, Some(ENTITY_SK.to_owned())),
-        (GSI1PK, Some(list_pk(scope, SETTLEMENT))),
-        (GSI1SK, Some(st.id.to_string())),
-        (GSI3PK, Some(format!("{}#{SETTLEMENT}", entity_pk(scope, &st.customer)))),
-        (GSI3SK, Some(st.id.to_string())),
-        (GSI4PK, Some(format!("{}#{}", list_pk(scope, SETTLEMENT), status_str(st.status)))),
-        (GSI4SK, Some(st.id.to_string())),
-    ];
+    let mut keys = items::base(scope, &st.id, SETTLEMENT);
+    keys.extend(items::child_of(scope, &st.customer, SETTLEMENT, &st.id));
+    keys.extend(items::by_status(scope, SETTLEMENT, status_str(st.status), &st.id));
     if st.status != SettlementStatus::Settled {
         keys.extend(settling_keys(scope, &st.id, &st.created));
     }
@@ -65,15 +58,7 @@ pub fn settlement_claim(scope: &Scope, st: &Settlement) -> DomainResult<Item> {
 }
 
 pub fn run_item(scope: &Scope, run: &SettlementRun) -> DomainResult<Item> {
-    keyed(
-        run,
-        &[
-            (PK, Some(entity_pk(scope, &run.id))),
-            (SK, Some(ENTITY_SK.to_owned())),
-            (GSI1PK, Some(list_pk(scope, RUN))),
-            (GSI1SK, Some(run.id.to_string())),
-        ],
-    )
+    keyed(run, &items::base(scope, &run.id, RUN))
 }
 
 impl HasId for Settlement {

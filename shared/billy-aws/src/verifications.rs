@@ -1,6 +1,6 @@
 //! Verification runs: one item each, listed under its tenant (GSI1).
 
-use crate::dynamo::{ENTITY_SK, GSI1PK, GSI1SK, Item, PK, SK, entity_pk, list_pk};
+use crate::dynamo::{ENTITY_SK, Item, entity_pk, list_pk};
 use crate::store::{HasId, IndexQuery, Store, keyed};
 use async_trait::async_trait;
 use billy_core::DomainResult;
@@ -13,15 +13,7 @@ use billy_core::verification::Verification;
 const ENTITY: &str = "verification";
 
 pub fn verification_item(scope: &Scope, v: &Verification) -> DomainResult<Item> {
-    keyed(
-        v,
-        &[
-            (PK, Some(entity_pk(scope, &v.id))),
-            (SK, Some(ENTITY_SK.to_owned())),
-            (GSI1PK, Some(list_pk(scope, ENTITY))),
-            (GSI1SK, Some(v.id.to_string())),
-        ],
-    )
+    keyed(v, &crate::items::base(scope, &v.id, ENTITY))
 }
 
 impl HasId for Verification {

@@ -538,6 +538,14 @@ impl QueueUrls {
         Self::required(&self.payout, "payout")
     }
 
+    /// The queue of the pipeline that moves money in `direction`: charges or payouts.
+    pub fn for_direction(&self, direction: crate::plan::Direction) -> DomainResult<&str> {
+        match direction {
+            crate::plan::Direction::Debit => self.charge(),
+            crate::plan::Direction::Payout => self.payout(),
+        }
+    }
+
     pub fn webhook(&self) -> DomainResult<&str> {
         Self::required(&self.webhook, "webhook")
     }

@@ -305,11 +305,7 @@ async fn hand_over(
         return Ok(());
     }
     tracing::warn!(count = messages.len(), "requests on the other pipeline's queue; handed over");
-    let queue = match other {
-        Direction::Debit => p.queues.charge()?,
-        Direction::Payout => p.queues.payout()?,
-    };
-    p.queue.send(queue, &messages).await
+    p.queue.send(p.queues.for_direction(other)?, &messages).await
 }
 
 /// One request, reading everything afresh: the path for redeliveries, missing methods and races.

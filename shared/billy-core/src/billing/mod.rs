@@ -480,25 +480,21 @@ pub async fn receive_webhook(
 /// Asks for the next attempt of every invoice whose retry is due. The retry itself (the
 /// transition and the new transaction) is made by the charge step, so a repeated sweep is harmless.
 pub async fn sweep_retries(p: &Ports<'_>, due: &[(Scope, Id)], now: DateTime<Utc>) -> DomainResult<usize> {
-    let (mut charges, mut payouts) = (Vec::new(), Vec::new());
+    let mut by_pipeline: HashMap<Direction, Vec<QueueMessage>> = HashMap::new();
     for inv in p.invoices.get_many(due).await? {
         if inv.retry_due(now) {
             let scope = due.iter().find(|(_, id)| *id == inv.id).map(|(s, _)| s.clone());
             let Some(scope) = scope else { continue };
             let request = ChargeRequest { scope, invoice: inv.id.clone(), attempt: inv.attempt_count + 1 };
-            match inv.direction {
-                Direction::Debit => charges.push(request.message_for(inv.direction)?),
-                Direction::Payout => payouts.push(request.message_for(inv.direction)?),
-            }
+            by_pipeline.entry(inv.direction).or_default().push(request.message_for(inv.direction)?);
         }
     }
-    if !charges.is_empty() {
-        p.queue.send(p.queues.charge()?, &charges).await?;
+    let mut asked = 0;
+    for (direction, messages) in by_pipeline {
+        p.queue.send(p.queues.for_direction(direction)?, &messages).await?;
+        asked += messages.len();
     }
-    if !payouts.is_empty() {
-        p.queue.send(p.queues.payout()?, &payouts).await?;
-    }
-    Ok(charges.len() + payouts.len())
+    Ok(asked)
 }
 
 /// Looks up, at their gateways, transactions whose outcome was lost, and hands what the gateways
