@@ -59,11 +59,20 @@ install_peers() {
   touch "$PEERS_HOME/.ok"
 }
 
+install_mutants() {
+  [ -f "$MUTANTS_HOME/.ok" ] && return 0
+  log "building cargo-mutants $CARGO_MUTANTS_VERSION into $MUTANTS_HOME"
+  rm -rf "$MUTANTS_HOME"
+  cargo install --quiet --locked "cargo-mutants@$CARGO_MUTANTS_VERSION" --root "$MUTANTS_HOME"
+  touch "$MUTANTS_HOME/.ok"
+}
+
 what="${1:-all}"
 case "$what" in
   stack) install_localstack; install_dynamodb; install_dynamodb_launcher ;;
   tools) install_tools ;;
   peers) install_peers ;;
+  mutants) install_mutants ;;
   all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers ;;
-  *) die "usage: install.sh [stack|tools|peers|all]" ;;
+  *) die "usage: install.sh [stack|tools|peers|mutants|all]" ;;
 esac

@@ -117,4 +117,12 @@ mod tests {
         assert!(validate_grant(-5, "").is_err());
         assert!(validate_grant(500, "welcome").is_ok());
     }
+
+    #[test]
+    fn a_grant_reason_is_at_most_500_characters() {
+        // counted in characters, not bytes: 500 accented letters are 1,000 bytes and still fit
+        assert!(validate_grant(500, &"é".repeat(500)).is_ok());
+        let err = validate_grant(500, &"é".repeat(501)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "parameter_invalid", param: Some(p), .. } if p == "reason"));
+    }
 }

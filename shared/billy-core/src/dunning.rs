@@ -136,7 +136,30 @@ mod tests {
         assert!(DunningPolicy::new(vec![24; 10], FinalAction::Cancel).is_err());
         assert!(DunningPolicy::new(vec![0], FinalAction::Cancel).is_err());
         assert!(DunningPolicy::new(vec![61 * 24], FinalAction::Cancel).is_err());
+        // retries may end on day 60 itself, not an hour later
+        assert!(DunningPolicy::new(vec![30 * 24, 30 * 24], FinalAction::Cancel).is_ok());
+        assert!(DunningPolicy::new(vec![30 * 24, 30 * 24 + 1], FinalAction::Cancel).is_err());
         // a single attempt (no retries) is allowed
         assert_eq!(DunningPolicy::new(vec![], FinalAction::PastDue).unwrap().max_attempts(), 1);
+    }
+
+    #[test]
+    fn a_failed_payout_is_tried_three_times_over_four_days_by_default() {
+        // GIVEN the default payout policy and a first failure on 1 March at noon
+        let p = PayoutRetryPolicy::default();
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 3, d, 12, 0, 0).unwrap();
+        assert_eq!(p.max_attempts(), 3);
+        // THEN the next tries are on 2 March and 5 March, and none after the third
+        let second = p.next_attempt_at(1, day(1)).unwrap();
+        assert_eq!(second, day(2));
+        let third = p.next_attempt_at(2, second).unwrap();
+        assert_eq!(third, day(5));
+        assert_eq!(p.next_attempt_at(3, third), None);
+        // AND a tenant's own gaps count the same way, under their own error code
+        assert_eq!(PayoutRetryPolicy::new(vec![6, 12, 24]).unwrap().max_attempts(), 4);
+        assert!(matches!(
+            PayoutRetryPolicy::new(vec![0]),
+            Err(DomainError::Invalid { code: "payout_retry_invalid", .. })
+        ));
     }
 }

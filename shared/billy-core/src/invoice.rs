@@ -608,6 +608,39 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    const ALL_STATUSES: [InvoiceStatus; 14] = [
+        S::Draft,
+        S::Pending,
+        S::Paid,
+        S::ChargedWithError,
+        S::Failed,
+        S::Canceled,
+        S::Refunded,
+        S::PartiallyRefunded,
+        S::InProtest,
+        S::Chargeback,
+        S::PaidOut,
+        S::PayoutFailed,
+        S::InSettlement,
+        S::Settled,
+    ];
+    const ALL_ACTIONS: [InvoiceAction; 14] = [
+        A::Finalize,
+        A::Succeed,
+        A::Fail,
+        A::Retry,
+        A::GiveUp,
+        A::Cancel,
+        A::RefundPartial,
+        A::RefundFull,
+        A::Contest,
+        A::DisputeWon,
+        A::DisputeLost,
+        A::Defer,
+        A::Settle,
+        A::Reschedule,
+    ];
+
     fn usd() -> Currency {
         Currency::parse("usd", "currency").unwrap()
     }
@@ -698,42 +731,10 @@ mod tests {
     #[test]
     fn illegal_transitions_are_typed_errors_that_change_nothing() {
         // Every (status, action) pair not in the table is rejected without change.
-        let all_status = [
-            S::Draft,
-            S::Pending,
-            S::Paid,
-            S::ChargedWithError,
-            S::Failed,
-            S::Canceled,
-            S::Refunded,
-            S::PartiallyRefunded,
-            S::InProtest,
-            S::Chargeback,
-            S::PaidOut,
-            S::PayoutFailed,
-            S::InSettlement,
-            S::Settled,
-        ];
-        let all_actions = [
-            A::Finalize,
-            A::Succeed,
-            A::Fail,
-            A::Retry,
-            A::GiveUp,
-            A::Cancel,
-            A::RefundPartial,
-            A::RefundFull,
-            A::Contest,
-            A::DisputeWon,
-            A::DisputeLost,
-            A::Defer,
-            A::Settle,
-            A::Reschedule,
-        ];
         for direction in [Direction::Debit, Direction::Payout] {
             let table = if direction == Direction::Debit { DEBIT_TRANSITIONS } else { PAYOUT_TRANSITIONS };
-            for status in all_status {
-                for action in all_actions {
+            for status in ALL_STATUSES {
+                for action in ALL_ACTIONS {
                     let legal = table.iter().any(|(f, a, _)| *f == status && *a == action);
                     let mut inv = invoice(direction);
                     inv.add_items(vec![InvoiceItem::new("x", 1, 100).unwrap()]).unwrap();
@@ -754,6 +755,159 @@ mod tests {
             inv.add_items(vec![InvoiceItem::new("x", 1, 1).unwrap()]),
             Err(DomainError::IllegalTransition { .. })
         ));
+    }
+
+    #[test]
+    fn statuses_and_actions_read_the_same_everywhere() {
+        // The audit trail, the ledger's CSV and transition errors name a status or action as the
+        // API's JSON does: a tenant filtering on `charged_with_error` finds what the trail says.
+        for status in ALL_STATUSES {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str(), "{status:?}");
+        }
+        for action in ALL_ACTIONS {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.as_str(), "{action:?}");
+        }
+        let mut inv = paid(100);
+        let err = inv.apply(A::Retry, t(2, 0)).unwrap_err();
+        assert!(
+            matches!(&err, DomainError::IllegalTransition { from, action, .. } if from == "paid" && action == "retry"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_invoice_holds_at_most_250_items_however_they_are_added() {
+        let items =
+            |n: usize| (0..n).map(|i| InvoiceItem::new(&format!("Line {i}"), 1, 1).unwrap()).collect::<Vec<_>>();
+        // 250 at once fit; 251 at once do not
+        assert_eq!(invoice(Direction::Debit).with_items(items(250)).unwrap().items.len(), 250);
+        assert!(invoice(Direction::Debit).with_items(items(251)).is_err());
+        // 200 then 50 fit; one more is refused and changes nothing
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(items(200)).unwrap();
+        inv.add_items(items(50)).unwrap();
+        assert_eq!((inv.items.len(), inv.total), (250, 250));
+        let before = inv.clone();
+        let err = inv.add_items(items(1)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "too_many_items", .. }));
+        assert_eq!(inv, before);
+    }
+
+    #[test]
+    fn every_change_to_a_draft_is_one_new_version() {
+        // The store writes an invoice only over the version it read: each change must move it on.
+        let mut inv = invoice(Direction::Debit);
+        let v0 = inv.version;
+        inv.add_items(vec![InvoiceItem::new("Seat", 1, 1000).unwrap()]).unwrap();
+        assert_eq!(inv.version, v0 + 1);
+        inv.add_adjustment(Adjustment { kind: AdjustmentKind::Discount, amount: -100, reason: "x".into() }).unwrap();
+        assert_eq!(inv.version, v0 + 2);
+        inv.add_adjustment(Adjustment { kind: AdjustmentKind::Credit, amount: -100, reason: "y".into() }).unwrap();
+        assert_eq!((inv.version, inv.total), (v0 + 3, 800));
+        inv.apply(A::Finalize, t(1, 0)).unwrap();
+        assert_eq!(inv.version, v0 + 4);
+    }
+
+    #[test]
+    fn a_metered_line_shows_fractions_only_where_there_are_some() {
+        // 2.5 kWh at 0.4 cents: amount 1 cent; both fractions kept beside their rounded values
+        let line = crate::plan::PricedLine {
+            description: "Energy".into(),
+            quantity: Decimal::new(25, 1),
+            unit_amount: Decimal::new(4, 1),
+            flat_amount: 0,
+            amount: 1,
+        };
+        let item = InvoiceItem::metered(&line, "kwh").unwrap();
+        assert_eq!((item.quantity, item.unit_amount, item.amount), (3, 0, 1));
+        assert_eq!(
+            (item.quantity_decimal, item.unit_amount_decimal),
+            (Some(Decimal::new(25, 1)), Some(Decimal::new(4, 1)))
+        );
+        assert_eq!(item.metric.as_deref(), Some("kwh"));
+        // 3 calls at 5 cents: whole numbers only, no decimal fields
+        let line = crate::plan::PricedLine {
+            description: "Calls".into(),
+            quantity: Decimal::from(3),
+            unit_amount: Decimal::from(5),
+            flat_amount: 0,
+            amount: 15,
+        };
+        let item = InvoiceItem::metered(&line, "calls").unwrap();
+        assert_eq!((item.quantity, item.unit_amount, item.amount), (3, 5, 15));
+        assert_eq!((item.quantity_decimal, item.unit_amount_decimal), (None, None));
+    }
+
+    #[test]
+    fn a_retry_is_due_only_while_one_is_awaited_and_its_time_has_come() {
+        // GIVEN a charge that failed on 1 March with a retry set for 4 March
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        inv.apply(A::Finalize, t(1, 0)).unwrap();
+        inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
+        // THEN it waits, is not due a second early, and is due at its time and after
+        assert!(inv.awaiting_retry());
+        assert!(!inv.retry_due(t(4, 0) - Duration::seconds(1)));
+        assert!(inv.retry_due(t(4, 0)));
+        assert!(inv.retry_due(t(5, 0)));
+        // AND while the retry runs (pending, its time kept) nothing else is awaited or due
+        inv.apply(A::Retry, t(4, 0)).unwrap();
+        assert_eq!(inv.next_attempt_at, Some(t(4, 0)));
+        assert!(!inv.awaiting_retry());
+        assert!(!inv.retry_due(t(5, 0)));
+        // AND a failure with no retry left awaits nothing
+        let mut last = invoice(Direction::Debit);
+        last.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        last.apply(A::Finalize, t(1, 0)).unwrap();
+        last.fail("card_declined", None, t(1, 1)).unwrap();
+        assert!(!last.awaiting_retry());
+        assert!(!last.retry_due(t(30, 0)));
+    }
+
+    #[test]
+    fn giving_up_or_canceling_drops_the_scheduled_retry() {
+        for action in [A::GiveUp, A::Cancel] {
+            let mut inv = invoice(Direction::Debit);
+            inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+            inv.apply(A::Finalize, t(1, 0)).unwrap();
+            inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
+            inv.apply(action, t(2, 0)).unwrap();
+            assert_eq!(inv.next_attempt_at, None, "{action:?}: nothing left to try");
+        }
+    }
+
+    #[test]
+    fn a_failed_payout_can_be_tried_again_now_but_not_twice() {
+        // GIVEN a payout that failed for good (no retry scheduled)
+        let mut inv = invoice(Direction::Payout);
+        inv.add_items(vec![InvoiceItem::new("Earnings", 1, 5000).unwrap()]).unwrap();
+        inv.apply(A::Finalize, t(1, 0)).unwrap();
+        inv.fail("account_closed", None, t(1, 1)).unwrap();
+        assert!(!inv.awaiting_retry());
+        // WHEN the tenant asks for one more attempt on 3 March THEN it is due at once
+        inv.apply(A::Reschedule, t(3, 0)).unwrap();
+        assert_eq!((inv.status, inv.next_attempt_at), (S::PayoutFailed, Some(t(3, 0))));
+        assert!(inv.retry_due(t(3, 0)));
+        assert_eq!(inv.attempt_time(2), Some(t(3, 0)));
+        // AND asking again while it is scheduled is a conflict that changes nothing
+        let before = inv.clone();
+        let err = inv.apply(A::Reschedule, t(3, 1)).unwrap_err();
+        assert!(matches!(err, DomainError::Conflict { code: "retry_scheduled", .. }));
+        assert_eq!(inv, before);
+    }
+
+    #[test]
+    fn each_attempt_runs_at_its_own_time() {
+        // The first attempt at finalization (or creation, for an invoice never finalized), a
+        // retry at the time dunning set; there is no attempt 0.
+        let mut inv = invoice(Direction::Debit);
+        assert_eq!(inv.attempt_time(1), Some(t(1, 0)), "created on 1 March");
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        inv.apply(A::Finalize, t(2, 0)).unwrap();
+        inv.fail("card_declined", Some(t(5, 0)), t(2, 1)).unwrap();
+        assert_eq!(inv.attempt_time(0), None);
+        assert_eq!(inv.attempt_time(1), Some(t(2, 0)));
+        assert_eq!(inv.attempt_time(2), Some(t(5, 0)));
     }
 
     #[test]
@@ -778,6 +932,25 @@ mod tests {
         assert_eq!(late, before, "nothing changed");
         assert!(late.request_refund(Some(100), policy, t(8, 1)).is_ok(), "the window's last second is inside");
         assert!(paid(1000).request_refund(Some(0), policy, t(2, 0)).is_err());
+    }
+
+    #[test]
+    fn refund_amounts_outside_what_is_paid_or_in_flight_are_refused() {
+        // GIVEN 20.00 paid and a refund of 5.00 requested: one new version
+        let mut inv = paid(1000);
+        let v = inv.version;
+        inv.request_refund(Some(500), RefundPolicy::default(), t(2, 0)).unwrap();
+        assert_eq!(inv.version, v + 1);
+        let before = inv.clone();
+        // THEN the gateway can confirm neither nothing nor more than was paid
+        assert!(matches!(inv.refund(0, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
+        assert!(matches!(inv.refund(2001, t(2, 0)), Err(DomainError::Invalid { code: "refund_amount_invalid", .. })));
+        // AND a refusal releases what is in flight, never nothing and never more
+        assert!(inv.release_refund(0).is_err());
+        assert!(inv.release_refund(501).is_err());
+        assert_eq!(inv, before, "nothing changed");
+        inv.release_refund(500).unwrap();
+        assert_eq!((inv.refundable(), inv.amount_refund_pending, inv.version), (2000, 0, v + 2));
     }
 
     #[test]
@@ -817,6 +990,20 @@ mod tests {
         assert_eq!((credit.amount, charge.amount), (-500, 1000));
         assert_eq!(credit.amount + charge.amount, 500);
         assert!(prorate_change(1000, 2000, &period, t(31, 0)).is_err());
+    }
+
+    #[test]
+    fn a_change_at_the_periods_first_second_swaps_whole_prices() {
+        // GIVEN a 30-day period WHEN the plan changes at its very start THEN the whole old price
+        // is credited and the whole new one charged; a second before the period is outside it
+        let period = Period { index: 0, start: t(1, 0), end: t(31, 0) };
+        let (credit, charge) = prorate_change(1000, 2000, &period, t(1, 0)).unwrap();
+        assert_eq!((credit.amount, charge.amount), (-1000, 2000));
+        let err = prorate_change(1000, 2000, &period, t(1, 0) - Duration::seconds(1)).unwrap_err();
+        assert!(matches!(err, DomainError::Invalid { code: "proration_invalid", .. }));
+        // and the period's last second still prorates (one second of 2,592,000 rounds to nothing)
+        let (credit, charge) = prorate_change(1000, 2000, &period, t(31, 0) - Duration::seconds(1)).unwrap();
+        assert_eq!((credit.amount, charge.amount), (0, 0));
     }
 
     #[test]

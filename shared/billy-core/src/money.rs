@@ -291,6 +291,7 @@ mod tests {
     #[test]
     fn amounts_from_clients_are_bounded() {
         assert_eq!(validate_amount(0, "amount").unwrap(), 0);
+        assert_eq!(validate_amount(MAX_AMOUNT, "amount").unwrap(), MAX_AMOUNT, "the bound itself is accepted");
         assert!(matches!(validate_amount(-1, "amount"), Err(DomainError::Invalid { code: "amount_invalid", .. })));
         assert!(matches!(
             validate_amount(MAX_AMOUNT + 1, "amount"),
@@ -313,6 +314,9 @@ mod tests {
         assert_eq!(allocate(100, &[dec!(1), dec!(1), dec!(1)]).unwrap(), vec![34, 33, 33]);
         // 1000 split 1:2:3 → 166.67, 333.33, 500 → floors 166, 333, 500; one left → part 0 (.67)
         assert_eq!(allocate(1000, &[dec!(1), dec!(2), dec!(3)]).unwrap(), vec![167, 333, 500]);
+        // 17 split 13:106:51 is exactly 1.3, 10.6 and 5.1: the cent left goes to the largest
+        // remainder (.6, the big part), not to the part it would grow the most (1.3 → 2)
+        assert_eq!(allocate(17, &[dec!(13), dec!(106), dec!(51)]).unwrap(), vec![1, 11, 5]);
         // negative totals mirror positive ones
         assert_eq!(allocate(-100, &[dec!(1), dec!(1), dec!(1)]).unwrap(), vec![-34, -33, -33]);
         assert!(allocate(100, &[]).is_err());

@@ -555,6 +555,91 @@ mod tests {
     }
 
     #[test]
+    fn quantities_and_unit_prices_are_accepted_up_to_their_bounds_and_no_further() {
+        // a period's usage may reach MAX_QUANTITY, with 9 decimals at most
+        let max = Decimal::from(MAX_QUANTITY);
+        assert_eq!(validate_quantity(max, "quantity").unwrap(), max);
+        assert!(validate_quantity(max + Decimal::ONE, "quantity").is_err());
+        assert_eq!(validate_quantity(dec!(0.000000001), "quantity").unwrap(), dec!(0.000000001));
+        // a unit price may reach MAX_AMOUNT minor units, with 12 decimals at most
+        let unit = |u: Decimal| Pricing::PerUnit { unit_amount: u }.validate();
+        assert!(unit(Decimal::from(MAX_AMOUNT)).is_ok());
+        assert!(matches!(
+            unit(Decimal::from(MAX_AMOUNT + 1)),
+            Err(DomainError::Invalid { code: "amount_invalid", .. })
+        ));
+        assert!(unit(dec!(0.000000000001)).is_ok());
+        assert!(matches!(unit(dec!(0.0000000000001)), Err(DomainError::Invalid { code: "amount_invalid", .. })));
+    }
+
+    #[test]
+    fn a_tiered_price_has_1_to_20_tiers_with_rising_bounds() {
+        let tiers = |n: u64| (1..=n).map(|i| tier((i < n).then_some(i * 10), dec!(1), 0)).collect::<Vec<_>>();
+        let tiers_invalid = |t: Vec<Tier>| {
+            matches!(
+                Pricing::Graduated { tiers: t }.validate(),
+                Err(DomainError::Invalid { code: "tiers_invalid", .. })
+            )
+        };
+        assert!(Pricing::Graduated { tiers: tiers(1) }.validate().is_ok(), "one unbounded tier");
+        assert!(Pricing::Graduated { tiers: tiers(20) }.validate().is_ok());
+        assert!(Pricing::Volume { tiers: typographic() }.validate().is_ok());
+        assert!(tiers_invalid(tiers(21)));
+        assert!(tiers_invalid(vec![]));
+        // a bound equal to the one before leaves an empty tier: refused, as is a first bound of 0
+        assert!(tiers_invalid(vec![tier(Some(10), dec!(1), 0), tier(Some(10), dec!(1), 0), tier(None, dec!(1), 0)]));
+        assert!(tiers_invalid(vec![tier(Some(0), dec!(1), 0), tier(None, dec!(1), 0)]));
+        // only the last tier is unbounded
+        assert!(tiers_invalid(vec![tier(None, dec!(1), 0), tier(None, dec!(1), 0)]));
+    }
+
+    #[test]
+    fn a_commission_may_take_everything_but_no_more() {
+        let all = Commission { percent: dec!(100), fixed_amount: 0 };
+        assert!(all.validate().is_ok());
+        assert_eq!(all.on(1234).unwrap(), 1234);
+        assert!(Commission { percent: dec!(100.01), fixed_amount: 0 }.validate().is_err());
+        assert!(Commission { percent: dec!(-0.01), fixed_amount: 0 }.validate().is_err());
+    }
+
+    #[test]
+    fn only_plans_with_meters_wait_for_usage() {
+        assert!(!PlanKind::FixedDebit { amount: 1 }.is_metered());
+        assert!(!PlanKind::FixedPayout { amount: 1 }.is_metered());
+        let meters = vec![Meter { metric: "calls".into(), pricing: Pricing::PerUnit { unit_amount: dec!(1) } }];
+        let metered = PlanKind::MeteredDebit { base_amount: 0, meters };
+        assert!(metered.is_metered());
+        assert!(metered.meter("calls").is_some() && metered.meter("emails").is_none());
+    }
+
+    #[test]
+    fn a_metered_plan_has_1_to_10_meters_named_in_at_most_100_characters() {
+        let meter = |metric: String| Meter { metric, pricing: Pricing::PerUnit { unit_amount: dec!(1) } };
+        let plan = |meters: Vec<Meter>| {
+            let input = NewPlan {
+                name: "Usage".into(),
+                description: None,
+                currency: Currency::parse("usd", "currency").unwrap(),
+                cadence: Cadence::new(Frequency::Monthly, 1).unwrap(),
+                trial_period_days: None,
+                kind: PlanKind::MeteredDebit { base_amount: 0, meters },
+            };
+            Plan::new(Id::from_trusted("plan_x".into()), input, Utc::now(), false)
+        };
+        let code = |r: DomainResult<Plan>| match r {
+            Err(DomainError::Invalid { code, .. }) => code,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert!(plan(vec![meter("m".repeat(100))]).is_ok());
+        assert_eq!(code(plan(vec![meter("m".repeat(101))])), "metric_invalid");
+        assert_eq!(code(plan(vec![meter(String::new())])), "metric_invalid");
+        assert!(plan((0..10).map(|i| meter(format!("metric_{i}"))).collect()).is_ok());
+        assert_eq!(code(plan((0..11).map(|i| meter(format!("metric_{i}"))).collect())), "meters_invalid");
+        assert_eq!(code(plan(vec![])), "meters_invalid");
+        assert_eq!(code(plan(vec![meter("calls".into()), meter("calls".into())])), "meters_invalid");
+    }
+
+    #[test]
     fn fixed_debit_bills_in_advance_everything_else_in_arrears() {
         assert!(PlanKind::FixedDebit { amount: 1 }.bills_in_advance());
         assert!(!PlanKind::FixedPayout { amount: 1 }.bills_in_advance());

@@ -3,7 +3,7 @@
 //! 29 February) falls on the month's last day, and later months return to the anchor day.
 
 use crate::error::{DomainError, DomainResult};
-use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,30 +90,25 @@ impl Cadence {
         if at < anchor {
             return Ok(None);
         }
-        // Estimate from the shortest possible period length, then walk to the exact period.
-        let min_len_days: i64 = match self.frequency {
-            Frequency::Daily => 1,
-            Frequency::Weekly => 7,
-            Frequency::Monthly => 28,
-            Frequency::Yearly => 365,
-        } * i64::from(self.interval);
-        let max_len_days: i64 = match self.frequency {
-            Frequency::Daily => 1,
-            Frequency::Weekly => 7,
-            Frequency::Monthly => 31,
-            Frequency::Yearly => 366,
-        } * i64::from(self.interval);
-        let elapsed = (at - anchor).num_days();
-        let mut n = u64::try_from(elapsed / max_len_days).unwrap_or(0);
-        let upper = u64::try_from(elapsed / min_len_days + 1).unwrap_or(u64::MAX);
-        while n <= upper {
-            let period = self.period(anchor, n)?;
-            if period.start <= at && at < period.end {
-                return Ok(Some(period));
-            }
-            n += 1;
+        // Whole periods elapsed, counted in days, weeks or calendar months. Day and week periods
+        // have fixed lengths, so that count is exact. A month count can be one too many — when
+        // `at` is earlier in its month than the anchor's day and time (15 February 09:00 has
+        // counted a month from 15 January 10:30, or from 31 January, whose next period starts on
+        // 28 February) — never one too few: one step back corrects it.
+        let interval = i64::from(self.interval);
+        let elapsed = match self.frequency {
+            Frequency::Daily => (at - anchor).num_days() / interval,
+            Frequency::Weekly => (at - anchor).num_weeks() / interval,
+            Frequency::Monthly => months_between(anchor, at) / interval,
+            Frequency::Yearly => months_between(anchor, at) / (12 * interval),
+        };
+        let n = u64::try_from(elapsed).map_err(|_| out_of_range())?;
+        let period = self.period(anchor, n)?;
+        if at < period.start {
+            // n >= 1 here: period 0 starts at the anchor, at or before `at`
+            return self.period(anchor, n - 1).map(Some);
         }
-        Err(out_of_range())
+        Ok(Some(period))
     }
 
     /// Every period with index >= `from` that starts at or before `until`, in order, at most
@@ -184,14 +179,9 @@ fn add_months_clamped(anchor: DateTime<Utc>, months: u64) -> DomainResult<DateTi
     anchor.checked_add_months(Months::new(months)).ok_or_else(out_of_range)
 }
 
-pub fn days_in_month(year: i32, month: u32) -> u32 {
-    let first = NaiveDate::from_ymd_opt(year, month, 1);
-    let next =
-        if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
-    match (first, next) {
-        (Some(a), Some(b)) => u32::try_from((b - a).num_days()).unwrap_or(31),
-        _ => 31,
-    }
+/// Calendar months from `from`'s month to `to`'s (31 January → 1 February is one).
+fn months_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month())
 }
 
 /// Parses an RFC 3339 time (any offset) and normalises it to UTC.
@@ -205,19 +195,34 @@ pub fn parse_time(raw: &str, param: &str) -> DomainResult<DateTime<Utc>> {
     })
 }
 
-/// True when `at` falls on the anchor's day of month, or on the last day of a shorter month.
-pub fn on_anchor_day(anchor: DateTime<Utc>, at: DateTime<Utc>) -> bool {
-    at.day() == anchor.day() || (at.day() < anchor.day() && at.day() == days_in_month(at.year(), at.month()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{NaiveDate, TimeZone};
     use proptest::prelude::*;
 
     fn t(y: i32, m: u32, d: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, 10, 30, 0).unwrap()
+    }
+
+    /// The oracle of the drift test: `at` falls on the anchor's day of month, or on the last day
+    /// of a month too short to have it.
+    fn on_anchor_day(anchor: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+        let first = NaiveDate::from_ymd_opt(at.year(), at.month(), 1).unwrap();
+        let last_day = first.checked_add_months(Months::new(1)).unwrap().pred_opt().unwrap().day();
+        at.day() == anchor.day().min(last_day)
+    }
+
+    #[test]
+    fn the_drift_oracle_knows_month_ends() {
+        let anchor = t(2026, 1, 31);
+        assert!(on_anchor_day(anchor, t(2026, 3, 31)));
+        assert!(on_anchor_day(anchor, t(2026, 2, 28)), "February has no 31st");
+        assert!(!on_anchor_day(anchor, t(2026, 2, 27)));
+        assert!(!on_anchor_day(anchor, t(2026, 4, 29)));
+        assert!(on_anchor_day(anchor, t(2024, 2, 29)), "a leap year's February ends on the 29th");
+        assert!(!on_anchor_day(t(2026, 1, 15), t(2026, 2, 28)), "a month end is not a 15th");
+        assert!(on_anchor_day(anchor, t(2026, 12, 31)));
     }
 
     fn monthly(interval: u32) -> Cadence {
@@ -266,7 +271,26 @@ mod tests {
         assert!(Cadence::new(Frequency::Monthly, 0).is_err());
         assert!(Cadence::new(Frequency::Monthly, 37).is_err());
         assert!(Cadence::new(Frequency::Monthly, 36).is_ok());
+        // at most three years of periods whatever the frequency
+        for (frequency, max) in [(Frequency::Daily, 1098), (Frequency::Weekly, 159), (Frequency::Yearly, 3)] {
+            assert!(Cadence::new(frequency, max).is_ok(), "{frequency:?}");
+            assert!(Cadence::new(frequency, max + 1).is_err(), "{frequency:?}");
+        }
         assert!(Frequency::parse("hourly").is_err());
+    }
+
+    #[test]
+    fn frequencies_are_named_as_the_api_shows_them() {
+        for (name, frequency) in [
+            ("daily", Frequency::Daily),
+            ("weekly", Frequency::Weekly),
+            ("monthly", Frequency::Monthly),
+            ("yearly", Frequency::Yearly),
+        ] {
+            assert_eq!(Frequency::parse(name).unwrap(), frequency);
+            assert_eq!(serde_json::to_value(frequency).unwrap(), name);
+        }
+        assert!(matches!(Frequency::parse("Monthly"), Err(DomainError::Invalid { code: "frequency_invalid", .. })));
     }
 
     #[test]
@@ -294,6 +318,20 @@ mod tests {
         assert_eq!(ended.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1]);
         // AND a start in the future has nothing due
         assert!(monthly(1).periods_starting_until(t(2027, 1, 1), 0, t(2026, 4, 10)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_long_outage_is_caught_up_1000_periods_at_a_time() {
+        // GIVEN a daily plan whose billing was down for 1,500 days
+        let anchor = t(2022, 1, 1);
+        let daily = Cadence::new(Frequency::Daily, 1).unwrap();
+        let until = anchor + Duration::days(1500);
+        // THEN one run enumerates the first 1,000 periods, the next run the rest, in order
+        let first = daily.periods_starting_until(anchor, 0, until).unwrap();
+        assert_eq!(first.len(), MAX_CATCH_UP_PERIODS);
+        assert_eq!((first[0].index, first[999].index), (0, 999));
+        let rest = daily.periods_starting_until(anchor, 1000, until).unwrap();
+        assert_eq!((rest.len(), rest[0].index, rest.last().unwrap().start), (501, 1000, until));
     }
 
     #[test]
@@ -335,8 +373,10 @@ mod tests {
                 let p = cadence.period(anchor, n).unwrap();
                 prop_assert_eq!(p.start, previous_end);
                 prop_assert!(p.end > p.start);
-                let found = cadence.period_at(anchor, p.start).unwrap().unwrap();
-                prop_assert_eq!(found.index, n);
+                // its first and last second, and its middle, are found in it
+                for inside in [p.start, p.start + (p.end - p.start) / 2, p.end - Duration::seconds(1)] {
+                    prop_assert_eq!(cadence.period_at(anchor, inside).unwrap(), Some(p));
+                }
                 previous_end = p.end;
             }
         }

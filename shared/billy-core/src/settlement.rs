@@ -445,6 +445,8 @@ mod tests {
         assert_eq!(m.closes_at(), Utc.with_ymd_and_hms(2027, 1, 1, 2, 0, 0).unwrap());
         assert_eq!(m.net_due_at(100), m.closes_at());
         assert_eq!(m.net_due_at(-100), Utc.with_ymd_and_hms(2027, 1, 15, 2, 0, 0).unwrap());
+        // nothing to move: nothing waits for the 15th
+        assert_eq!(m.net_due_at(0), m.closes_at());
         for bad in ["2026-13", "2026-1", "26-01", "2026/01", "", "2026-+1", "+026-01"] {
             assert!(Month::parse(bad, "month").is_err(), "{bad}");
         }
@@ -475,6 +477,42 @@ mod tests {
         // AND a second run at the same time, over what the first stored, changes nothing
         let stored = [settlement.clone()];
         assert_eq!(plan_run(at(7, 1, 1), &account(&invoices, &stored, &customer), ids()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn an_open_month_moves_on_with_each_change_to_its_invoices() {
+        // GIVEN June opened on 1 July 01:00 with ad spend of 50.00 and earnings of 30.00 less 6.00
+        let customer = id("cus_1");
+        let invoices = [june("inv_a", Direction::Debit, 5000, 0), june("inv_b", Direction::Payout, 3000, 600)];
+        let steps = plan_run(at(7, 1, 1), &account(&invoices, &[], &customer), ids()).unwrap();
+        let [SettlementStep::Update { settlement: opened, .. }] = steps.as_slice() else { panic!("{steps:?}") };
+        assert_eq!(opened.version, 1);
+        // WHEN the payout invoice is replaced by another of the same amounts
+        let swapped = [june("inv_a", Direction::Debit, 5000, 0), june("inv_c", Direction::Payout, 3000, 600)];
+        let stored = [opened.clone()];
+        let steps = plan_run(at(7, 1, 1), &account(&swapped, &stored, &customer), ids()).unwrap();
+        // THEN the month still moves on: its list of invoices is what the tenant reads
+        let [SettlementStep::Update { settlement: moved, before: Some(before), expected: Some(1) }] = steps.as_slice()
+        else {
+            panic!("{steps:?}")
+        };
+        assert_eq!((before.version, moved.version), (1, 2));
+        assert_eq!(moved.invoices.iter().map(|l| l.invoice.as_str()).collect::<Vec<_>>(), vec!["inv_a", "inv_c"]);
+        // WHEN one more ad invoice of 10.00 comes THEN its figures follow: 60.00 − 24.00 = 36.00
+        let more = [swapped[0].clone(), swapped[1].clone(), june("inv_d", Direction::Debit, 1000, 0)];
+        let stored = [moved.clone()];
+        let steps = plan_run(at(7, 1, 1), &account(&more, &stored, &customer), ids()).unwrap();
+        let [SettlementStep::Update { settlement: grown, expected: Some(2), .. }] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(grown.figures(), Figures { charged: 6000, paid_out: 2400, commission: 600, net: 3600 });
+        // AND when June closes over that stored month, the close is one more version of it
+        let stored = [grown.clone()];
+        let steps = plan_run(at(7, 1, 2), &account(&more, &stored, &customer), ids()).unwrap();
+        let SettlementStep::Close { settlement: closed, expected: Some(3), .. } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!((closed.id.clone(), closed.version, closed.net), (grown.id.clone(), 4, 3600));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub const RECHECK_AFTER_MINUTES: i64 = 5;
 /// the attempt failed (`gateway_no_record`) and dunning may make the next one.
 pub const NO_RECORD_AFTER_MINUTES: i64 = 60;
 
+/// The most of an invoice's item descriptions a transaction keeps for the ledger's search, in bytes.
+pub const MAX_ITEMS_TEXT: usize = 2000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {
     pub id: Id,
@@ -113,10 +116,9 @@ impl Transaction {
         at: DateTime<Utc>,
     ) -> Self {
         let mut items: String = inv.items.iter().map(|i| i.description.to_lowercase()).collect::<Vec<_>>().join("\n");
-        if items.len() > 2000 {
-            let cut = (0..=2000).rev().find(|i| items.is_char_boundary(*i)).unwrap_or(0);
-            items.truncate(cut);
-        }
+        // At most MAX_ITEMS_TEXT bytes, cut at a character's boundary.
+        let cut = (0..=items.len().min(MAX_ITEMS_TEXT)).rev().find(|i| items.is_char_boundary(*i)).unwrap_or(0);
+        items.truncate(cut);
         Self {
             id,
             invoice: inv.id.clone(),
@@ -252,6 +254,57 @@ mod tests {
     }
 
     #[test]
+    fn each_applied_outcome_is_a_new_version_and_events_of_the_same_second_both_apply() {
+        // Gateways stamp events in whole seconds: "unknown" then "succeeded" in one second both
+        // apply, and each moves the version the store's conditional write checks.
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 10).unwrap();
+        let mut t = txn();
+        assert!(t.settle(T::Unknown, at, Some("timed out")).unwrap());
+        assert_eq!(t.version, 2);
+        assert!(t.settle(T::Succeeded, at, None).unwrap());
+        assert_eq!((t.status, t.version, t.failure_reason.clone()), (T::Succeeded, 3, None));
+        // and a lost answer marked unknown is a new version too
+        let mut lost = txn();
+        lost.mark_unknown("adyen", "timed out after sending").unwrap();
+        assert_eq!((lost.version, lost.gateway.as_str()), (2, "adyen"), "and names the gateway it went to");
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_first_2000_bytes_of_item_descriptions_whole_characters_only() {
+        use crate::invoice::{Invoice, InvoiceItem};
+        let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let invoice = |descriptions: Vec<String>| {
+            let items = descriptions.iter().map(|d| InvoiceItem::new(d, 1, 100).unwrap()).collect();
+            Invoice::draft(
+                Id::from_trusted("inv_1".into()),
+                Id::from_trusted("cus_1".into()),
+                None,
+                crate::plan::Direction::Debit,
+                Currency::parse("usd", "c").unwrap(),
+                None,
+                created,
+                false,
+            )
+            .with_items(items)
+            .unwrap()
+        };
+        let txn_of = |inv: &Invoice| {
+            Transaction::for_invoice(Id::from_trusted("txn_1".into()), inv, TransactionType::Charge, 1, 100, created)
+        };
+        // short descriptions are kept whole, lowercased, one per line
+        let short = txn_of(&invoice(vec!["Seat".into(), "Setup FEE".into()]));
+        assert_eq!(short.items, "seat\nsetup fee");
+        // three lines of 400 two-byte letters (2,402 bytes) keep their first 2,000 bytes
+        let e = |n: usize| "é".repeat(n);
+        let long = txn_of(&invoice(vec![e(400), e(400), e(400)]));
+        assert_eq!(long.items, format!("{}\n{}\n{}", e(400), e(400), e(199)));
+        assert_eq!(long.items.len(), MAX_ITEMS_TEXT);
+        // a cut that would split a letter falls back to the boundary before it (1,999 bytes)
+        let odd = txn_of(&invoice(vec![format!("x{}", e(399)), e(400), e(400)]));
+        assert_eq!(odd.items, format!("x{}\n{}\n{}", e(399), e(400), e(199)));
+    }
+
+    #[test]
     fn an_unknown_outcome_is_settled_by_a_later_event_and_rechecked_after_five_minutes() {
         let at = |s: u32| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, s).unwrap();
         let mut t = txn();
@@ -263,6 +316,7 @@ mod tests {
         assert!(t.clone().mark_unknown("sandbox", "again").is_err());
         assert!(t.settle(T::Succeeded, at(30), None).unwrap());
         assert_eq!((t.status, t.recheck_at()), (T::Succeeded, None));
+        assert!(!t.status.is_open(), "a final outcome waits for nothing");
         assert!(t.mark_unknown("sandbox", "late").is_err());
     }
 }
