@@ -35,6 +35,7 @@ pub fn local_client() -> aws_sdk_dynamodbstreams::Client {
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| billy_aws::LocalEndpoints::from_env().dynamodb);
     let config = aws_sdk_dynamodbstreams::Config::builder()
         .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+        .http_client(billy_aws::clients::https_client())
         .region(aws_sdk_dynamodbstreams::config::Region::new(crate::provision::REGION))
         .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
             "test",

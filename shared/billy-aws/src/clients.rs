@@ -4,6 +4,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use std::time::Duration;
 
 /// The SDK clients a function may use; cheap to clone (they share connection pools).
@@ -80,8 +81,20 @@ impl AwsClients {
     }
 }
 
+/// The HTTPS client every SDK client uses: rustls with ring, the one TLS and crypto stack of the
+/// binaries (reqwest's too), instead of the SDK's default (rustls with aws-lc, a second crypto
+/// library and a C build).
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()

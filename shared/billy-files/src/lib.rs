@@ -35,7 +35,10 @@ impl S3Files {
     /// A client from the environment (`AWS_ENDPOINT_URL` points it at LocalStack, which serves
     /// buckets by path rather than by host name).
     pub async fn from_env(bucket: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(billy_aws::clients::https_client())
+            .load()
+            .await;
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.contains("127.0.0.1") || u.contains("localhost"));
         let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(local).build();
         Self::new(aws_sdk_s3::Client::from_conf(s3), bucket)
@@ -151,6 +154,7 @@ impl FileStore for S3Files {
 pub fn local_client(endpoint: &str) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(billy_aws::clients::https_client())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "billy-local"))
         .endpoint_url(endpoint)
