@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod changes;
 mod gateways;
 mod payouts;
+mod runtime;
 mod settlements;
 mod usage;
 
