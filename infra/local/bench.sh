@@ -2,7 +2,8 @@
 # `make bench`: starts the local stack (or reuses one), runs billy-bench (billing run, requests and
 # cost per invoice, DynamoDB ceiling, API latency), then measures every function's Lambda package,
 # and prints the figures. BENCH_N (default 10000) and the other BENCH_* variables tune the run;
-# BENCH_SKIP_PACKAGES=1 skips the (slow) arm64 release builds.
+# BENCH_SKIP_PACKAGES=1 skips the (slow) arm64 release builds; BENCH_COLDSTART_RUNS=0 skips the
+# cold-start part (and its host release build of every function).
 . "$(dirname "$0")/common.sh"
 . "$BILLY_LOCAL_DIR/env.sh"
 cd "$BILLY_ROOT"
@@ -13,6 +14,12 @@ bash "$BILLY_LOCAL_DIR/install.sh" all
 bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE"
 log "building billy-bench (release)"
 cargo build --release -q -p billy-bench
+if [ "${BENCH_COLDSTART_RUNS:-5}" != "0" ]; then
+  # The cold-start part runs every function's own release binary (host target) and a hello-world.
+  log "building every function and the hello-world yardstick (release, host target)"
+  # shellcheck disable=SC2046
+  cargo build --release -q -p hello-lambda $(for f in functions/*/; do printf -- "-p %s " "$(basename "$f")"; done)
+fi
 mkdir -p target/bench
 RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
 log "billing run and API figures (target/bench/last.json):"

@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod coldstart;
 mod export;
 mod usage;
 mod verify;
@@ -221,6 +222,11 @@ async fn main() {
     if args.first().map(String::as_str) == Some("verify") {
         let invoices = env("BENCH_VERIFY_INVOICES", 100_000usize);
         println!("{}", serde_json::to_string_pretty(&verify::measure(invoices).await).unwrap());
+        return;
+    }
+    // `billy-bench coldstart`: cold start and memory of every function's release binary alone.
+    if args.first().map(String::as_str) == Some("coldstart") {
+        println!("{}", serde_json::to_string_pretty(&coldstart::measure().await).unwrap());
         return;
     }
     // `billy-bench usage`: the usage run alone.
@@ -472,6 +478,10 @@ async fn main() {
     if export_rows > 0 {
         eprintln!("[bench] seeding and exporting {export_rows} ledger rows");
         report["export"] = export::measure(export_rows).await;
+    }
+    if env("BENCH_COLDSTART_RUNS", 5usize) > 0 {
+        eprintln!("[bench] cold start and memory of every function's binary");
+        report["cold_start"] = coldstart::measure().await;
     }
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");

@@ -3,6 +3,7 @@
 //! handlers the Lambda binaries run.
 
 pub mod functions;
+pub mod lambda;
 pub mod provision;
 pub mod runner;
 pub mod streams;

@@ -7,6 +7,7 @@
 //! binary must still be running after it (a crash after answering is a failure too).
 
 use super::World;
+use billy_local::lambda::{binary_env, http_event, scheduled_event, sqs_event, stream_record};
 use billy_local::runner::function_config;
 use billy_local::template::{EventSource, FunctionDef, Template};
 use reqwest::StatusCode;
@@ -98,28 +99,13 @@ impl Running {
     async fn start(world: &World, def: &FunctionDef, emulator: &Emulator) -> Self {
         let binary = target_dir().join("debug").join(&def.name);
         assert!(binary.exists(), "{} is not built (make test builds every function's binary)", binary.display());
-        let config = function_config(def, &world.stack.provisioned).expect("the function's configuration resolves");
+        let runtime_api = format!("http://127.0.0.1:{}/.rt", emulator.port);
+        let env = binary_env(def, &world.stack.provisioned, &runtime_api).expect("the function's environment resolves");
         let mut command = Command::new(&binary);
-        command.env_clear();
-        for (k, v) in config.vars() {
-            command.env(k, v);
-        }
-        // The local stack's endpoints and fixed test credentials, loopback only.
-        for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"] {
-            let url = std::env::var(var).unwrap_or_else(|_| panic!("{var} is set (infra/local/env.sh)"));
-            assert!(url.starts_with("http://127.0.0.1:"), "{var} must be a loopback address, not {url}");
-            command.env(var, url);
-        }
+        command.env_clear().envs(env);
         let log = target_dir().join(format!("runtime-{}.log", def.name));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = command
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt", emulator.port))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
@@ -152,103 +138,11 @@ impl Running {
     }
 }
 
-/// An API Gateway HTTP API (payload 2.0) request for `route` ("GET /v1/customers/{id}") with its
-/// path parameters, as Lambda hands it over.
-fn http_event(route: &str, params: &[(&str, &str)], token: Option<&str>, body: Option<&Value>) -> Value {
-    let (method, template) = route.split_once(' ').unwrap();
-    let mut path = template.to_owned();
-    for (name, value) in params {
-        path = path.replace(&format!("{{{name}}}"), value);
-    }
-    let mut headers = json!({"content-type": "application/json", "host": "127.0.0.1", "user-agent": "runtime-test"});
-    if let Some(token) = token {
-        headers["authorization"] = json!(format!("Bearer {token}"));
-    }
-    let path_parameters: serde_json::Map<String, Value> =
-        params.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
-    json!({
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "pathParameters": if params.is_empty() { Value::Null } else { Value::Object(path_parameters) },
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": "127.0.0.1",
-            "domainPrefix": "local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "runtime-test"},
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": route,
-            "stage": "$default",
-            "time": "02/Dec/2026:12:00:00 +0000",
-            "timeEpoch": 1_796_212_800_000_i64,
-        },
-        "body": body.map(Value::to_string),
-        "isBase64Encoded": false,
-    })
-}
-
 /// The status and JSON body of an HTTP function's answer.
 fn http_answer(answer: &Value) -> (StatusCode, Value) {
     let status = StatusCode::from_u16(u16::try_from(answer["statusCode"].as_u64().unwrap()).unwrap()).unwrap();
     let body = answer["body"].as_str().map_or(Value::Null, |b| serde_json::from_str(b).unwrap_or(json!(b)));
     (status, body)
-}
-
-fn sqs_event(queue_arn: &str, bodies: &[&str]) -> Value {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|body| {
-            json!({
-                "messageId": uuid::Uuid::new_v4().to_string(),
-                "receiptHandle": "runtime-test",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1796212800000",
-                               "SenderId": "runtime-test", "ApproximateFirstReceiveTimestamp": "1796212800000"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
-fn scheduled_event() -> Value {
-    json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "000000000000",
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:000000000000:rule/runtime-test"],
-        "detail": {},
-    })
-}
-
-fn stream_record(sequence: &str, new_image: Value) -> Value {
-    json!({
-        "eventID": sequence,
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {
-            "ApproximateCreationDateTime": 1_796_212_800,
-            "Keys": {"pk": {"S": "runtime-test"}, "sk": {"S": sequence}},
-            "NewImage": new_image,
-            "SequenceNumber": sequence,
-            "SizeBytes": 100,
-            "StreamViewType": "NEW_IMAGE",
-        },
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/runtime-test/stream/2026-12-02T00:00:00.000",
-    })
 }
 
 /// What each HTTP function is asked, and the status its answer must have: reads of what the
