@@ -5,12 +5,14 @@
 //! ratio (Lambda's own figures for a hello-world, about 14 ms and 15 MB on arm64, cannot be
 //! measured here). Each binary is started `BENCH_COLDSTART_RUNS` times; medians are reported.
 
-use billy_local::lambda::{RuntimeApi, binary_env, http_event, scheduled_event, sqs_event, stream_record};
+use billy_local::lambda::{
+    RuntimeApi, binary_env, binary_path, http_event, runtime_vars, scheduled_event, sqs_event, stream_record,
+};
 use billy_local::template::{EventSource, FunctionDef, Template};
 use billy_local::testing::TestStack;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,24 +23,16 @@ struct Sample {
     rss_mb: f64,
 }
 
-fn release_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from)
-        .join("release")
-}
-
-/// Resident memory of process `pid` in MB, from /proc.
-fn rss_mb(pid: u32) -> f64 {
+/// A process's peak resident memory (`VmHWM`, what Lambda reports as "Max Memory Used") in MB.
+pub fn peak_rss_mb(pid: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    #[allow(clippy::cast_precision_loss)]
-    let mb = kb as f64 / 1024.0;
-    mb
+    kb as f64 / 1024.0
 }
 
 fn ms(d: Duration) -> f64 {
@@ -60,10 +54,13 @@ async fn run_once(binary: &Path, mut env: BTreeMap<String, String>, event: &Valu
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", binary.display()))?;
-    let seen = api.invocation(Duration::from_secs(30)).await;
-    let rss = child.id().map_or(0.0, rss_mb);
+    let seen = tokio::select! {
+        seen = api.invocation(Duration::from_secs(30)) => seen,
+        status = child.wait() => return Err(format!("exited before answering: {status:?}")),
+    };
+    let rss = child.id().map_or(0.0, |pid| peak_rss_mb(&pid.to_string()));
     let _ = child.kill().await;
-    api.stop();
+    drop(api);
     let first_poll = seen.first_poll.ok_or("never polled the Runtime API")?;
     let (answered, answer) = seen.answer.ok_or("never answered")?;
     answer.map_err(|e| format!("answered with an error: {e}"))?;
@@ -72,7 +69,7 @@ async fn run_once(binary: &Path, mut env: BTreeMap<String, String>, event: &Valu
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
+    crate::percentile(&values, 50.0)
 }
 
 async fn measure_binary(
@@ -125,54 +122,31 @@ fn first_event(def: &FunctionDef, stack: &TestStack, key: &str) -> Value {
     }
 }
 
-async fn tenant_key(stack: &TestStack) -> String {
-    assert!(stack.url.starts_with("http://127.0.0.1:"), "the bench only calls loopback");
-    let res = reqwest::Client::new()
-        .post(format!("{}/v1/tenants", stack.url))
-        .bearer_auth(&stack.admin_token)
-        .json(&json!({"name": "Cold start"}))
-        .send()
-        .await
-        .expect("runner answers");
-    let body: Value = res.json().await.expect("tenant JSON");
-    body["api_keys"]["test"].as_str().expect("a test key").to_owned()
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
 pub async fn measure() -> Value {
     let runs: usize = crate::env("BENCH_COLDSTART_RUNS", 5);
-    let release = release_dir();
     let stack = TestStack::start().await;
-    let key = tenant_key(&stack).await;
+    let admin = crate::Client { base: stack.url.clone(), http: reqwest::Client::new(), key: stack.admin_token.clone() };
+    let tenant = admin.post("/tenants", json!({"name": "Cold start"})).await;
+    let key = tenant["api_keys"]["test"].as_str().expect("a test key").to_owned();
     let template = Template::load(&billy_local::default_template_path()).expect("template.yaml loads");
 
-    let hello_env: BTreeMap<String, String> = [
-        ("AWS_LAMBDA_FUNCTION_NAME", "_"),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let hello = measure_binary(&release.join("hello-lambda"), &hello_env, &json!({"hello": "world"}), runs)
+    let hello_env = runtime_vars("hello-lambda", "set per run");
+    let hello = measure_binary(&binary_path("release", "hello-lambda"), &hello_env, &json!({"hello": "world"}), runs)
         .await
         .expect("the hello-world binary answers (make bench builds it)");
     eprintln!("[bench] cold start: hello-world init {:.1} ms, {:.1} MB", hello.init_ms, hello.rss_mb);
 
     let mut rows = serde_json::Map::new();
     for def in template.functions().expect("functions") {
-        let env = binary_env(&def, &stack.provisioned, "set per run").expect("environment");
+        let env = binary_env(&def, &stack.provisioned, &def.name, "set per run").expect("environment");
         let event = first_event(&def, &stack, &key);
-        let row = match measure_binary(&release.join(&def.name), &env, &event, runs).await {
+        let row = match measure_binary(&binary_path("release", &def.name), &env, &event, runs).await {
             Ok(s) => json!({
-                "init_ms": round1(s.init_ms),
-                "first_answer_ms": round1(s.answer_ms),
-                "rss_mb": round1(s.rss_mb),
-                "init_ratio": round1(s.init_ms / hello.init_ms),
-                "rss_ratio": round1(s.rss_mb / hello.rss_mb),
+                "init_ms": crate::round2(s.init_ms),
+                "first_answer_ms": crate::round2(s.answer_ms),
+                "rss_mb": crate::round2(s.rss_mb),
+                "init_ratio": crate::round2(s.init_ms / hello.init_ms),
+                "rss_ratio": crate::round2(s.rss_mb / hello.rss_mb),
             }),
             Err(e) => json!({"error": e}),
         };
@@ -180,9 +154,11 @@ pub async fn measure() -> Value {
         rows.insert(def.name.clone(), row);
     }
     stack.stop().await;
+    let failed: Vec<&String> = rows.iter().filter(|(_, r)| r.get("error").is_some()).map(|(n, _)| n).collect();
+    assert!(failed.is_empty(), "cold start failed for {failed:?}: see the rows above");
     json!({
         "runs_per_binary": runs,
-        "hello_world": {"init_ms": round1(hello.init_ms), "first_answer_ms": round1(hello.answer_ms), "rss_mb": round1(hello.rss_mb)},
+        "hello_world": {"init_ms": crate::round2(hello.init_ms), "first_answer_ms": crate::round2(hello.answer_ms), "rss_mb": crate::round2(hello.rss_mb)},
         "functions": rows,
     })
 }

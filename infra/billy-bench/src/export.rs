@@ -109,16 +109,10 @@ pub async fn child(args: &[String]) {
             .await
             .expect("export");
     let seconds = started.elapsed().as_secs_f64();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak_kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let peak_mb = crate::coldstart::peak_rss_mb("self");
     println!(
         "{}",
         json!({"rows": done.rows, "bytes": done.bytes, "export_s": (seconds * 100.0).round() / 100.0,
-            "rows_per_s": (done.rows as f64 / seconds).round(), "peak_rss_mb": (peak_kb as f64 / 1024.0 * 10.0).round() / 10.0})
+            "rows_per_s": (done.rows as f64 / seconds).round(), "peak_rss_mb": (peak_mb * 10.0).round() / 10.0})
     );
 }

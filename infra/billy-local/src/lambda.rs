@@ -4,7 +4,7 @@
 //! times the binary's first poll and first answer (the cold-start bench). The runtime test uses
 //! cargo-lambda's emulator instead, an implementation of the protocol that is not ours.
 
-use crate::provision::Provisioned;
+use crate::provision::{ACCOUNT, Provisioned, REGION};
 use crate::runner::function_config;
 use crate::template::FunctionDef;
 use axum::extract::{Path, State};
@@ -13,37 +13,65 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Notify;
 
-/// The environment of `def`'s binary against the local stack, polling the Runtime API at
-/// `runtime_api` (a URL such as `http://127.0.0.1:9001` or cargo-lambda's `http://127.0.0.1:9001/.rt`).
-/// Only loopback endpoints are ever handed over.
+/// Where a binary of this workspace is: `target/<profile>/<name>` (or under `CARGO_TARGET_DIR`).
+pub fn binary_path(profile: &str, name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from)
+        .join(profile)
+        .join(name)
+}
+
+/// The variables the Lambda runtime gives every function, for `function` polling `runtime_api`.
+pub fn runtime_vars(function: &str, runtime_api: &str) -> BTreeMap<String, String> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Stands in for a gateway base left empty, which would send a binary to the real gateway.
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+/// The environment of `def`'s binary against the local stack, known to the Runtime API at
+/// `runtime_api` (a URL such as `http://127.0.0.1:9001` or cargo-lambda's
+/// `http://127.0.0.1:9001/.rt/<function>`) as `function`. Only loopback addresses are ever handed
+/// over: the AWS endpoints, the sandbox gateway and every gateway `*_BASE` (an empty one, which
+/// would mean the real gateway, becomes a closed loopback port).
 pub fn binary_env(
     def: &FunctionDef,
     provisioned: &Provisioned,
+    function: &str,
     runtime_api: &str,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut env = function_config(def, provisioned)?.vars().clone();
     for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"] {
         let url = std::env::var(var).map_err(|_| format!("{var} is not set (infra/local/env.sh sets it)"))?;
-        if !url.starts_with("http://127.0.0.1:") {
-            return Err(format!("{var} must be a loopback address, not {url}"));
-        }
         env.insert(var.to_owned(), url);
     }
-    for (k, v) in [
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api),
-        ("AWS_LAMBDA_FUNCTION_NAME", "_"),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-    ] {
-        env.insert(k.to_owned(), v.to_owned());
+    for (name, value) in &mut env {
+        if name.ends_with("_BASE") && value.is_empty() {
+            NOWHERE.clone_into(value);
+        }
+        // (Queue URLs are names sent to the SQS endpoint, never connected to.)
+        let address = name.ends_with("_BASE") || name == "SANDBOX_URL" || name.starts_with("AWS_ENDPOINT_URL");
+        if address && !value.is_empty() && !value.starts_with("http://127.0.0.1:") {
+            return Err(format!("{name} must be a loopback address, not {value}"));
+        }
     }
+    env.insert("AWS_REGION".into(), REGION.into());
+    env.insert("AWS_ACCESS_KEY_ID".into(), "test".into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), "test".into());
+    env.extend(runtime_vars(function, runtime_api));
     Ok(env)
 }
 
@@ -69,7 +97,7 @@ pub fn http_event(route: &str, params: &[(&str, &str)], token: Option<&str>, bod
         "headers": headers,
         "pathParameters": if params.is_empty() { Value::Null } else { Value::Object(path_parameters) },
         "requestContext": {
-            "accountId": "000000000000",
+            "accountId": ACCOUNT,
             "apiId": "local",
             "domainName": "127.0.0.1",
             "domainPrefix": "local",
@@ -101,7 +129,7 @@ pub fn sqs_event(queue_arn: &str, bodies: &[&str]) -> Value {
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1",
+                "awsRegion": REGION,
             })
         })
         .collect();
@@ -115,10 +143,10 @@ pub fn scheduled_event() -> Value {
         "id": uuid::Uuid::new_v4().to_string(),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": "000000000000",
+        "account": ACCOUNT,
         "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:000000000000:rule/billy-local"],
+        "region": REGION,
+        "resources": [format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/billy-local")],
         "detail": {},
     })
 }
@@ -130,7 +158,7 @@ pub fn stream_record(sequence: &str, new_image: Value) -> Value {
         "eventName": "INSERT",
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
+        "awsRegion": REGION,
         "dynamodb": {
             "ApproximateCreationDateTime": chrono::Utc::now().timestamp(),
             "Keys": {"pk": {"S": "billy-local"}, "sk": {"S": sequence}},
@@ -139,7 +167,7 @@ pub fn stream_record(sequence: &str, new_image: Value) -> Value {
             "SizeBytes": 100,
             "StreamViewType": "NEW_IMAGE",
         },
-        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/billy-local/stream/2026-01-01T00:00:00.000",
+        "eventSourceARN": format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/billy-local/stream/2026-01-01T00:00:00.000"),
     })
 }
 
@@ -207,6 +235,12 @@ impl RuntimeApi {
     }
 
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
         self.server.abort();
     }
 }
@@ -231,7 +265,8 @@ async fn next(State(shared): State<Arc<Shared>>) -> (StatusCode, HeaderMap, Stri
     headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline));
     headers.insert(
         "lambda-runtime-invoked-function-arn",
-        HeaderValue::from_static("arn:aws:lambda:us-east-1:000000000000:function:_"),
+        HeaderValue::from_str(&format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:_"))
+            .unwrap_or(HeaderValue::from_static("_")),
     );
     headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-00000000-000000000000000000000001"));
     (StatusCode::OK, headers, event.to_string())

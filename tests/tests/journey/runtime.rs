@@ -7,7 +7,7 @@
 //! binary must still be running after it (a crash after answering is a failure too).
 
 use super::World;
-use billy_local::lambda::{binary_env, http_event, scheduled_event, sqs_event, stream_record};
+use billy_local::lambda::{binary_env, binary_path, http_event, scheduled_event, sqs_event, stream_record};
 use billy_local::runner::function_config;
 use billy_local::template::{EventSource, FunctionDef, Template};
 use reqwest::StatusCode;
@@ -29,8 +29,11 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate sits in the workspace").to_owned()
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+/// A file under `target/runtime/` (this test's logs).
+fn log_path(name: &str) -> PathBuf {
+    let path = binary_path("runtime", name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    path
 }
 
 fn free_loopback_port() -> u16 {
@@ -43,7 +46,7 @@ impl Emulator {
         let cargo_lambda = std::env::var("BILLY_CARGO_LAMBDA")
             .expect("BILLY_CARGO_LAMBDA names cargo-lambda (set by infra/local/env.sh; run through `make test`)");
         let port = free_loopback_port();
-        let log = std::fs::File::create(target_dir().join("runtime-emulator.log")).unwrap();
+        let log = std::fs::File::create(log_path("emulator.log")).unwrap();
         let child = Command::new(cargo_lambda)
             .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string())
@@ -62,10 +65,15 @@ impl Emulator {
         Self { child, port, http: reqwest::Client::new() }
     }
 
-    /// Invokes the function the emulator knows as `_` (whichever binary polls it) and returns its
-    /// answer, or the runtime's error.
-    async fn invoke(&self, payload: &Value) -> Result<Value, String> {
-        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port);
+    /// The Runtime API address of `function`: each function polls its own queue of invocations,
+    /// so no other binary (a previous one still being torn down) can take its event.
+    fn runtime_api(&self, function: &str) -> String {
+        format!("http://127.0.0.1:{}/.rt/{function}", self.port)
+    }
+
+    /// Invokes `function` and returns its answer, or the runtime's error.
+    async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, String> {
+        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations", self.port);
         let res = self
             .http
             .post(url)
@@ -97,13 +105,13 @@ struct Running {
 
 impl Running {
     async fn start(world: &World, def: &FunctionDef, emulator: &Emulator) -> Self {
-        let binary = target_dir().join("debug").join(&def.name);
+        let binary = binary_path("debug", &def.name);
         assert!(binary.exists(), "{} is not built (make test builds every function's binary)", binary.display());
-        let runtime_api = format!("http://127.0.0.1:{}/.rt", emulator.port);
-        let env = binary_env(def, &world.stack.provisioned, &runtime_api).expect("the function's environment resolves");
+        let env = binary_env(def, &world.stack.provisioned, &def.name, &emulator.runtime_api(&def.name))
+            .expect("the function's environment resolves");
         let mut command = Command::new(&binary);
         command.env_clear().envs(env);
-        let log = target_dir().join(format!("runtime-{}.log", def.name));
+        let log = log_path(&format!("{}.log", def.name));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = command
             .env("RUST_LOG", "info")
@@ -125,7 +133,7 @@ impl Running {
     /// Serves `event` and returns the answer; the binary must still be up afterwards.
     async fn serve(&mut self, emulator: &Emulator, event: &Value) -> Value {
         let answer = tokio::select! {
-            answer = emulator.invoke(event) => answer,
+            answer = emulator.invoke(&self.name, event) => answer,
             status = self.child.wait() => Err(format!("the binary exited before answering: {status:?}")),
         };
         let answer = answer.unwrap_or_else(|e| panic!("{}: {e}\n{}", self.name, self.log_tail()));
@@ -133,7 +141,9 @@ impl Running {
         answer
     }
 
+    /// Stops the binary, which must still be running (a crash just after an answer fails too).
     async fn stop(mut self) {
+        assert!(self.child.try_wait().unwrap().is_none(), "{} exited after answering\n{}", self.name, self.log_tail());
         let _ = self.child.kill().await;
     }
 }
