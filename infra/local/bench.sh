@@ -17,8 +17,8 @@ cargo build --release -q -p billy-bench
 if [ "${BENCH_COLDSTART_RUNS:-5}" != "0" ]; then
   # The cold-start part runs every function's own release binary (host target) and a hello-world.
   log "building every function and the hello-world yardstick (release, host target)"
-  # shellcheck disable=SC2046
-  cargo build --release -q -p hello-lambda $(for f in functions/*/; do printf -- "-p %s " "$(basename "$f")"; done)
+  mapfile -t packages < <(function_packages)
+  cargo build --release -q -p hello-lambda "${packages[@]}"
 fi
 mkdir -p target/bench
 RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
@@ -27,8 +27,7 @@ cat target/bench/last.json
 
 if [ "${BENCH_SKIP_PACKAGES:-0}" != "1" ]; then
   log "building every function for Lambda (release, arm64, zip)"
-  packages=()
-  for f in functions/*/; do packages+=(-p "$(basename "$f")"); done
+  mapfile -t packages < <(function_packages)
   PATH="$TOOLS_HOME/venv/bin:$PATH" cargo lambda build --release --arm64 --output-format zip "${packages[@]}" > target/bench/lambda-build.log 2>&1 \
     || { tail -20 target/bench/lambda-build.log >&2; die "cargo lambda build failed"; }
   printf '%-22s %12s %12s\n' function bootstrap zip | tee target/bench/packages.txt

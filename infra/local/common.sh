@@ -28,6 +28,12 @@ PEERS_HOME="$BILLY_CACHE/peers-localstripe-$LOCALSTRIPE_VERSION-stripe-$STRIPE_P
 # cargo-mutants for `make mutants`, built once per version from crates.io.
 MUTANTS_HOME="$BILLY_CACHE/cargo-mutants-$CARGO_MUTANTS_VERSION"
 
+# `-p <function>` for every function of functions/, one word each (for cargo build / cargo lambda).
+function_packages() {
+  local f
+  for f in "$BILLY_ROOT"/functions/*/; do printf -- '-p\n%s\n' "$(basename "$f")"; done
+}
+
 log() { printf '[billy-local] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

@@ -23,8 +23,8 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 step "building tests"
 cargo test --workspace --no-run -q
 step "building every function's binary (debug; the runtime test serves them under the Lambda Runtime API)"
-# shellcheck disable=SC2046
-cargo build -q $(for f in functions/*/; do printf -- "-p %s " "$(basename "$f")"; done)
+mapfile -t packages < <(function_packages)
+cargo build -q "${packages[@]}"
 
 wait "$stack_pid" || { cat "$BILLY_LOGS/stack-start.log" >&2; die "the local stack did not start"; }
 cat "$BILLY_LOGS/stack-start.log" >&2
