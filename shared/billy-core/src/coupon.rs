@@ -171,18 +171,9 @@ mod tests {
 
     fn draft(amount: i64, currency: Currency) -> Invoice {
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
-        Invoice::draft(
-            Id::from_trusted("inv_1".into()),
-            Id::from_trusted("cus_1".into()),
-            None,
-            Direction::Debit,
-            currency,
-            None,
-            at,
-            false,
-        )
-        .with_items(vec![InvoiceItem::new("Seat", 3, amount).unwrap()])
-        .unwrap()
+        crate::invoice::test_draft(Direction::Debit, currency, at)
+            .with_items(vec![InvoiceItem::new("Seat", 3, amount).unwrap()])
+            .unwrap()
     }
 
     #[test]

@@ -82,18 +82,9 @@ mod tests {
 
     fn draft(total: i64, direction: Direction) -> Invoice {
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
-        Invoice::draft(
-            Id::from_trusted("inv_1".into()),
-            Id::from_trusted("cus_1".into()),
-            None,
-            direction,
-            Currency::parse("usd", "c").unwrap(),
-            None,
-            at,
-            false,
-        )
-        .with_items(vec![InvoiceItem::new("Seat", 1, total).unwrap()])
-        .unwrap()
+        crate::invoice::test_draft(direction, Currency::parse("usd", "c").unwrap(), at)
+            .with_items(vec![InvoiceItem::new("Seat", 1, total).unwrap()])
+            .unwrap()
     }
 
     #[test]

@@ -571,6 +571,21 @@ impl Invoice {
     }
 }
 
+/// A test draft: `inv_1` of customer `cus_1`, no subscription or period, test mode.
+#[cfg(test)]
+pub(crate) fn test_draft(direction: Direction, currency: Currency, created: DateTime<Utc>) -> Invoice {
+    Invoice::draft(
+        Id::from_trusted("inv_1".into()),
+        Id::from_trusted("cus_1".into()),
+        None,
+        direction,
+        currency,
+        None,
+        created,
+        false,
+    )
+}
+
 /// Proration of an immediate plan change, to the second: a credit for the unused part of the old
 /// price and a charge for the remaining part of the new one. The net is rounded once, from the
 /// difference itself, so the two lines always add up to the exact prorated difference (10.00 →
@@ -650,16 +665,7 @@ mod tests {
     }
 
     fn invoice(direction: Direction) -> Invoice {
-        Invoice::draft(
-            Id::from_trusted("inv_1".into()),
-            Id::from_trusted("cus_1".into()),
-            None,
-            direction,
-            usd(),
-            None,
-            t(1, 0),
-            false,
-        )
+        test_draft(direction, usd(), t(1, 0))
     }
 
     fn paid(total_each: i64) -> Invoice {

@@ -204,21 +204,13 @@ mod tests {
 
     #[test]
     fn rows_quote_what_needs_quoting_and_defuse_formulas() {
-        let inv = crate::invoice::Invoice::draft(
-            Id::from_trusted("inv_1".into()),
-            Id::from_trusted("cus_1".into()),
-            None,
-            crate::plan::Direction::Debit,
-            Currency::parse("usd", "c").unwrap(),
-            None,
-            Utc::now(),
-            false,
-        )
-        .with_items(vec![
-            crate::invoice::InvoiceItem::new("Seat, \"pro\"", 1, 1000).unwrap(),
-            crate::invoice::InvoiceItem::new("=HYPERLINK(\"x\")", 1, 1).unwrap(),
-        ])
-        .unwrap();
+        let inv =
+            crate::invoice::test_draft(crate::plan::Direction::Debit, Currency::parse("usd", "c").unwrap(), Utc::now())
+                .with_items(vec![
+                    crate::invoice::InvoiceItem::new("Seat, \"pro\"", 1, 1000).unwrap(),
+                    crate::invoice::InvoiceItem::new("=HYPERLINK(\"x\")", 1, 1).unwrap(),
+                ])
+                .unwrap();
         let t = Transaction::for_invoice(
             Id::from_trusted("txn_1".into()),
             &inv,

@@ -127,10 +127,8 @@ mod tests {
 
     fn failed_once(direction: crate::plan::Direction) -> crate::invoice::Invoice {
         let at = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z").unwrap().to_utc();
-        let id = |s: &str| crate::ids::Id::from_trusted(s.to_owned());
         let currency = crate::money::Currency::parse("usd", "currency").unwrap();
-        let mut inv =
-            crate::invoice::Invoice::draft(id("inv_1"), id("cus_1"), None, direction, currency, None, at, false);
+        let mut inv = crate::invoice::test_draft(direction, currency, at);
         inv.attempt_count = 1;
         inv
     }

@@ -275,18 +275,9 @@ mod tests {
         let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let invoice = |descriptions: Vec<String>| {
             let items = descriptions.iter().map(|d| InvoiceItem::new(d, 1, 100).unwrap()).collect();
-            Invoice::draft(
-                Id::from_trusted("inv_1".into()),
-                Id::from_trusted("cus_1".into()),
-                None,
-                crate::plan::Direction::Debit,
-                Currency::parse("usd", "c").unwrap(),
-                None,
-                created,
-                false,
-            )
-            .with_items(items)
-            .unwrap()
+            crate::invoice::test_draft(crate::plan::Direction::Debit, Currency::parse("usd", "c").unwrap(), created)
+                .with_items(items)
+                .unwrap()
         };
         let txn_of = |inv: &Invoice| {
             Transaction::for_invoice(Id::from_trusted("txn_1".into()), inv, TransactionType::Charge, 1, 100, created)
