@@ -31,7 +31,13 @@ cat "$BILLY_LOGS/stack-start.log" >&2
 step "the Adyen fake against Adyen's own library"
 "$PEERS_HOME/venv/bin/python" "$BILLY_ROOT/infra/peers/check_adyen_fake.py"
 step "cargo test (unit, integration and end-to-end against the local stack)"
+# Every function the test stacks host records the AWS actions it calls, and the routes served,
+# into one file; the least-privilege check below reads it.
+export BILLY_ACCESS_LOG="$BILLY_ROOT/target/access/used.tsv"
+rm -f "$BILLY_ACCESS_LOG"
 cargo test --workspace
+step "least privilege: each function's policy in template.yaml against what it was seen to do"
+cargo run -q -p billy-local -- check-access "$BILLY_ACCESS_LOG"
 
 step "sam validate --lint"
 "$TOOLS_HOME/venv/bin/sam" validate --lint --template "$BILLY_ROOT/template.yaml"

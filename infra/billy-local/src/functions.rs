@@ -57,10 +57,19 @@ pub const KNOWN: &[&str] = &[
     "webhook-receiver",
 ];
 
-/// The exports bucket a function is given, on the local stack's S3.
-fn local_files(config: &Config) -> Result<billy_files::S3Files, billy_lambda::config::MissingVariable> {
+/// The exports bucket a function is given, on the local stack's S3, through a client with the same
+/// added interceptors as the function's other clients.
+fn local_files(
+    config: &Config,
+    aws: &AwsClients,
+) -> Result<billy_files::S3Files, billy_lambda::config::MissingVariable> {
     let bucket = config.require("EXPORTS_BUCKET")?;
-    Ok(billy_files::S3Files::local(&billy_aws::LocalEndpoints::from_env().localstack, bucket))
+    let client = billy_files::local_client(&billy_aws::LocalEndpoints::from_env().localstack);
+    let mut s3 = client.config().to_builder();
+    for interceptor in aws.added_interceptors() {
+        s3.push_interceptor(interceptor.clone());
+    }
+    Ok(billy_files::S3Files::new(aws_sdk_s3::Client::from_conf(s3.build()), bucket))
 }
 
 /// Builds the handler of function `name` with the configuration the template gives it, exactly as
@@ -95,11 +104,11 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "api-usage" => Handler::Http(Arc::new(api_usage::App::new(config, aws).map_err(err)?)),
         "api-gateway-accounts" => Handler::Http(Arc::new(api_gateway_accounts::App::new(config, aws).map_err(err)?)),
         "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),
-        "api-exports" => {
-            Handler::Http(Arc::new(api_exports::App::new(config, aws, local_files(config).map_err(err)?).map_err(err)?))
-        }
+        "api-exports" => Handler::Http(Arc::new(
+            api_exports::App::new(config, aws, local_files(config, aws).map_err(err)?).map_err(err)?,
+        )),
         "export-transactions" => Handler::Sqs(Arc::new(
-            export_transactions::App::new(config, aws, local_files(config).map_err(err)?).map_err(err)?,
+            export_transactions::App::new(config, aws, local_files(config, aws).map_err(err)?).map_err(err)?,
         )),
         other => {
             return Err(format!("function '{other}' in template.yaml has no handler in billy-local"));

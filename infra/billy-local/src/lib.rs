@@ -2,6 +2,7 @@
 //! (HTTP routes) and the Lambda event source mappings (SQS pollers, DynamoDB streams, schedules) for the same
 //! handlers the Lambda binaries run.
 
+pub mod access;
 pub mod functions;
 pub mod lambda;
 pub mod provision;

@@ -14,6 +14,12 @@ const DEV_ADMIN_TOKEN: &str = "billy-dev-admin-token-0000000000000000";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, log] = &args[..]
+        && command == "check-access"
+    {
+        return check_access(std::path::Path::new(log));
+    }
     billy_lambda::telemetry::init();
     let port: u16 = std::env::var("BILLY_PORT").ok().map_or(Ok(3000), |p| p.parse())?;
     let admin_token = std::env::var("BILLY_ADMIN_TOKEN").unwrap_or_else(|_| DEV_ADMIN_TOKEN.to_owned());
@@ -71,4 +77,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("stopping: finishing in-flight requests and batches");
     running.shutdown().await;
     Ok(())
+}
+
+/// `billy-local check-access <log>`: every function's policy in template.yaml against what the
+/// tests recorded it doing (`make test` runs it after the tests); prints the figures per function
+/// and fails on an action used without a grant or granted and never used.
+fn check_access(log: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    let used = billy_local::access::Access::parse_log(&text)?;
+    let template = Template::load(&billy_local::default_template_path())?;
+    let reports = billy_local::access::check(&template, &used)?;
+    println!("{:<22} {:>8} {:>6}  granted for paths the suite does not reach", "function", "granted", "used");
+    let mut problems = Vec::new();
+    for r in &reports {
+        println!("{:<22} {:>8} {:>6}  {}", r.function, r.granted, r.used, r.declared_unused.join(", "));
+        problems.extend(r.findings());
+    }
+    let (granted, used): (usize, usize) = reports.iter().fold((0, 0), |(g, u), r| (g + r.granted, u + r.used));
+    println!("{:<22} {granted:>8} {used:>6}", "all functions");
+    if problems.is_empty() {
+        println!("every function's policy grants exactly what it was seen to use");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        Err(format!("{} least-privilege finding(s) in template.yaml", problems.len()).into())
+    }
 }

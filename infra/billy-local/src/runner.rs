@@ -68,6 +68,8 @@ impl Calls {
 struct Route {
     calls: Calls,
     method: String,
+    /// The template's path, parameters unfilled (`/v1/invoices/{id}`).
+    path: String,
     segments: Vec<Segment>,
     function: String,
     handler: Arc<dyn HttpFunction>,
@@ -110,6 +112,9 @@ pub struct Runner {
     rules: Vec<RuleSource>,
     aws: AwsClients,
     calls: Calls,
+    /// Where each route served is recorded (`make test`'s least-privilege check needs every route
+    /// of the template exercised).
+    access: Option<crate::access::AccessLog>,
 }
 
 /// Parses `rate(N unit)`; cron expressions are not run locally (the template uses rates).
@@ -187,6 +192,7 @@ impl Runner {
                     (EventSource::Http { method, path }, Handler::Http(h)) => routes.push(Route {
                         calls: calls.clone(),
                         method: method.clone(),
+                        path: path.clone(),
                         segments: parse_path(path),
                         function: def.name.clone(),
                         handler: Arc::clone(h),
@@ -265,7 +271,13 @@ impl Runner {
                 }
             }
         }
-        Ok(Self { routes, sources, streams, schedules, rules, aws: aws.clone(), calls })
+        Ok(Self { routes, sources, streams, schedules, rules, aws: aws.clone(), calls, access: None })
+    }
+
+    /// Records every route served in `log`.
+    #[must_use]
+    pub fn recording_routes(self, log: Option<crate::access::AccessLog>) -> Self {
+        Self { access: log, ..self }
     }
 
     /// Binds the HTTP server and starts every poller.
@@ -284,7 +296,9 @@ impl Runner {
                 )));
             }
         }
+        let mut scheduled = BTreeMap::new();
         for schedule in self.schedules {
+            scheduled.insert(schedule.function.clone(), Arc::clone(&schedule.handler));
             tasks.push(tokio::spawn(run_schedule(schedule, stop_rx.clone())));
         }
         if !self.streams.is_empty() {
@@ -302,9 +316,11 @@ impl Runner {
             tasks.push(tokio::spawn(poll_rule(rule, self.aws.sqs.clone(), options.poll_wait_secs, stop_rx.clone())));
         }
         let routes = Arc::new(self.routes);
+        let access = self.access;
         let app = axum::Router::new().fallback(move |req: Request<AxumBody>| {
             let routes = Arc::clone(&routes);
-            async move { serve(&routes, req).await }
+            let access = access.clone();
+            async move { serve(&routes, access.as_ref(), req).await }
         });
         let mut server_stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -315,7 +331,7 @@ impl Runner {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
-        Ok(RunningRunner { addr, stop: stop_tx, tasks, calls: self.calls })
+        Ok(RunningRunner { addr, stop: stop_tx, tasks, calls: self.calls, scheduled: Scheduled(scheduled) })
     }
 }
 
@@ -327,9 +343,36 @@ pub struct RunningRunner {
     pub calls: Calls,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    scheduled: Scheduled,
+}
+
+/// The functions a schedule invokes, by name.
+struct Scheduled(BTreeMap<String, Arc<dyn EventFunction>>);
+
+impl std::fmt::Debug for Scheduled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// The event an EventBridge schedule invokes its function with.
+fn scheduled_event() -> EventBridgeEvent {
+    let mut event = EventBridgeEvent::default();
+    event.detail_type = "Scheduled Event".into();
+    event.source = "aws.events".into();
+    event.time = Some(chrono::Utc::now());
+    event.detail = serde_json::json!({});
+    event
 }
 
 impl RunningRunner {
+    /// Invokes a scheduled function now, as its schedule would (tests do not wait an hour).
+    pub async fn run_scheduled(&self, function: &str) -> Result<(), String> {
+        let handler = self.scheduled.0.get(function).ok_or_else(|| format!("{function} has no schedule"))?;
+        self.calls.hit(function);
+        handler.handle(scheduled_event()).await.map_err(|e| format!("{function}: {e}"))
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -386,11 +429,18 @@ fn decode(segment: &str) -> String {
 }
 
 /// Turns an HTTP request into the `lambda_http` request API Gateway would deliver, and back.
-async fn serve(routes: &[Route], req: Request<AxumBody>) -> Response<AxumBody> {
+async fn serve(
+    routes: &[Route],
+    access: Option<&crate::access::AccessLog>,
+    req: Request<AxumBody>,
+) -> Response<AxumBody> {
     let (parts, body) = req.into_parts();
     let Some((route, params)) = match_route(routes, parts.method.as_str(), parts.uri.path()) else {
         return route_not_found();
     };
+    if let Some(log) = access {
+        log.record_route(&route.function, &route.method, &route.path);
+    }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
         let mut res = Response::new(AxumBody::from(r#"{"message":"Request Entity Too Large"}"#));
         *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
@@ -447,13 +497,8 @@ async fn run_schedule(source: ScheduleSource, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => break,
             _ = ticker.tick() => {
-                let mut event = EventBridgeEvent::default();
-                event.detail_type = "Scheduled Event".into();
-                event.source = "aws.events".into();
-                event.time = Some(chrono::Utc::now());
-                event.detail = serde_json::json!({});
                 source.calls.hit(&source.function);
-                if let Err(e) = source.handler.handle(event).await {
+                if let Err(e) = source.handler.handle(scheduled_event()).await {
                     tracing::warn!(function = %source.function, error = %e, "scheduled invocation failed");
                 }
             }

@@ -143,8 +143,14 @@ impl TestStack {
         let provisioned = provision(template, &unique_prefix(), &parameters, &aws)
             .await
             .expect("local stack is up (run tests through `make test`)");
-        let runner =
-            Runner::build(template, &provisioned, &aws, |def, config| make(def, config, &aws)).expect("runner wires");
+        // Under `make test` every function gets clients of its own that record what it calls.
+        let access = crate::access::AccessLog::from_env(&provisioned);
+        let runner = Runner::build(template, &provisioned, &aws, |def, config| match &access {
+            Some(log) => make(def, config, &aws.with_interceptor(log.recorder(&def.name))),
+            None => make(def, config, &aws),
+        })
+        .expect("runner wires")
+        .recording_routes(access);
         let options = RunnerOptions { bind: SocketAddr::from(([127, 0, 0, 1], 0)), ..options.runner };
         let runner = runner.start(&options).await.expect("runner binds a loopback port");
         sandbox.set_webhook_url(&format!("{}/v1/webhooks/sandbox", runner.url()));
@@ -167,6 +173,11 @@ impl TestStack {
     /// The name of the event bus a logical id of the template became.
     pub fn event_bus(&self, logical_id: &str) -> Option<&str> {
         self.provisioned.buses.get(logical_id).map(String::as_str)
+    }
+
+    /// Invokes a scheduled function now, as its schedule would.
+    pub async fn run_scheduled(&self, function: &str) -> Result<(), String> {
+        self.runner.run_scheduled(function).await
     }
 
     /// Invocations per function so far.

@@ -5,6 +5,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use std::time::Duration;
 
 /// The SDK clients a function may use; cheap to clone (they share connection pools).
@@ -14,6 +15,9 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub kms: aws_sdk_kms::Client,
+    /// Interceptors added to every client after construction (`with_interceptor`), for clients a
+    /// function builds beside these (its S3 client).
+    added: Vec<SharedInterceptor>,
 }
 
 impl AwsClients {
@@ -68,7 +72,34 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
             kms: aws_sdk_kms::Client::new(&config),
+            added: Vec::new(),
         }
+    }
+
+    /// The same clients with `interceptor` on each (the local runner gives every function its own
+    /// copy that records what it calls); the connection pools stay shared.
+    #[must_use]
+    pub fn with_interceptor(&self, interceptor: SharedInterceptor) -> Self {
+        let mut added = self.added.clone();
+        added.push(interceptor.clone());
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                self.dynamodb.config().to_builder().interceptor(interceptor.clone()).build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                self.sqs.config().to_builder().interceptor(interceptor.clone()).build(),
+            ),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(
+                self.eventbridge.config().to_builder().interceptor(interceptor.clone()).build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(self.kms.config().to_builder().interceptor(interceptor).build()),
+            added,
+        }
+    }
+
+    /// The interceptors `with_interceptor` added, for the function's other clients.
+    pub fn added_interceptors(&self) -> &[SharedInterceptor] {
+        &self.added
     }
 
     pub fn from_config(config: &SdkConfig) -> Self {
@@ -77,6 +108,7 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(config),
             eventbridge: aws_sdk_eventbridge::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
+            added: Vec::new(),
         }
     }
 }

@@ -247,6 +247,14 @@ async fn coupons_discount_the_invoices_they_count_before_credit_and_only_in_thei
     let discounted = &w.invoices(&sub).await[0]["adjustments"][0];
     assert_eq!((discounted["kind"].as_str(), s(&discounted["reason"]).contains("25% off")), (Some("discount"), true));
     assert_eq!(w.subscription(&sub).await["discount"]["active"], false);
+    // WHEN a new coupon is put on the running subscription THEN only its next invoice is discounted
+    let loyal = w.coupon(json!({"name": "Loyal", "percent_off": "10", "duration": "once"})).await;
+    let path = format!("/subscriptions/{}/discount", s(&sub["id"]));
+    let (status, changed) = w.api.post(&path, &w.key, &json!({"coupon": loyal})).await;
+    assert_eq!((status, changed["discount"]["active"].as_bool()), (StatusCode::OK, Some(true)), "{changed}");
+    w.advance("2026-08-02T00:00:00Z").await;
+    let totals: Vec<i64> = w.invoices(&sub).await.iter().map(|i| i["total"].as_i64().unwrap()).collect();
+    assert_eq!(totals, vec![750, 750, 1000, 900, 1000]);
     // AND an amount off in USD cannot discount a EUR invoice
     let five = w.coupon(json!({"name": "Five", "amount_off": 500, "currency": "usd", "duration": "once"})).await;
     let (status, err) = w
@@ -277,6 +285,16 @@ async fn coupons_discount_the_invoices_they_count_before_credit_and_only_in_thei
         let (status, _) = w.api.post("/coupons", &w.key, &bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
+    // AND the tenant's coupons are listed (the refused ones are not) and each can be read
+    let (status, listed) = w.api.get("/coupons", &w.key).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let mut ids: Vec<String> = listed["data"].as_array().unwrap().iter().map(|c| s(&c["id"])).collect();
+    ids.sort();
+    let mut made = vec![quarter.clone(), loyal, five, half];
+    made.sort();
+    assert_eq!(ids, made);
+    let (status, spring) = w.api.get(&format!("/coupons/{quarter}"), &w.key).await;
+    assert_eq!((status, spring["name"].as_str()), (StatusCode::OK, Some("Spring")), "{spring}");
     w.stack.stop().await;
 }
 

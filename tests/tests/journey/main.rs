@@ -1034,41 +1034,48 @@ async fn a_subscription_that_cannot_be_billed_stops_no_other_and_its_clock_names
 }
 
 #[tokio::test]
-async fn a_poison_message_is_dead_lettered_at_once_with_its_reason() {
+async fn a_poison_message_on_any_queue_is_dead_lettered_at_once_with_its_reason() {
     let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
-    let url = w.stack.provisioned.queue_url("BillQueue").unwrap().to_owned();
-    w.stack
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(&url)
-        .message_body(r#"{"version":1,"kind":"bill_period","body":{"nonsense":true}}"#)
-        .send()
-        .await
-        .unwrap();
-    let dlq = w.stack.provisioned.queue_url("BillDLQ").unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let message = loop {
-        let out = w
-            .stack
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "nothing reached the dead-letter queue");
-    };
-    assert!(message.body().unwrap().contains("nonsense"));
-    let reason = message.message_attributes().unwrap()["reason"].string_value().unwrap().to_owned();
-    assert!(reason.contains("undecodable"), "{reason}");
-    w.queues_drained(&["BillQueue"]).await;
+    // GIVEN a message its consumer cannot read on each of Billy's queues (on the bill queue, one
+    // of the right kind with a body that is not a period; on the others, not JSON at all)
+    let consumers = [
+        ("BillQueue", "BillDLQ", r#"{"version":1,"kind":"bill_period","body":{"nonsense":true}}"#.to_owned()),
+        ("ChargeQueue", "ChargeDLQ", format!("not json {}", uuid::Uuid::new_v4())),
+        ("PayoutQueue", "PayoutDLQ", format!("not json {}", uuid::Uuid::new_v4())),
+        ("WebhookQueue", "WebhookDLQ", format!("not json {}", uuid::Uuid::new_v4())),
+        ("ExportQueue", "ExportDLQ", format!("not json {}", uuid::Uuid::new_v4())),
+    ];
+    for (queue, _, body) in &consumers {
+        let url = w.stack.provisioned.queue_url(queue).unwrap().to_owned();
+        w.stack.aws.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap();
+    }
+    // THEN each reaches its own queue's dead-letter queue at once (not after five failed
+    // deliveries), with the reason it could not be read
+    for (queue, dead_letters, body) in &consumers {
+        let dlq = w.stack.provisioned.queue_url(dead_letters).unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let message = loop {
+            let out = w
+                .stack
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(&dlq)
+                .message_attribute_names("All")
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "nothing from {queue} reached {dead_letters}");
+        };
+        assert_eq!(message.body(), Some(body.as_str()), "{queue}");
+        let reason = message.message_attributes().unwrap()["reason"].string_value().unwrap().to_owned();
+        assert!(reason.contains("undecodable"), "{queue}: {reason}");
+    }
+    w.queues_drained(&consumers.map(|(queue, _, _)| queue)).await;
     w.stack.stop().await;
 }
 

@@ -6,6 +6,7 @@ use super::{World, s};
 use billy_e2e::{TestStack, error_code};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 impl World {
     /// A customer's bank account to pay out to (a sandbox test number, test mode).
@@ -124,6 +125,55 @@ async fn a_closed_account_fails_at_once_and_is_never_retried() {
     // AND a second request while none is due is refused and changes nothing
     let (status, err) = w.api.post(&format!("/invoices/{}/charge", s(&inv["id"])), &w.key, &json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_on_the_other_pipelines_queue_is_handed_over_to_its_own_and_moves_no_money_twice() {
+    use billy_core::billing::ChargeRequest;
+    use billy_core::plan::Direction;
+    // GIVEN a customer who pays a subscription and is paid a payroll, June's invoice of each done
+    let w = World::new("2026-06-01T00:00:00Z", "4242424242424242").await;
+    w.add_destination("000123456789").await;
+    let debit = w.subscribe(&w.plan(1000).await).await;
+    let payout = w.subscribe(&w.payout_plan(20_000, "monthly").await).await;
+    w.advance("2026-07-01T01:00:00Z").await;
+    let charged = w.invoice_becomes(&s(&w.invoices(&debit).await[0]["id"]), "paid").await;
+    let paid_out = w.invoice_becomes(&s(&w.invoices(&payout).await[0]["id"]), "paid_out").await;
+    w.queues_drained(&["ChargeQueue", "PayoutQueue"]).await;
+    let movements = w.stack.sandbox.movements();
+    // WHEN a request for each arrives again, each on the other pipeline's queue (as a message sent
+    // before the pipelines were split would), one after the other
+    let scope = json!({"tenant": w.tenant, "mode": "test"});
+    let misplaced = [
+        (&paid_out, Direction::Debit, "ChargeQueue", "pay-out"),
+        (&charged, Direction::Payout, "PayoutQueue", "charge-invoice"),
+    ];
+    for (invoice, direction, queue, own_function) in misplaced {
+        let before = w.stack.calls().snapshot().get(own_function).copied().unwrap_or(0);
+        let request: ChargeRequest =
+            serde_json::from_value(json!({"scope": scope, "invoice": invoice["id"], "attempt": 1})).unwrap();
+        let body = serde_json::to_string(&request.message_for(direction).unwrap()).unwrap();
+        let url = w.stack.provisioned.queue_url(queue).unwrap().to_owned();
+        w.stack.aws.sqs.send_message().queue_url(&url).message_body(body).send().await.unwrap();
+        // THEN it is handed over: the invoice's own pipeline function is invoked (nothing else
+        // is queued for it: the clock has settled)
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while w.stack.calls().snapshot().get(own_function).copied().unwrap_or(0) == before {
+            assert!(Instant::now() < deadline, "the request on {queue} never reached {own_function}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        w.queues_drained(&["ChargeQueue", "PayoutQueue"]).await;
+    }
+    // AND that function recognises an attempt already made: no money moves, neither invoice
+    // changes, nothing is dead-lettered
+    w.queues_drained(&["ChargeQueue", "PayoutQueue", "ChargeDLQ", "PayoutDLQ"]).await;
+    assert_eq!(w.stack.sandbox.movements(), movements, "no second charge or payout");
+    for before in [&charged, &paid_out] {
+        let after = w.invoice(&s(&before["id"])).await;
+        assert_eq!((&after["status"], &after["attempt_count"]), (&before["status"], &before["attempt_count"]));
+        assert_eq!(w.transactions_of(&s(&before["id"])).await.len(), 1, "{after}");
+    }
     w.stack.stop().await;
 }
 

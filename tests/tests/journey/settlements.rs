@@ -32,6 +32,18 @@ impl World {
         run
     }
 
+    /// Runs the settlement job the way its hourly schedule does (every tenant settling); this
+    /// tenant's run, read back from the runs the API lists.
+    async fn settle_on_schedule(&self) -> Value {
+        self.stack.run_scheduled("settle-accounts").await.unwrap();
+        let (status, runs) = self.api.get("/settlement_runs?limit=100", &self.key).await;
+        assert_eq!(status, StatusCode::OK, "{runs}");
+        let scheduled: Vec<&Value> =
+            runs["data"].as_array().unwrap().iter().filter(|r| r["trigger"] == "schedule").collect();
+        assert_eq!(scheduled.len(), 1, "{runs}");
+        scheduled[0].clone()
+    }
+
     /// Asks for a verification of `month` and waits (bounded) until it has run.
     pub(super) async fn verify(&self, month: &str) -> Value {
         let (status, v) = self.api.post("/verifications", &self.key, &json!({"month": month})).await;
@@ -110,9 +122,11 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
     );
     assert_eq!(w.settle().await["changes"], json!([]));
     assert_eq!(w.settlement_of("2026-06").await, june);
-    // WHEN the month closes (1 July, after the usage grace)
+    let (status, read) = w.api.get(&format!("/settlements/{}", s(&june["id"])), &w.key).await;
+    assert_eq!((status, &read), (StatusCode::OK, &june));
+    // WHEN the month closes (1 July, after the usage grace) and the hourly job runs
     w.advance("2026-07-01T03:00:00Z").await;
-    let closing = w.settle().await;
+    let closing = w.settle_on_schedule().await;
     assert_eq!(actions(&closing), ["2026-06 closed", "2026-06 invoices_settled", "2026-06 net_requested"]);
     // THEN the net 26.00 is charged on the 1st, as one invoice listing both sides
     let june = w.settlement_of("2026-06").await;
@@ -186,6 +200,8 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
         "{clean}"
     );
     assert_eq!((clean["usage_totals_checked"].as_u64(), clean["mismatches"].clone()), (Some(2), json!([])));
+    let (status, listed) = w.api.get("/verifications", &w.key).await;
+    assert_eq!((status, listed["data"][0]["id"].clone()), (StatusCode::OK, clean["id"].clone()), "{listed}");
     // WHEN June's ad spend invoice is changed in storage, bypassing Billy
     w.stack
         .aws
