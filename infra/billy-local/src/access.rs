@@ -296,7 +296,11 @@ fn resource_pattern(value: &Value) -> Result<String, String> {
     let text = match value {
         Value::String(s) if s == "*" => return Ok("*".to_owned()),
         Value::Tagged(t) if t.tag == "!GetAtt" => t.value.as_str().map(str::to_owned),
-        Value::Tagged(t) if t.tag == "!Sub" => t.value.as_str().map(|s| s.replacen("${", "", 1).replacen('}', "", 1)),
+        // Exactly one substitution, at the start: `${X.Arn}` or `${X.Arn}/path`.
+        Value::Tagged(t) if t.tag == "!Sub" => t.value.as_str().and_then(|s| {
+            let (name, path) = s.strip_prefix("${")?.split_once('}')?;
+            (!path.contains("${") && (path.is_empty() || path.starts_with('/'))).then(|| format!("{name}{path}"))
+        }),
         _ => None,
     }
     .ok_or_else(|| format!("resource {value:?}: write it as !GetAtt X.Arn, !Sub \"${{X.Arn}}/…\" or \"*\""))?;
@@ -389,7 +393,7 @@ pub struct FunctionReport {
     pub function: String,
     /// Distinct (action, resource pattern) pairs its policies allow.
     pub granted: usize,
-    /// Distinct (action, resource) pairs it was seen to use.
+    /// Of those, the pairs it was seen to use.
     pub used: usize,
     /// Used, but no Allow covers it, or a Deny does.
     pub not_granted: Vec<String>,
@@ -450,7 +454,10 @@ pub fn check(template: &Template, used: &BTreeSet<Access>) -> Result<Vec<Functio
                             .clone(),
                     );
                 }
-                Value::Mapping(m) if m.len() == 1 && policy.get("Statement").is_some() => {
+                Value::Mapping(m)
+                    if policy.get("Statement").is_some()
+                        && m.keys().all(|k| matches!(k.as_str(), Some("Statement" | "Version"))) =>
+                {
                     grants.extend(statements(&def.name, &policy["Statement"])?);
                 }
                 other => {
@@ -481,8 +488,11 @@ pub fn check(template: &Template, used: &BTreeSet<Access>) -> Result<Vec<Functio
                 .collect::<Result<_, String>>()?,
             _ => return Err(format!("{}: GrantsNotSeenInTests must be a mapping", def.name)),
         };
-        let covers = |g: &Grant, action: &str, resource: &str| g.action == action && glob(&g.resource, resource);
-        let mut report = FunctionReport { function: def.name.clone(), used: mine.len(), ..FunctionReport::default() };
+        // Actions compare without case, and a Deny's action may be a wildcard (`dynamodb:Delete*`).
+        let covers = |g: &Grant, action: &str, resource: &str| {
+            glob(&g.action.to_ascii_lowercase(), &action.to_ascii_lowercase()) && glob(&g.resource, resource)
+        };
+        let mut report = FunctionReport { function: def.name.clone(), ..FunctionReport::default() };
         for (action, resource) in &mine {
             let denied = grants.iter().any(|g| !g.allow && covers(g, action, resource));
             let allowed = grants.iter().any(|g| g.allow && covers(g, action, resource))
@@ -495,7 +505,9 @@ pub fn check(template: &Template, used: &BTreeSet<Access>) -> Result<Vec<Functio
             grants.iter().filter(|g| g.allow).map(|g| (g.action.as_str(), g.resource.as_str())).collect();
         report.granted = allows.len();
         for (action, pattern) in allows {
-            if !mine.iter().any(|(a, r)| *a == action && glob(pattern, r)) {
+            if mine.iter().any(|(a, r)| a.eq_ignore_ascii_case(action) && glob(pattern, r)) {
+                report.used += 1;
+            } else {
                 let grant = format!("{action} on {pattern}");
                 if declared.contains_key(&grant) {
                     report.declared_unused.push(grant);
@@ -567,7 +579,7 @@ Resources:
         ]);
         let report = &check(&template, &used).unwrap()[0];
         assert_eq!(report.function, "reader");
-        assert_eq!((report.granted, report.used), (5, 6));
+        assert_eq!((report.granted, report.used), (5, 4));
         // The journal's update is allowed inline but denied by the managed policy: deny wins.
         assert_eq!(report.not_granted, ["dynamodb:PutItem on Table", "dynamodb:UpdateItem on Journal (denied)"]);
         assert_eq!(report.never_used, ["dynamodb:GetItem on Table/index/GSI1"]);

@@ -15,10 +15,10 @@ const DEV_ADMIN_TOKEN: &str = "billy-dev-admin-token-0000000000000000";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, log] = &args[..]
-        && command == "check-access"
-    {
-        return check_access(std::path::Path::new(log));
+    match &args[..] {
+        [] => {}
+        [command, log] if command == "check-access" => return check_access(std::path::Path::new(log)),
+        _ => return Err("usage: billy-local (serves Billy locally) | billy-local check-access <access log>".into()),
     }
     billy_lambda::telemetry::init();
     let port: u16 = std::env::var("BILLY_PORT").ok().map_or(Ok(3000), |p| p.parse())?;

@@ -438,9 +438,6 @@ async fn serve(
     let Some((route, params)) = match_route(routes, parts.method.as_str(), parts.uri.path()) else {
         return route_not_found();
     };
-    if let Some(log) = access {
-        log.record_route(&route.function, &route.method, &route.path);
-    }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
         let mut res = Response::new(AxumBody::from(r#"{"message":"Request Entity Too Large"}"#));
         *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
@@ -475,6 +472,13 @@ async fn serve(
     let started = Instant::now();
     route.calls.hit(&route.function);
     let response = route.handler.handle(request).await;
+    // Only an answered request counts as the route exercised: one refused before it did its work
+    // (a 4xx) says nothing about the grants the work needs.
+    if let Some(log) = access
+        && response.status().is_success()
+    {
+        log.record_route(&route.function, &route.method, &route.path);
+    }
     tracing::debug!(function = %route.function, status = %response.status(), elapsed_ms = started.elapsed().as_millis(), "invoked");
     let (mut parts, body) = response.into_parts();
     parts.headers.insert(

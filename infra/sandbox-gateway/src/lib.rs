@@ -148,6 +148,9 @@ struct Ledger {
     delay_ms: Option<u64>,
     /// Test control: webhooks are held (and sent, in order, once released).
     held: Option<Vec<String>>,
+    /// Test control: how many of the next movements are made but their answers lost on the way
+    /// back (the caller sees a 502; a replay of the same key gets the real answer).
+    lose_answers: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -372,7 +375,7 @@ async fn movement(state: AppState, headers: HeaderMap, req: MovementRequest, kin
         );
     }
     let request = serde_json::to_value(&req).unwrap_or_default();
-    let (movement, outcome) = {
+    let (movement, outcome, lost) = {
         let mut ledger = state.ledger();
         if let Some(answer) = replay(&ledger, &req.idempotency_key, &request, kind) {
             return answer;
@@ -411,10 +414,15 @@ async fn movement(state: AppState, headers: HeaderMap, req: MovementRequest, kin
         };
         ledger.by_key.insert(req.idempotency_key.clone(), id.clone());
         ledger.movements.insert(id, m.clone());
-        (m, outcome)
+        let lost = ledger.lose_answers > 0;
+        ledger.lose_answers = ledger.lose_answers.saturating_sub(1);
+        (m, outcome, lost)
     };
     if movement.status_code == 200 {
         tokio::spawn(settle(state.clone(), movement.id.clone(), outcome));
+    }
+    if lost {
+        return error(StatusCode::BAD_GATEWAY, "connection_lost", "the answer was lost on its way back");
     }
     (StatusCode::from_u16(movement.status_code).unwrap_or(StatusCode::OK), Json(movement.response)).into_response()
 }
@@ -595,10 +603,13 @@ struct Control {
     processing_delay_ms: Option<u64>,
     /// `true`: webhooks are held; `false`: the held ones go out, in order, and new ones flow.
     hold_webhooks: Option<bool>,
+    /// The next this many movements are made, but the caller gets a 502 instead of their answer.
+    lose_answers: Option<u32>,
 }
 
-/// Test controls: slow processing down (so a void can win the race against a charge), or hold
-/// webhooks (so a charge can succeed here before Billy hears of it).
+/// Test controls: slow processing down (so a void can win the race against a charge), hold
+/// webhooks (so a charge can succeed here before Billy hears of it), or lose answers (so Billy
+/// cannot know whether a charge was made).
 async fn control(State(state): State<AppState>, headers: HeaderMap, Json(req): Json<Control>) -> Response {
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
@@ -607,6 +618,9 @@ async fn control(State(state): State<AppState>, headers: HeaderMap, Json(req): J
         let mut ledger = state.ledger();
         if req.processing_delay_ms.is_some() {
             ledger.delay_ms = req.processing_delay_ms;
+        }
+        if let Some(lost) = req.lose_answers {
+            ledger.lose_answers = lost;
         }
         match req.hold_webhooks {
             Some(true) => {

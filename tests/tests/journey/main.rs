@@ -271,6 +271,20 @@ async fn a_31st_anchor_bills_on_month_ends_and_returns_to_the_31st() {
     let invoices = w.invoices(&sub).await;
     assert_eq!(starts(&invoices), vec!["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31"]);
     assert!(invoices.iter().all(|i| i["status"] == "paid"));
+    // AND the customer's invoices, and the paid ones, are listed by their filters (each its index)
+    let ids = |list: &Value| {
+        let mut ids: Vec<String> = list["data"].as_array().unwrap().iter().map(|i| s(&i["id"])).collect();
+        ids.sort();
+        ids
+    };
+    let mut all: Vec<String> = invoices.iter().map(|i| s(&i["id"])).collect();
+    all.sort();
+    for filter in [format!("customer={}", w.customer), "status=paid".to_owned()] {
+        let (status, listed) = w.api.get(&format!("/invoices?{filter}&limit=100"), &w.key).await;
+        assert_eq!((status, ids(&listed)), (StatusCode::OK, all.clone()), "{filter}");
+    }
+    let (_, failed) = w.api.get("/invoices?status=failed", &w.key).await;
+    assert_eq!(failed["data"], json!([]));
     w.stack.stop().await;
 }
 
@@ -710,6 +724,61 @@ async fn bad_input_on_every_journey_route_is_a_clear_4xx_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn every_kind_of_write_replays_its_first_answer_under_the_same_idempotency_key() {
+    let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
+    let http = reqwest::Client::new();
+    let customer = w.customer.clone();
+    // One write of each function that takes writes (plans and subscriptions have their own tests).
+    let writes = [
+        (Method::POST, "/customers".to_owned(), json!({"name": "Bo"})),
+        (
+            Method::POST,
+            format!("/customers/{customer}/payment_methods"),
+            json!({"type": "card", "card": {"number": "4242424242424242"}}),
+        ),
+        (Method::POST, format!("/customers/{customer}/credits"), json!({"amount": 500, "currency": "usd"})),
+        (Method::POST, "/test_clocks".to_owned(), json!({"frozen_time": "2026-01-01T00:00:00Z"})),
+        (Method::PATCH, "/settings".to_owned(), json!({"refund_window_days": 30})),
+        (Method::POST, "/coupons".to_owned(), json!({"name": "Ten", "percent_off": 10, "duration": "once"})),
+        (Method::POST, "/settlement_runs".to_owned(), json!({})),
+        (Method::POST, "/verifications".to_owned(), json!({"month": "2025-12"})),
+        (
+            Method::PUT,
+            "/gateway_accounts/stripe".to_owned(),
+            json!({"api_key": "sk_test_1", "webhook_secret": "whsec_1"}),
+        ),
+        (Method::POST, "/exports".to_owned(), json!({"type": "transactions"})),
+    ];
+    for (n, (method, path, body)) in writes.into_iter().enumerate() {
+        let send = || {
+            http.request(method.clone(), format!("{}/v1{path}", w.stack.url))
+                .bearer_auth(&w.key)
+                .header("Idempotency-Key", format!("write-{n}"))
+                .json(&body)
+                .send()
+        };
+        // WHEN the same write is sent twice under one key
+        let first = send().await.unwrap();
+        let status = first.status();
+        assert!(status.is_success(), "{method} {path}: {status}");
+        let first: Value = first.json().await.unwrap();
+        let again = send().await.unwrap();
+        // THEN the second gets the first's answer, marked as replayed, and did nothing itself
+        assert_eq!(again.status(), status, "{method} {path}");
+        let replayed = again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(replayed.as_deref(), Some("true"), "{method} {path}");
+        assert_eq!(again.json::<Value>().await.unwrap(), first, "{method} {path}");
+    }
+    let (_, customers) = w.api.get("/customers", &w.key).await;
+    assert_eq!(customers["data"].as_array().map(Vec::len), Some(2), "Ada and one Bo: {customers}");
+    let (_, balance) = w.api.get(&format!("/customers/{customer}/balance"), &w.key).await;
+    let usd: Vec<&Value> = balance["balances"].as_array().unwrap().iter().filter(|b| b["currency"] == "usd").collect();
+    assert_eq!(usd.len(), 1, "{balance}");
+    assert_eq!(usd[0]["amount"], 500, "credited once: {balance}");
+    w.stack.stop().await;
+}
+
+#[tokio::test]
 async fn an_idempotency_key_replays_the_same_response_and_refuses_a_different_body() {
     let w = World::new("2026-01-01T00:00:00Z", "4242424242424242").await;
     let http = reqwest::Client::new();
@@ -729,6 +798,8 @@ async fn an_idempotency_key_replays_the_same_response_and_refuses_a_different_bo
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
     assert_eq!(again.json::<Value>().await.unwrap(), first, "the same plan, not a second one");
+    let (status, read) = w.api.get(&format!("/plans/{}", s(&first["id"])), &w.key).await;
+    assert_eq!((status, &read), (StatusCode::OK, &first));
     let other = post(
         r#"{"name": "Pro", "amount": 2000, "currency": "usd", "frequency": "monthly", "kind": "fixed_debit"}"#,
         "plan-1",
@@ -934,16 +1005,12 @@ async fn a_test_token_registers_with_the_gateways_own_view_and_an_unknown_one_is
 async fn a_subscription_whose_first_answer_is_lost_after_its_commit_is_billed_once_and_the_retry_returns_it() {
     // GIVEN a subscriptions function whose store answer is lost right after the commit
     let crash = billy_local::testing::CrashAfterCommit::new("subscription.created");
-    let faulty = billy_aws::AwsClients::local_with(
-        &billy_aws::LocalEndpoints::from_env(),
-        None,
-        Some(aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(crash.clone())),
-    )
-    .await;
     let template = billy_local::Template::load(&billy_local::default_template_path()).unwrap();
+    let faulty = aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(crash.clone());
     let stack = TestStack::start_with(&template, move |def, config, aws| {
-        let aws = if def.name == "api-subscriptions" { &faulty } else { aws };
-        billy_local::functions::build(&def.name, config, aws)
+        // (Over the function's own clients, so what it does is still recorded.)
+        let aws = if def.name == "api-subscriptions" { aws.with_interceptor(faulty.clone()) } else { aws.clone() };
+        billy_local::functions::build(&def.name, config, &aws)
     })
     .await;
     let w = World::on(stack, "2026-06-01T00:00:00Z", "4242424242424242").await;
@@ -1237,6 +1304,51 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
     assert_eq!(paid.status.as_str(), "paid");
     backup.shutdown().await;
     deps_res.teardown().await;
+}
+
+#[tokio::test]
+async fn a_charge_whose_answer_and_webhook_are_lost_is_settled_by_a_look_up_and_made_once() {
+    // GIVEN a gateway that takes the next charge but whose answer is lost on its way back, and
+    // whose webhooks do not arrive
+    let w = World::new("2026-06-01T00:00:00Z", "4242424242424242").await;
+    w.sandbox_control("", json!({"hold_webhooks": true, "lose_answers": 1})).await;
+    // WHEN a subscription's first invoice is charged
+    let sub = w.subscribe(&w.plan(1000).await).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let inv = loop {
+        if let Some(inv) = w.invoices(&sub).await.first() {
+            break s(&inv["id"]);
+        }
+        assert!(Instant::now() < deadline, "the first invoice was never made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let unknown = loop {
+        let txns = w.transactions_of(&inv).await;
+        if txns.first().is_some_and(|t| t["status"] == "unknown") {
+            break txns;
+        }
+        assert!(Instant::now() < deadline, "no unknown transaction: {txns:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // THEN its outcome is unknown: the invoice waits, nothing is charged again, and the clock is
+    // ready to move on (the look-up waits for the clock)
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(w.settled().await["status"], "ready");
+    assert_eq!(w.invoice(&inv).await["status"], "pending");
+    assert_eq!(w.stack.sandbox.movements(), 1);
+    // WHEN the clock passes the time to look it up
+    w.advance("2026-06-01T00:10:00Z").await;
+    // THEN the sweeper asks the gateway, which made the charge: the invoice is paid, charged once
+    let paid = w.invoice_becomes(&inv, "paid").await;
+    assert_eq!(paid["attempt_count"], 1);
+    let txns = w.transactions_of(&inv).await;
+    assert_eq!((txns.len(), txns[0]["status"].as_str()), (1, Some("succeeded")), "{txns:?}");
+    // AND the webhook that finally arrives changes nothing
+    w.sandbox_control("", json!({"hold_webhooks": false})).await;
+    w.queues_drained(&["WebhookQueue", "WebhookDLQ", "ChargeQueue"]).await;
+    assert_eq!(w.invoice(&inv).await["status"], "paid");
+    assert_eq!((w.transactions_of(&inv).await.len(), w.stack.sandbox.movements()), (1, 1));
+    w.stack.stop().await;
 }
 
 #[tokio::test]
@@ -1708,5 +1820,32 @@ async fn the_ledger_filters_pages_and_exports_every_matching_row_once() {
     let mut all: Vec<String> = seeded.iter().map(|t| t.id.to_string()).collect();
     all.sort();
     assert_eq!(exported, all, "every row once");
+    // AND an export with a filter holds exactly the rows the same filter lists (by customer, and by
+    // status: each read through its own index)
+    let filtered: [(Value, Vec<String>); 2] = [
+        (json!({"customer": customer.to_string()}), expected(&|t| t.customer == customer)),
+        (json!({"status": "failed"}), expected(&|t| t.status == TransactionStatus::Failed)),
+    ];
+    for (filters, want) in filtered {
+        let (status, export) =
+            w.api.post("/exports", &w.key, &json!({"type": "transactions", "filters": filters})).await;
+        assert_eq!(status, StatusCode::CREATED, "{export}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let (_, e) = w.api.get(&format!("/exports/{}", s(&export["id"])), &w.key).await;
+            if e["status"] == "succeeded" {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "the export never finished: {e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let file = reqwest::get(s(&done["url"])).await.unwrap().text().await.unwrap();
+        let mut rows: Vec<String> = file.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+        let mut want = want;
+        rows.sort();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(rows, want, "{filters}");
+    }
     w.stack.stop().await;
 }

@@ -4,7 +4,7 @@
 //! pays a net out on the 15th.
 
 use super::{World, s};
-use billy_e2e::error_code;
+use billy_e2e::{TestStack, error_code};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -35,13 +35,17 @@ impl World {
     /// Runs the settlement job the way its hourly schedule does (every tenant settling); this
     /// tenant's run, read back from the runs the API lists.
     async fn settle_on_schedule(&self) -> Value {
+        let scheduled = || async {
+            let (status, runs) = self.api.get("/settlement_runs?limit=100", &self.key).await;
+            assert_eq!(status, StatusCode::OK, "{runs}");
+            let runs = runs["data"].as_array().unwrap().clone();
+            runs.into_iter().filter(|r| r["trigger"] == "schedule").collect::<Vec<Value>>()
+        };
+        let before = scheduled().await;
         self.stack.run_scheduled("settle-accounts").await.unwrap();
-        let (status, runs) = self.api.get("/settlement_runs?limit=100", &self.key).await;
-        assert_eq!(status, StatusCode::OK, "{runs}");
-        let scheduled: Vec<&Value> =
-            runs["data"].as_array().unwrap().iter().filter(|r| r["trigger"] == "schedule").collect();
-        assert_eq!(scheduled.len(), 1, "{runs}");
-        scheduled[0].clone()
+        let new: Vec<Value> = scheduled().await.into_iter().filter(|r| !before.contains(r)).collect();
+        assert_eq!(new.len(), 1, "one run of this tenant per job: {new:?}");
+        new[0].clone()
     }
 
     /// Asks for a verification of `month` and waits (bounded) until it has run.
@@ -158,6 +162,9 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
         (usd["daily"].as_array().map(Vec::len), usd["daily"][9]["usage"]["ad_clicks"].as_str()),
         (Some(30), Some("100"))
     );
+    // (without a month, the summary is of the customer's current month, on its test clock)
+    let (status, current) = w.api.get(&format!("/customers/{}/summary", w.customer), &w.key).await;
+    assert_eq!((status, current["month"].as_str()), (StatusCode::OK, Some("2026-07")), "{current}");
     let (status, err) = w.api.get(&format!("/customers/{}/summary?month=2026-13", w.customer), &w.key).await;
     assert_eq!((status, error_code(&err).as_str()), (StatusCode::BAD_REQUEST, "month_invalid"));
     // AND a June click reported now is refused, and a run after the close changes nothing of June
@@ -201,7 +208,8 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
     );
     assert_eq!((clean["usage_totals_checked"].as_u64(), clean["mismatches"].clone()), (Some(2), json!([])));
     let (status, listed) = w.api.get("/verifications", &w.key).await;
-    assert_eq!((status, listed["data"][0]["id"].clone()), (StatusCode::OK, clean["id"].clone()), "{listed}");
+    let ids: Vec<&Value> = listed["data"].as_array().unwrap().iter().map(|v| &v["id"]).collect();
+    assert_eq!((status, ids), (StatusCode::OK, vec![&clean["id"]]), "{listed}");
     // WHEN June's ad spend invoice is changed in storage, bypassing Billy
     w.stack
         .aws
@@ -233,6 +241,52 @@ async fn a_marketplace_month_is_netted_into_one_settlement_charged_on_the_first_
     assert_eq!(
         (announced[0]["data"]["object"]["id"].clone(), announced[0]["data"]["object"]["mismatch_count"].clone()),
         (tampered["id"].clone(), json!(1))
+    );
+    w.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_nightly_verification_checks_the_month_of_every_tenant_billing() {
+    // GIVEN a tenant with a customer billed in real time (no test clock), its first invoice paid
+    let w = World::bare(TestStack::start().await, "2026-06-01T00:00:00Z").await;
+    let (status, customer) = w.api.post("/customers", &w.key, &json!({"name": "Rae"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let card = json!({"type": "card", "card": {"number": "4242424242424242"}});
+    let path = format!("/customers/{}/payment_methods", s(&customer["id"]));
+    assert_eq!(w.api.post(&path, &w.key, &card).await.0, StatusCode::CREATED);
+    let plan = json!({"name": "Pro", "amount": 1000, "currency": "usd", "frequency": "monthly", "kind": "fixed_debit"});
+    let (_, plan) = w.api.post("/plans", &w.key, &plan).await;
+    let (status, sub) =
+        w.api.post("/subscriptions", &w.key, &json!({"customer": customer["id"], "plan": plan["id"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, listed) = w.api.get(&format!("/invoices?subscription={}", s(&sub["id"])), &w.key).await;
+        if listed["data"][0]["status"] == "paid" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // WHEN the nightly job runs
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    w.stack.run_scheduled("verify-month").await.unwrap();
+    // THEN it asked for a verification of this month, which ran by itself and found all in order
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let nightly = loop {
+        let (_, listed) = w.api.get("/verifications?limit=100", &w.key).await;
+        let found: Vec<Value> =
+            listed["data"].as_array().unwrap().iter().filter(|v| v["month"] == month).cloned().collect();
+        if found.len() == 1 && found[0]["status"] != "running" {
+            break found[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no nightly verification of {month}: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (nightly["trigger"].as_str(), nightly["status"].as_str(), nightly["mismatch_count"].as_u64()),
+        (Some("schedule"), Some("succeeded"), Some(0)),
+        "{nightly}"
     );
     w.stack.stop().await;
 }

@@ -562,9 +562,22 @@ fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: Date
 // ---------------------------------------------------------------------------------------------
 // Test clock readiness
 
+/// Whether a pending invoice's current attempt has an unknown outcome whose look-up is after
+/// `frozen`: nothing is on its way until the clock gets there.
+async fn looked_up_later(p: &Ports<'_>, scope: &Scope, inv: &Invoice, frozen: DateTime<Utc>) -> DomainResult<bool> {
+    use crate::transaction::TransactionType as T;
+    let kind = match inv.direction {
+        Direction::Debit => T::Charge,
+        Direction::Payout => T::Payout,
+    };
+    let attempt = p.transactions.for_attempt(scope, &inv.id, kind, inv.attempt_count).await?;
+    Ok(attempt.and_then(|t| t.recheck_at()).is_some_and(|at| at > frozen))
+}
+
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
-/// of its customers' subscriptions has its invoice, no invoice waits for a gateway, and no retry
-/// is due. Once the rest has settled, a step at its current time that failed for good makes it
+/// of its customers' subscriptions has its invoice, no invoice waits for a gateway (an attempt
+/// whose outcome was lost waits for its look-up, which comes once the clock passes its time), and
+/// no retry is due. Once the rest has settled, a step at its current time that failed for good makes it
 /// `internal_failure`, with the reasons.
 /// Two queries per customer, however many subscriptions it has, and one for its journal.
 pub async fn clock_status(
@@ -585,7 +598,9 @@ pub async fn clock_status(
     for customer in &clock.customers {
         let mut billed: HashMap<Id, u64> = HashMap::new();
         for inv in p.invoices.for_customer(scope, customer).await? {
-            if inv.status == InvoiceStatus::Pending || inv.retry_due(frozen) {
+            let waits_for_gateway =
+                inv.status == InvoiceStatus::Pending && !looked_up_later(p, scope, &inv, frozen).await?;
+            if waits_for_gateway || inv.retry_due(frozen) {
                 return Ok((ClockStatus::Advancing, failures));
             }
             if let (Some(sub), Some(_)) = (inv.subscription, inv.period) {
