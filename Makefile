@@ -1,5 +1,5 @@
 # Billy's two commands, plus the pieces they are made of.
-.PHONY: run test bench mutants install stack-start stack-stop stack-status validate build-lambda fmt
+.PHONY: run test bench mutants package install stack-start stack-stop stack-status validate build-lambda fmt
 
 run: ## install what is missing, start the local stack and serve the API on 127.0.0.1:$${BILLY_PORT:-3000}
 	@bash infra/local/run.sh
@@ -9,6 +9,9 @@ test: ## every check: fmt, clippy, unit + integration + end-to-end tests, sam va
 
 bench: ## billing-run throughput, requests and cost per invoice, ceiling, API latency, package sizes
 	@bash infra/local/bench.sh
+
+package: ## `sam build`: every function for Lambda (arm64, release) into .aws-sam/build, sizes listed
+	@bash infra/local/package.sh
 
 mutants: ## mutation testing of the billing rules (cargo-mutants; long, not part of `make test`)
 	@bash infra/local/mutants.sh

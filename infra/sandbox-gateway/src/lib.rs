@@ -148,9 +148,11 @@ struct Ledger {
     delay_ms: Option<u64>,
     /// Test control: webhooks are held (and sent, in order, once released).
     held: Option<Vec<String>>,
-    /// Test control: how many of the next movements are made but their answers lost on the way
-    /// back (the caller sees a 502; a replay of the same key gets the real answer).
+    /// Test control: how many of the next new charges or payouts are made but their answers lost
+    /// on the way back (the caller sees a 502; a replay of the same key gets the real answer).
     lose_answers: u32,
+    /// Charge and payout requests received, replays of a key included.
+    movement_requests: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +192,12 @@ impl RunningSandbox {
     pub fn movements(&self) -> usize {
         let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         ledger.movements.values().filter(|m| matches!(m.kind, "charge" | "payout")).count()
+    }
+
+    /// How many charge and payout requests reached the sandbox, replays of a key included (a
+    /// caller that sent a request again under its key is seen here, not in `movements`).
+    pub fn movement_requests(&self) -> usize {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner()).movement_requests
     }
 
     /// Bodies of every event sent so far.
@@ -377,6 +385,7 @@ async fn movement(state: AppState, headers: HeaderMap, req: MovementRequest, kin
     let request = serde_json::to_value(&req).unwrap_or_default();
     let (movement, outcome, lost) = {
         let mut ledger = state.ledger();
+        ledger.movement_requests += 1;
         if let Some(answer) = replay(&ledger, &req.idempotency_key, &request, kind) {
             return answer;
         }
@@ -603,7 +612,8 @@ struct Control {
     processing_delay_ms: Option<u64>,
     /// `true`: webhooks are held; `false`: the held ones go out, in order, and new ones flow.
     hold_webhooks: Option<bool>,
-    /// The next this many movements are made, but the caller gets a 502 instead of their answer.
+    /// The next this many new charges or payouts are made, but the caller gets a 502 instead of
+    /// their answer.
     lose_answers: Option<u32>,
 }
 

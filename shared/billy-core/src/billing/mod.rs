@@ -562,24 +562,23 @@ fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: Date
 // ---------------------------------------------------------------------------------------------
 // Test clock readiness
 
-/// Whether a pending invoice's current attempt has an unknown outcome whose look-up is after
-/// `frozen`: nothing is on its way until the clock gets there.
-async fn looked_up_later(p: &Ports<'_>, scope: &Scope, inv: &Invoice, frozen: DateTime<Utc>) -> DomainResult<bool> {
-    use crate::transaction::TransactionType as T;
-    let kind = match inv.direction {
-        Direction::Debit => T::Charge,
-        Direction::Payout => T::Payout,
-    };
-    let attempt = p.transactions.for_attempt(scope, &inv.id, kind, inv.attempt_count).await?;
-    Ok(attempt.and_then(|t| t.recheck_at()).is_some_and(|at| at > frozen))
+/// Whether a pending invoice's current attempt has an unknown outcome: Billy has nothing of its
+/// own on the way for it, only a look-up, which the sweeper makes at every advance of the clock
+/// past the attempt's recheck time until the gateway's answer settles it (a late webhook may
+/// settle it first). Such an invoice does not hold its clock: holding it would stop the very
+/// advance that brings the look-up.
+async fn outcome_unknown(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<bool> {
+    let attempt = p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await?;
+    Ok(attempt.is_some_and(|t| t.recheck_at().is_some()))
 }
 
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
-/// of its customers' subscriptions has its invoice, no invoice waits for a gateway (an attempt
-/// whose outcome was lost waits for its look-up, which comes once the clock passes its time), and
+/// of its customers' subscriptions has its invoice, no invoice waits for a gateway (one whose
+/// outcome was lost waits for a look-up, made as the clock moves on: see `outcome_unknown`), and
 /// no retry is due. Once the rest has settled, a step at its current time that failed for good makes it
 /// `internal_failure`, with the reasons.
-/// Two queries per customer, however many subscriptions it has, and one for its journal.
+/// Two queries per customer, however many subscriptions it has, one for its journal, and two
+/// reads per pending invoice.
 pub async fn clock_status(
     p: &Ports<'_>,
     scope: &Scope,
@@ -598,8 +597,7 @@ pub async fn clock_status(
     for customer in &clock.customers {
         let mut billed: HashMap<Id, u64> = HashMap::new();
         for inv in p.invoices.for_customer(scope, customer).await? {
-            let waits_for_gateway =
-                inv.status == InvoiceStatus::Pending && !looked_up_later(p, scope, &inv, frozen).await?;
+            let waits_for_gateway = inv.status == InvoiceStatus::Pending && !outcome_unknown(p, scope, &inv).await?;
             if waits_for_gateway || inv.retry_due(frozen) {
                 return Ok((ClockStatus::Advancing, failures));
             }
