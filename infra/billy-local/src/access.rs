@@ -88,23 +88,35 @@ impl Names {
     }
 }
 
-/// Where recorded accesses go: a file shared by every test process, written once per new access.
+/// The accesses this process has written, and the file they go to (one per process, whatever
+/// number of stacks it starts: each access is written once).
+type Sink = Mutex<(BTreeSet<Access>, std::fs::File)>;
+
+/// The process's sink, opened on first use when `BILLY_ACCESS_LOG` is set.
+fn sink() -> Option<&'static Sink> {
+    static SINK: std::sync::OnceLock<Option<Sink>> = std::sync::OnceLock::new();
+    SINK.get_or_init(|| {
+        let path = std::path::PathBuf::from(std::env::var_os(LOG_VARIABLE)?);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).ok()?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+        Some(Mutex::new((BTreeSet::new(), file)))
+    })
+    .as_ref()
+}
+
+/// Where one stack's recorded accesses go: a file shared by every test process.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     names: Arc<Names>,
-    sink: Arc<Mutex<(BTreeSet<Access>, std::fs::File)>>,
+    sink: &'static Sink,
 }
 
 impl AccessLog {
     /// A log for this stack when `BILLY_ACCESS_LOG` is set (`make test` sets it), else `None`.
     pub fn from_env(provisioned: &Provisioned) -> Option<Self> {
-        let path = std::env::var_os(LOG_VARIABLE)?;
-        let path = std::path::PathBuf::from(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).ok()?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
-        Some(Self { names: Arc::new(Names::of(provisioned)), sink: Arc::new(Mutex::new((BTreeSet::new(), file))) })
+        Some(Self { names: Arc::new(Names::of(provisioned)), sink: sink()? })
     }
 
     /// The interceptor for one function's clients.

@@ -1652,6 +1652,24 @@ async fn a_tenants_own_dunning_policy_is_what_the_retries_follow() {
 /// Writes `n` transactions straight into a stack's tables, spread over customers, types,
 /// statuses, amounts, item descriptions and creation times (ids carry the creation time, as
 /// Billy's own do), for reads through the API.
+/// Waits (bounded) until an export job has succeeded; the job, and the ids of the rows its file
+/// holds (fetched through its link), sorted.
+async fn finished_export(w: &World, export: &Value) -> (Value, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, e) = w.api.get(&format!("/exports/{}", s(&export["id"])), &w.key).await;
+        if e["status"] == "succeeded" {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the export never finished: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let file = reqwest::get(s(&done["url"])).await.unwrap().text().await.unwrap();
+    let mut ids: Vec<String> = file.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+    ids.sort();
+    (done, ids)
+}
+
 async fn seed_ledger(w: &World, n: usize) -> Vec<billy_core::transaction::Transaction> {
     use billy_core::ids::{Id, IdKind};
     use billy_core::ports::{Changeset, UnitOfWork, Write};
@@ -1812,21 +1830,9 @@ async fn the_ledger_filters_pages_and_exports_every_matching_row_once() {
     // An export job of every row (3 pages of 100 and more), downloaded through its link
     let (status, export) = w.api.post("/exports", &w.key, &json!({"type": "transactions"})).await;
     assert_eq!((status, export["status"].as_str()), (StatusCode::CREATED, Some("pending")), "{export}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (_, e) = w.api.get(&format!("/exports/{}", s(&export["id"])), &w.key).await;
-        if e["status"] == "succeeded" {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "the export never finished: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let url = s(&done["url"]);
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let file = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    let mut exported: Vec<String> = file.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+    let (done, exported) = finished_export(&w, &export).await;
+    assert!(s(&done["url"]).starts_with("http://127.0.0.1:"), "{done}");
     assert_eq!(done["rows"], 300);
-    exported.sort();
     let mut all: Vec<String> = seeded.iter().map(|t| t.id.to_string()).collect();
     all.sort();
     assert_eq!(exported, all, "every row once");
@@ -1840,19 +1846,8 @@ async fn the_ledger_filters_pages_and_exports_every_matching_row_once() {
         let (status, export) =
             w.api.post("/exports", &w.key, &json!({"type": "transactions", "filters": filters})).await;
         assert_eq!(status, StatusCode::CREATED, "{export}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let done = loop {
-            let (_, e) = w.api.get(&format!("/exports/{}", s(&export["id"])), &w.key).await;
-            if e["status"] == "succeeded" {
-                break e;
-            }
-            assert!(Instant::now() < deadline, "the export never finished: {e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let file = reqwest::get(s(&done["url"])).await.unwrap().text().await.unwrap();
-        let mut rows: Vec<String> = file.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+        let (_, rows) = finished_export(&w, &export).await;
         let mut want = want;
-        rows.sort();
         want.sort();
         assert!(!want.is_empty());
         assert_eq!(rows, want, "{filters}");
