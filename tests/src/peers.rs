@@ -239,3 +239,35 @@ impl AdyenFake {
         self.http.get(format!("{}/_test/state", self.peer.url())).send().await.unwrap().json().await.unwrap()
     }
 }
+
+/// What the official Stripe library's `Webhook.construct_event` makes of a delivery signed in
+/// Stripe's scheme: the event's id and type, or the library's refusal.
+pub async fn stripe_construct_event(payload: &str, header: &str, secret: &str) -> Result<(String, String), String> {
+    let code = "import os, sys, json, stripe\n\
+                try:\n    e = stripe.Webhook.construct_event(sys.stdin.read(), os.environ['SIG_HEADER'], os.environ['SIGNING_SECRET'])\n\
+                \x20   sys.stdout.write(json.dumps({'id': e['id'], 'type': e['type']}))\n\
+                except stripe.error.SignatureVerificationError as err:\n    sys.stdout.write(json.dumps({'refused': str(err)}))";
+    let mut child = Command::new(python())
+        .args(["-c", code])
+        .env("SIGNING_SECRET", secret)
+        .env("SIG_HEADER", header)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(payload.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "the stripe library ran");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    match answer.get("refused") {
+        Some(why) => Err(why.to_string()),
+        None => Ok((
+            answer["id"].as_str().unwrap_or_default().to_owned(),
+            answer["type"].as_str().unwrap_or_default().to_owned(),
+        )),
+    }
+}

@@ -32,5 +32,6 @@ pub mod transactions;
 pub mod unit;
 pub mod usage;
 pub mod verifications;
+pub mod webhooks;
 
 pub use clients::{AwsClients, LocalEndpoints, Tables};

@@ -152,6 +152,9 @@ impl DynamoUnitOfWork {
                     period,
                     *priced,
                 )?),
+                Write::WebhookEndpoint { endpoint, expected } => {
+                    puts.push(put(crate::webhooks::endpoint_item(scope, endpoint)?, *expected)?);
+                }
                 Write::GatewayAccount { account, expected } => {
                     puts.push(put(items::gateway_account(scope, account)?, *expected)?);
                     if expected.is_none() {

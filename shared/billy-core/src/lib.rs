@@ -32,5 +32,6 @@ pub mod test_clock;
 pub mod transaction;
 pub mod usage;
 pub mod verification;
+pub mod webhook;
 
 pub use error::{DomainError, DomainResult};

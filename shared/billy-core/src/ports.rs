@@ -156,6 +156,48 @@ pub trait ExportRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::ledger::Export>>;
 }
 
+/// Outgoing webhooks: a tenant's endpoints and their deliveries. Endpoints change through the
+/// unit of work (with their audit events); a delivery is its own record of every attempt, written
+/// alone under its version.
+#[async_trait]
+pub trait WebhookRepository: Send + Sync + std::fmt::Debug {
+    async fn endpoint(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::webhook::WebhookEndpoint>>;
+    /// The scope's endpoints that are not deleted, newest first.
+    async fn endpoints(&self, scope: &Scope) -> DomainResult<Vec<crate::webhook::WebhookEndpoint>>;
+    async fn delivery(&self, scope: &Scope, id: &Id) -> DomainResult<Option<crate::webhook::WebhookDelivery>>;
+    async fn deliveries(
+        &self,
+        scope: &Scope,
+        endpoint: &Id,
+        page: &crate::page::PageRequest,
+    ) -> DomainResult<crate::page::Page<crate::webhook::WebhookDelivery>>;
+    /// Stores a new delivery; `false` if it exists already (the event was announced again).
+    async fn create_delivery(&self, scope: &Scope, delivery: &crate::webhook::WebhookDelivery) -> DomainResult<bool>;
+    /// Replaces a delivery whose stored version is still `expected` (else a conflict).
+    async fn save_delivery(
+        &self,
+        scope: &Scope,
+        delivery: &crate::webhook::WebhookDelivery,
+        expected: u64,
+    ) -> DomainResult<()>;
+    /// Deliveries of one shard whose next attempt is due at or before `before`.
+    async fn deliveries_due(&self, shard: u32, before: DateTime<Utc>, limit: usize) -> DomainResult<Vec<(Scope, Id)>>;
+}
+
+/// Sends one signed delivery to an endpoint, within a short timeout, and never follows a
+/// redirect; a destination that must be public is resolved and refused if any address is not.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + std::fmt::Debug {
+    async fn send(
+        &self,
+        destination: &crate::webhook::Destination,
+        signature: &str,
+        body: &str,
+    ) -> crate::webhook::SendOutcome;
+    /// Whether a destination may be used now (its name resolves only to allowed addresses).
+    async fn check(&self, destination: &crate::webhook::Destination) -> DomainResult<()>;
+}
+
 /// Seals secrets (KMS): ciphertext bound to a context, opened only with the same context.
 #[async_trait]
 pub trait SecretBox: Send + Sync + std::fmt::Debug {
@@ -448,6 +490,11 @@ pub enum Write {
         account: crate::gateway_account::GatewayAccount,
         expected: Option<u64>,
     },
+    /// A webhook endpoint (`expected: None` for a new one).
+    WebhookEndpoint {
+        endpoint: crate::webhook::WebhookEndpoint,
+        expected: Option<u64>,
+    },
     /// A movement of a customer's credit balance: the movement is recorded and the balance moves
     /// by its amount; a negative one only while the balance covers it (else a conflict).
     Credit {
@@ -578,6 +625,7 @@ pub struct Ports<'a> {
     pub gateways: &'a dyn GatewayDirectory,
     pub breaker: &'a crate::routing::CircuitBreaker,
     pub accounts: &'a dyn GatewayAccountRepository,
+    pub webhooks: &'a dyn WebhookRepository,
     pub secrets: &'a dyn SecretBox,
     pub ids: &'a dyn IdGenerator,
     pub clock: &'a dyn Clock,

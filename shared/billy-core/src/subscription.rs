@@ -64,6 +64,12 @@ pub const SUBSCRIPTION_TRANSITIONS: &[(SubscriptionStatus, SubscriptionAction, S
 
 /// How long before a subscription's scheduled end `subscription.ending` is announced.
 pub const ENDING_NOTICE: Duration = Duration::days(7);
+/// How long before a renewal `invoice.upcoming` is announced (a debit plan's renewal; periods no
+/// longer than this get none, like Stripe's).
+pub const UPCOMING_NOTICE: Duration = Duration::days(3);
+/// How long before a trial ends `subscription.trial_will_end` is announced (at once for a shorter
+/// trial).
+pub const TRIAL_NOTICE: Duration = Duration::days(3);
 /// At most this many one-off items wait for the next invoice.
 pub const MAX_PENDING_ITEMS: usize = 50;
 
@@ -103,6 +109,12 @@ pub struct Subscription {
     /// `subscription.ending` has been announced (ahead of a fixed term's or a cancellation's end).
     #[serde(default)]
     pub ending_announced: bool,
+    /// The last period whose renewal `invoice.upcoming` announced.
+    #[serde(default)]
+    pub upcoming_announced: Option<u64>,
+    /// `subscription.trial_will_end` has been announced.
+    #[serde(default)]
+    pub trial_notice_announced: bool,
     pub payment_method: Option<Id>,
     /// The customer's test clock, if any: its advances drive this subscription's billing.
     pub test_clock: Option<Id>,
@@ -154,6 +166,8 @@ impl Subscription {
             discount: None,
             pending_items: Vec::new(),
             ending_announced: false,
+            upcoming_announced: None,
+            trial_notice_announced: false,
             payment_method,
             test_clock: None,
             created: now,
@@ -212,10 +226,49 @@ impl Subscription {
             None if self.status.is_live() => self.cancel_at,
             None => None,
         };
-        Ok(match self.ending_notice_at() {
-            Some(notice) => Some(next.map_or(notice, |n| n.min(notice))),
-            None => next,
-        })
+        let notices = [self.ending_notice_at(), self.upcoming_notice_at(self.next_period)?, self.trial_notice_at()];
+        Ok(notices.into_iter().flatten().chain(next).min())
+    }
+
+    /// When `invoice.upcoming` is due for period `index`, if it is a renewal of a debit plan that
+    /// has not been announced: `UPCOMING_NOTICE` before it is billed, provided the period before
+    /// it was billed earlier than that.
+    pub fn upcoming_notice_at(&self, index: u64) -> DomainResult<Option<DateTime<Utc>>> {
+        let announced = self.upcoming_announced.is_some_and(|n| n >= index);
+        if index == 0 || announced || !self.status.is_live() {
+            return Ok(None);
+        }
+        let plan = self.plan_for_period(index);
+        let period = self.period(index)?;
+        if plan.kind.direction() != crate::plan::Direction::Debit || self.cancel_at.is_some_and(|c| period.start >= c) {
+            return Ok(None);
+        }
+        let notice = Self::due_at(plan, &period) - UPCOMING_NOTICE;
+        let previous = Self::due_at(self.plan_for_period(index - 1), &self.period(index - 1)?);
+        Ok((notice > previous).then_some(notice))
+    }
+
+    /// Records that period `index`'s renewal was announced.
+    pub fn take_upcoming_notice(&mut self, index: u64) {
+        self.upcoming_announced = Some(index);
+        self.version += 1;
+    }
+
+    /// When `subscription.trial_will_end` is due, if it has not been announced.
+    pub fn trial_notice_at(&self) -> Option<DateTime<Utc>> {
+        let end = self.trial_end?;
+        (self.status == SubscriptionStatus::Trialing && !self.trial_notice_announced)
+            .then(|| (end - TRIAL_NOTICE).max(self.start))
+    }
+
+    /// Announces the trial's coming end once its notice time has come: whether it is due now.
+    pub fn take_trial_notice(&mut self, now: DateTime<Utc>) -> bool {
+        if self.trial_notice_at().is_some_and(|at| now >= at) {
+            self.trial_notice_announced = true;
+            self.version += 1;
+            return true;
+        }
+        false
     }
 
     /// When `subscription.ending` is due, if it has not been announced: a week before a scheduled
@@ -511,12 +564,43 @@ impl Subscription {
     }
 }
 
+/// A monthly test-mode debit plan of `amount` cents (USD) made on 1 January 2026.
+#[cfg(test)]
+pub(crate) fn test_plan(id: &str, amount: i64, trial: Option<u32>) -> Plan {
+    use chrono::TimeZone;
+    Plan::new(
+        Id::from_trusted(id.into()),
+        crate::plan::NewPlan {
+            name: id.into(),
+            description: None,
+            currency: crate::money::Currency::parse("usd", "c").unwrap(),
+            cadence: crate::schedule::Cadence::new(crate::schedule::Frequency::Monthly, 1).unwrap(),
+            trial_period_days: trial,
+            kind: PlanKind::FixedDebit { amount },
+        },
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        false,
+    )
+    .unwrap()
+}
+
+/// `sub_1` of `cus_1` on a 10.00 monthly test plan, made at `start`.
+#[cfg(test)]
+pub(crate) fn test_subscription(start: DateTime<Utc>, trial: Option<u32>) -> Subscription {
+    Subscription::new(
+        Id::from_trusted("sub_1".into()),
+        Id::from_trusted("cus_1".into()),
+        test_plan("plan_a", 1000, trial),
+        start,
+        None,
+        start,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Currency;
-    use crate::plan::NewPlan;
-    use crate::schedule::{Cadence, Frequency};
     use chrono::TimeZone;
 
     fn day(m: u32, d: u32) -> DateTime<Utc> {
@@ -524,32 +608,11 @@ mod tests {
     }
 
     fn plan(id: &str, amount: i64, trial: Option<u32>) -> Plan {
-        Plan::new(
-            Id::from_trusted(id.into()),
-            NewPlan {
-                name: id.into(),
-                description: None,
-                currency: Currency::parse("usd", "c").unwrap(),
-                cadence: Cadence::new(Frequency::Monthly, 1).unwrap(),
-                trial_period_days: trial,
-                kind: PlanKind::FixedDebit { amount },
-            },
-            day(1, 1),
-            false,
-        )
-        .unwrap()
+        test_plan(id, amount, trial)
     }
 
     fn sub(start: DateTime<Utc>, trial: Option<u32>) -> Subscription {
-        Subscription::new(
-            Id::from_trusted("sub_1".into()),
-            Id::from_trusted("cus_1".into()),
-            plan("plan_a", 1000, trial),
-            start,
-            None,
-            start,
-        )
-        .unwrap()
+        test_subscription(start, trial)
     }
 
     fn bill_all(s: &mut Subscription, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {

@@ -26,6 +26,7 @@ use billy_aws::transactions::DynamoTransactions;
 use billy_aws::unit::DynamoUnitOfWork;
 use billy_aws::usage::DynamoUsage;
 use billy_aws::verifications::DynamoVerifications;
+use billy_aws::webhooks::DynamoWebhooks;
 use billy_aws::{AwsClients, Tables};
 use billy_core::clock::SystemClock;
 use billy_core::gateway::GatewayRegistry;
@@ -64,6 +65,7 @@ pub struct Deps {
     pub gateways: AwsGatewayDirectory,
     pub breaker: CircuitBreaker,
     pub accounts: DynamoGatewayAccounts,
+    pub webhooks: DynamoWebhooks,
     pub secrets: Arc<KmsSecretBox>,
     pub ids: RandomIds<SystemClock>,
     pub clock: SystemClock,
@@ -117,6 +119,7 @@ impl Deps {
             gateways: AwsGatewayDirectory::new(Self::gateways(config), accounts.clone(), secret_box, endpoints),
             breaker: CircuitBreaker::default(),
             accounts,
+            webhooks: DynamoWebhooks::new(ddb(), tables.clone()),
             secrets,
             ids: RandomIds::new(SystemClock),
             clock: SystemClock,
@@ -172,6 +175,7 @@ impl Deps {
             gateways: &self.gateways,
             breaker: &self.breaker,
             accounts: &self.accounts,
+            webhooks: &self.webhooks,
             secrets: self.secrets.as_ref(),
             ids: &self.ids,
             clock: &self.clock,

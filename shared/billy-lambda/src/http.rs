@@ -219,7 +219,7 @@ where
             let saved = if response.status().is_server_error() {
                 store.abandon(&scope, &key).await
             } else {
-                store.complete(&scope, &key, response.status().as_u16(), &body).await
+                store.complete(&scope, &key, response.status().as_u16(), &replayable(&body)).await
             };
             if let Err(e) = saved {
                 tracing::error!(error = %e, "idempotency record not saved");
@@ -244,6 +244,19 @@ where
             "this Idempotency-Key was used with a different request",
         ),
         Err(e) => error_response(&e),
+    }
+}
+
+/// What is saved for a replay: the answer without a `secret` (a webhook endpoint's signing secret
+/// is shown once, and is never stored in clear, not even as a saved answer; a replay shows
+/// `"secret": null`, and rotating the secret gives a new one).
+fn replayable(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(mut v) if v.get("secret").is_some_and(serde_json::Value::is_string) => {
+            v["secret"] = serde_json::Value::Null;
+            v.to_string()
+        }
+        _ => body.to_owned(),
     }
 }
 
@@ -292,6 +305,13 @@ pub fn method_not_allowed() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_in_an_answer_is_never_saved_for_replay() {
+        let saved = replayable(r#"{"id":"we_1","secret":"whsec_abc","url":"https://x"}"#);
+        assert!(!saved.contains("whsec_abc") && saved.contains("\"secret\":null") && saved.contains("we_1"));
+        assert_eq!(replayable(r#"{"id":"cus_1"}"#), r#"{"id":"cus_1"}"#);
+    }
 
     #[test]
     fn long_digit_runs_are_redacted_and_short_ones_kept() {

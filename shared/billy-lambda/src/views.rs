@@ -223,3 +223,32 @@ pub fn credit_movement(m: &billy_core::credit::CreditMovement) -> Value {
         "livemode": m.livemode,
     })
 }
+
+/// A webhook endpoint: never its secrets (the secret is added to the answer that creates or
+/// rotates it, once).
+pub fn webhook_endpoint(e: &billy_core::webhook::WebhookEndpoint) -> Value {
+    let v = e.view();
+    json!({
+        "id": v.id, "object": "webhook_endpoint", "created": v.created, "url": v.url,
+        "enabled_events": v.enabled_events, "description": v.description,
+        "status": if v.deleted { "deleted" } else { "enabled" },
+        "secret_created": v.secret_created, "previous_secret_expires_at": v.previous_secret_expires_at,
+        "livemode": v.livemode,
+    })
+}
+
+/// A delivery of one event to one endpoint, with each attempt and what the receiver answered.
+pub fn webhook_delivery(d: &billy_core::webhook::WebhookDelivery) -> Value {
+    let last = d.attempts.last();
+    json!({
+        "id": d.id, "object": "webhook_delivery", "created": d.created, "endpoint": d.endpoint,
+        "event": d.event, "event_type": d.event_type, "status": d.status.as_str(),
+        "attempt_count": d.attempt_count, "next_attempt_at": d.next_attempt_at,
+        "last_attempt_at": last.map(|a| a.at), "last_response_code": last.and_then(|a| a.status_code),
+        "attempts": d.attempts.iter().map(|a| json!({
+            "number": a.number, "at": a.at, "status_code": a.status_code, "error": a.error,
+            "duration_ms": a.duration_ms, "manual": a.manual,
+        })).collect::<Vec<_>>(),
+        "livemode": d.livemode,
+    })
+}

@@ -182,6 +182,7 @@ fn http_case(world: &World, name: &str) -> (Value, StatusCode) {
         "api-gateway-accounts" => (get("GET /v1/gateway_accounts", &[]), StatusCode::OK),
         "api-transactions" => (get("GET /v1/transactions", &[]), StatusCode::OK),
         "api-exports" => (get("GET /v1/exports/{id}", &[("id", "exp_runtimetest")]), StatusCode::NOT_FOUND),
+        "api-webhook-endpoints" => (get("GET /v1/webhook_endpoints", &[]), StatusCode::OK),
         "webhook-receiver" => (
             http_event(
                 "POST /v1/webhooks/{gateway}",

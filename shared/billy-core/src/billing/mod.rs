@@ -322,7 +322,36 @@ fn plan_tick(
     let due = sub.due_periods(now)?;
     let mut events = Vec::new();
     let mut messages = Vec::new();
+    // Each notice is announced at its own time, before what it announces (a test clock's jump
+    // over several renewals announces each of them in turn).
+    let on_test_clock = sub.test_clock.is_some();
+    let on_clock = |at: DateTime<Utc>| if on_test_clock { at.min(now) } else { now };
+    if let Some(notice) = sub.trial_notice_at()
+        && sub.take_trial_notice(now)
+    {
+        let at = on_clock(notice);
+        events.push(subscription_event(
+            &ctx,
+            ids,
+            at,
+            &sub,
+            "subscription.trial_will_end",
+            Some("its trial ends within three days"),
+        ));
+    }
     for (n, d) in due.iter().enumerate() {
+        if let Some(notice) = sub.upcoming_notice_at(d.period.index)? {
+            sub.take_upcoming_notice(d.period.index);
+            let at = on_clock(notice);
+            events.push(subscription_event(
+                &ctx,
+                ids,
+                at,
+                &sub,
+                "invoice.upcoming",
+                Some("it renews within three days"),
+            ));
+        }
         // A coupon counts the invoices it discounts; one-off items go on the first invoice made.
         let discount = if d.plan.kind.direction() == crate::plan::Direction::Debit {
             sub.discount.as_mut().and_then(crate::coupon::Discount::take)
@@ -353,6 +382,13 @@ fn plan_tick(
             ("subscription.period_billed", None)
         };
         events.push(subscription_event(&ctx, ids, at, &sub, action, reason));
+    }
+    if let Some(notice) = sub.upcoming_notice_at(sub.next_period)?
+        && notice <= now
+    {
+        sub.take_upcoming_notice(sub.next_period);
+        let at = on_clock(notice);
+        events.push(subscription_event(&ctx, ids, at, &sub, "invoice.upcoming", Some("it renews within three days")));
     }
     if let Some(notice) = sub.ending_notice_at()
         && sub.take_ending_notice(now)
@@ -622,4 +658,76 @@ pub async fn clock_status(
     // Everything else has settled: a step that failed for good is why the clock is not ready.
     let status = if failures.is_empty() { ClockStatus::Ready } else { ClockStatus::InternalFailure };
     Ok((status, failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::ids::{Id, IdKind, RandomIds};
+    use crate::subscription::test_subscription;
+    use crate::tenant::Mode;
+    use chrono::TimeZone;
+
+    fn day(m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn scope() -> Scope {
+        Scope::new(Id::derived(IdKind::Tenant, day(1, 1), "t"), Mode::Test)
+    }
+
+    /// The actions a tick at `now` records, with their times; and the subscription after it.
+    fn tick(sub: Subscription, now: DateTime<Utc>) -> (Vec<(String, DateTime<Utc>)>, Subscription) {
+        let ids = RandomIds::new(FixedClock::new(now));
+        match plan_tick(&ids, &scope(), sub.clone(), now).unwrap() {
+            Some(plan) => (plan.events.iter().map(|e| (e.action.clone(), e.at)).collect(), plan.subscription),
+            None => (Vec::new(), sub),
+        }
+    }
+
+    #[test]
+    fn a_renewal_is_announced_three_days_ahead_once() {
+        // GIVEN a monthly subscription started 1 January, its first period billed
+        let (_, sub) = tick(test_subscription(day(1, 1), None), day(1, 1));
+        // THEN it is next due on 29 January, three days before its renewal
+        assert_eq!(sub.next_due_at().unwrap(), Some(day(1, 29)));
+        // WHEN the tick runs then
+        let (events, sub) = tick(sub, day(1, 29));
+        // THEN invoice.upcoming is announced, nothing billed, and it is next due at the renewal
+        assert_eq!(events, vec![("invoice.upcoming".to_owned(), day(1, 29))]);
+        assert_eq!((sub.next_period, sub.next_due_at().unwrap()), (1, Some(day(2, 1))));
+        // AND a second tick announces nothing more
+        assert!(tick(sub.clone(), day(1, 30)).0.is_empty());
+        let (events, _) = tick(sub, day(2, 1));
+        assert_eq!(events, vec![("subscription.period_billed".to_owned(), day(2, 1))]);
+    }
+
+    #[test]
+    fn a_test_clock_jump_over_renewals_announces_each_at_its_own_time_before_its_bill() {
+        let mut sub = test_subscription(day(1, 1), None);
+        sub.test_clock = Some(Id::derived(IdKind::TestClock, day(1, 1), "c"));
+        let (_, sub) = tick(sub, day(1, 1));
+        // WHEN the clock jumps from 1 January to 15 March
+        let (events, sub) = tick(sub, day(3, 15));
+        // THEN each renewal's notice precedes its bill, each at its own time
+        let expected = [
+            ("invoice.upcoming", day(1, 29)),
+            ("subscription.period_billed", day(2, 1)),
+            ("invoice.upcoming", day(2, 26)),
+            ("subscription.period_billed", day(3, 1)),
+        ];
+        assert_eq!(events, expected.map(|(a, t)| (a.to_owned(), t)).to_vec());
+        // AND April's is announced on 29 March
+        assert_eq!(sub.next_due_at().unwrap(), Some(day(3, 29)));
+    }
+
+    #[test]
+    fn a_trials_end_is_announced_three_days_ahead_and_a_short_trials_at_once() {
+        let (events, sub) = tick(test_subscription(day(3, 1), Some(14)), day(3, 12));
+        assert_eq!(events, vec![("subscription.trial_will_end".to_owned(), day(3, 12))]);
+        assert!(tick(sub, day(3, 13)).0.is_empty());
+        let (events, _) = tick(test_subscription(day(3, 1), Some(2)), day(3, 1));
+        assert_eq!(events, vec![("subscription.trial_will_end".to_owned(), day(3, 1))]);
+    }
 }

@@ -18,6 +18,7 @@ pub async fn entity_history(p: &Ports<'_>, ctx: &Context, raw: &str) -> DomainRe
         IdKind::TestClock,
         IdKind::GatewayAccount,
         IdKind::Export,
+        IdKind::WebhookEndpoint,
     ]
     .into_iter()
     .find(|k| raw.starts_with(&format!("{}_", k.prefix())))

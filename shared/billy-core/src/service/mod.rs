@@ -18,6 +18,7 @@ pub mod subscriptions;
 pub mod transactions;
 pub mod usage;
 pub mod verifications;
+pub mod webhooks;
 
 use crate::audit::{AuditEvent, Context};
 use crate::customer::Customer;

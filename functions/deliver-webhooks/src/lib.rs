@@ -1,0 +1,101 @@
+//! The delivery queue's consumer. Announced events arrive from an EventBridge rule; each becomes
+//! one delivery per endpoint that wants it, and one message per delivery, so a slow or failing
+//! endpoint never holds up another's. A delivery message runs one attempt: signed, sent within a
+//! short timeout, recorded, and its next attempt scheduled (the sweeper asks for it when due) or,
+//! past the last one, the delivery is dead-lettered.
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use billy_aws::AwsClients;
+use billy_aws::webhooks::HttpWebhookSender;
+use billy_core::ports::{DomainEvent, QueueMessage, QueuePublisher};
+use billy_core::service::webhooks::{self as service, DELIVER_WEBHOOK, DeliveryStep};
+use billy_core::webhook::RetrySchedule;
+use billy_lambda::SqsFunction;
+use billy_lambda::config::{Config, MissingVariable};
+use billy_lambda::deps::Deps;
+use billy_lambda::sqs::{DeadLetters, Decoding, for_batch};
+use futures::StreamExt;
+
+/// Attempts of one batch in flight at once (each bounded by the sender's timeout).
+const CONCURRENCY: usize = 10;
+
+#[derive(Debug)]
+pub struct App {
+    deps: Deps,
+    sender: HttpWebhookSender,
+    schedule: RetrySchedule,
+    queue: String,
+    dead_letters: String,
+}
+
+impl App {
+    pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        // A deployment may shorten the schedule (tests do); a malformed one falls back to the
+        // default rather than never retrying.
+        let schedule = config
+            .get("WEBHOOK_RETRY_GAPS")
+            .filter(|g| !g.is_empty())
+            .and_then(|g| {
+                RetrySchedule::parse(g).map_err(|e| tracing::error!(error = %e, "WEBHOOK_RETRY_GAPS ignored")).ok()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            deps: Deps::new(config, aws)?,
+            sender: HttpWebhookSender::default(),
+            schedule,
+            queue: config.require("DELIVERY_QUEUE_URL")?.to_owned(),
+            dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
+        })
+    }
+
+    async fn step(&self, step: &DeliveryStep) -> Result<(), billy_core::DomainError> {
+        let p = self.deps.ports();
+        match step {
+            DeliveryStep::Event(event) => {
+                let messages = service::fan_out(&p, event).await?;
+                if !messages.is_empty() {
+                    self.deps.queue.send(&self.queue, &messages).await?;
+                }
+            }
+            DeliveryStep::Attempt { scope, delivery, attempt } => {
+                if let service::Attempted::Sent(d) =
+                    service::attempt(&p, &self.sender, &self.schedule, scope, delivery, *attempt).await?
+                {
+                    tracing::info!(delivery = %d.id, attempt, status = d.status.as_str(),
+                        code = ?d.attempts.last().and_then(|a| a.status_code), "webhook attempt recorded");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites an EventBridge event delivered by the rule into the queue's own envelope, so both
+/// kinds of message decode the same way.
+fn enveloped(body: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(body).ok()?;
+    event.get("detail-type")?;
+    let detail: DomainEvent = serde_json::from_value(event.get("detail")?.clone()).ok()?;
+    let message: QueueMessage = DeliveryStep::Event(detail).message().ok()?;
+    serde_json::to_string(&message).ok()
+}
+
+#[async_trait]
+impl SqsFunction for App {
+    async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        for record in &mut event.records {
+            if let Some(rewritten) = record.body.as_deref().and_then(enveloped) {
+                record.body = Some(rewritten);
+            }
+        }
+        let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
+        let outcome =
+            for_batch(event, Decoding::new(DELIVER_WEBHOOK, &[1]), Some(dead), |steps: Vec<DeliveryStep>| async move {
+                let attempts = steps.into_iter().map(|s| async move { self.step(&s).await });
+                futures::stream::iter(attempts).buffered(CONCURRENCY).collect::<Vec<_>>().await
+            })
+            .await;
+        Ok(outcome.response)
+    }
+}
