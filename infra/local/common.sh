@@ -25,6 +25,8 @@ TOOLS_HOME="$BILLY_CACHE/tools-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_V
 # Protocol peers for tests: localstripe (a fake Stripe API), and the official Stripe and Adyen
 # libraries, whose signature schemes the tests use.
 PEERS_HOME="$BILLY_CACHE/peers-localstripe-$LOCALSTRIPE_VERSION-stripe-$STRIPE_PY_VERSION-adyen-$ADYEN_PY_VERSION"
+# schemathesis, the contract fuzzer `make test` runs over docs/openapi.yaml.
+CONTRACT_HOME="$BILLY_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
 # cargo-mutants for `make mutants`, built once per version from crates.io.
 MUTANTS_HOME="$BILLY_CACHE/cargo-mutants-$CARGO_MUTANTS_VERSION"
 

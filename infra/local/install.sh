@@ -59,6 +59,16 @@ install_peers() {
   touch "$PEERS_HOME/.ok"
 }
 
+install_contract() {
+  [ -f "$CONTRACT_HOME/.ok" ] && return 0
+  local py; py="$(find_python_tools)"
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $CONTRACT_HOME"
+  rm -rf "$CONTRACT_HOME"
+  "$py" -m venv "$CONTRACT_HOME/venv"
+  "$CONTRACT_HOME/venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$CONTRACT_HOME/.ok"
+}
+
 install_mutants() {
   [ -f "$MUTANTS_HOME/.ok" ] && return 0
   log "building cargo-mutants $CARGO_MUTANTS_VERSION into $MUTANTS_HOME"
@@ -72,7 +82,8 @@ case "$what" in
   stack) install_localstack; install_dynamodb; install_dynamodb_launcher ;;
   tools) install_tools ;;
   peers) install_peers ;;
+  contract) install_contract ;;
   mutants) install_mutants ;;
-  all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers ;;
-  *) die "usage: install.sh [stack|tools|peers|mutants|all]" ;;
+  all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers; install_contract ;;
+  *) die "usage: install.sh [stack|tools|peers|contract|mutants|all]" ;;
 esac

@@ -22,9 +22,9 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
 step "building tests"
 cargo test --workspace --no-run -q
-step "building every function's binary (debug; the runtime test serves them under the Lambda Runtime API)"
+step "building every function's binary (debug; the runtime test serves them under the Lambda Runtime API), the runner and the sandbox"
 mapfile -t packages < <(function_packages)
-cargo build -q "${packages[@]}"
+cargo build -q "${packages[@]}" -p billy-local -p sandbox-gateway
 
 wait "$stack_pid" || { cat "$BILLY_LOGS/stack-start.log" >&2; die "the local stack did not start"; }
 cat "$BILLY_LOGS/stack-start.log" >&2
@@ -38,6 +38,9 @@ rm -f "$BILLY_ACCESS_LOG"
 cargo test --workspace
 step "least privilege: each function's policy in template.yaml against what it was seen to do"
 cargo run -q -p billy-local -- check-access "$BILLY_ACCESS_LOG"
+
+step "contract fuzzing: every operation of docs/openapi.yaml against a live local Billy"
+bash "$BILLY_LOCAL_DIR/contract.sh"
 
 step "sam validate --lint"
 "$TOOLS_HOME/venv/bin/sam" validate --lint --template "$BILLY_ROOT/template.yaml"

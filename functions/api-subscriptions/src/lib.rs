@@ -14,7 +14,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond, route_action,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -98,8 +98,8 @@ impl HttpFunction for App {
     async fn handle(&self, request: Request) -> Response<Body> {
         let request = &request;
         let id = path_param(request, "id");
-        let action = if id.is_empty() { "" } else { request.uri().path().rsplit('/').next().unwrap_or_default() };
-        let action = if action == id { "" } else { action };
+        let action = if id.is_empty() { String::new() } else { route_action(request) };
+        let action = action.as_str();
         let p = self.deps.ports();
         let s = &p;
         let view = |r: DomainResult<billy_core::subscription::Subscription>| r.map(|s| views::subscription(&s));

@@ -15,7 +15,7 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, respond, route_action,
 };
 use billy_lambda::views;
 use chrono::Duration;
@@ -83,7 +83,7 @@ impl HttpFunction for App {
         let request = &request;
         let id = path_param(request, "id");
         let delivery = path_param(request, "delivery");
-        let action = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+        let action = route_action(request);
         let p = self.deps.ports();
         let p = &p;
         match (request.method(), id.is_empty(), action.as_str()) {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod functions;
 pub mod lambda;
+pub mod openapi;
 pub mod provision;
 pub mod runner;
 pub mod streams;

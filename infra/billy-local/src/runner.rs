@@ -452,7 +452,8 @@ async fn serve(
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(request_id.clone());
-    context.route_key = Some(format!("{} {}", route.method, parts.uri.path()));
+    // As API Gateway names it: the template's route, parameters unfilled.
+    context.route_key = Some(format!("{} {}", route.method, route.path));
     context.stage = Some("$default".into());
     context.time_epoch = chrono::Utc::now().timestamp_millis();
     context.http.method = parts.method.clone();

@@ -179,6 +179,14 @@ pub fn destination(raw: &str, livemode: bool) -> DomainResult<Destination> {
         url::Host::Ipv6(v6) => v6.to_string(),
         other => other.to_string(),
     };
+    // Link-local addresses hold cloud metadata services: never a destination, in any mode.
+    let link_local = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local()),
+    };
+    if literal.is_some_and(link_local) {
+        return bad("url_not_public", "endpoints may not point at link-local addresses");
+    }
     if livemode {
         if literal.is_some_and(|ip| !is_public(ip)) {
             return bad(
@@ -612,8 +620,9 @@ mod tests {
         let ok = destination("https://hooks.example.com/billy?x=1", true).unwrap();
         assert_eq!((ok.host.as_str(), ok.public_only), ("hooks.example.com", true));
         assert!(destination("https://93.184.215.14/h", true).is_ok());
-        // test mode may use a local receiver
+        // test mode may use a local receiver, but never a metadata service
         assert!(!destination("http://127.0.0.1:9000/h", false).unwrap().public_only);
+        assert!(destination("http://169.254.169.254/latest/meta-data", false).is_err());
     }
 
     #[test]

@@ -155,6 +155,19 @@ pub async fn authenticate(tenants: &dyn TenantRepository, request: &Request) -> 
     billy_core::tenant::authenticate(tenants, token, request_id(request)).await
 }
 
+/// The literal last segment of the route API Gateway matched (`cancel` for
+/// `POST /v1/subscriptions/{id}/cancel`), or `""` when the route ends with a parameter. Taken from
+/// the route, not the path, so an id that happens to read like an action (or is percent-encoded)
+/// never changes which action runs.
+pub fn route_action(request: &Request) -> String {
+    let route = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.route_key.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let last = route.rsplit('/').next().unwrap_or_default();
+    if last.starts_with('{') { String::new() } else { last.to_owned() }
+}
+
 pub fn path_param(request: &Request, name: &str) -> String {
     request.path_parameters_ref().and_then(|p| p.first(name)).unwrap_or_default().to_owned()
 }

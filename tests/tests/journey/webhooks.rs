@@ -291,3 +291,26 @@ async fn a_live_endpoint_must_be_https_and_may_not_point_at_private_loopback_or_
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_renewal_is_announced_to_an_endpoint_three_days_ahead_on_the_test_clock() {
+    // GIVEN an endpoint that wants invoice.upcoming, and a monthly subscription from 1 May
+    let w = World::on(stack().await, "2026-05-01T00:00:00Z", "4242424242424242").await;
+    let receiver = Receiver::start(200).await;
+    w.endpoint(&receiver.url, &["invoice.upcoming"]).await;
+    let sub = w.subscribe(&w.plan(1000).await).await;
+    w.settled().await;
+    // WHEN the clock reaches 28 May, nothing is announced yet
+    w.advance("2026-05-28T12:00:00Z").await;
+    w.queues_drained(&["DeliveryQueue"]).await;
+    assert!(receiver.hits().is_empty(), "announced too early");
+    // WHEN it reaches 29 May, three days before the 1 June renewal
+    w.advance("2026-05-29T12:00:00Z").await;
+    // THEN the endpoint hears invoice.upcoming for the subscription, dated 29 May 00:00
+    let event = body(&receiver.has(1).await[0]);
+    assert_eq!(event["type"].as_str(), Some("invoice.upcoming"), "{event}");
+    assert_eq!(event["data"]["object"]["id"], sub["id"]);
+    let notice = chrono::DateTime::parse_from_rfc3339("2026-05-29T00:00:00Z").unwrap().timestamp();
+    assert_eq!(event["created"].as_i64(), Some(notice), "{event}");
+    w.stack.stop().await;
+}
