@@ -149,6 +149,13 @@ impl App {
                 })?,
             };
         let after = query_param(request, "starting_after");
+        if after.as_deref().is_some_and(str::is_empty) {
+            return Err(DomainError::invalid(
+                "parameter_invalid",
+                "starting_after is the id of the last event of the previous page",
+                Some("starting_after"),
+            ));
+        }
         let (events, next) =
             service::list_usage(&self.deps.ports(), &ctx, &subscription, &metric, at_param(request)?, limit, after)
                 .await?;

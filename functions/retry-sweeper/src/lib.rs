@@ -1,7 +1,6 @@
-//! The sweeper: asks for the next attempt of every invoice whose dunning retry is due, looks up at
-//! their gateways the transactions whose outcome was lost (on its schedule across all shards; on a
-//! `test_clock.advanced` announcement, for that clock), and asks for every webhook delivery attempt
-//! that is due (retries are hours apart, beyond what a queue's delay can hold).
+//! The sweeper: asks for the next attempt of every invoice whose dunning retry is due, and looks
+//! up at their gateways the transactions whose outcome was lost (on its schedule across all
+//! shards; on a `test_clock.advanced` announcement, for that clock).
 
 use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -10,10 +9,7 @@ use billy_aws::dynamo::DUE_SHARDS;
 use billy_core::DomainResult;
 use billy_core::billing::{sweep_retries, sweep_unknown};
 use billy_core::events::EventType;
-use billy_core::ports::{
-    Clock, InvoiceRepository, QueuePublisher, TestClockRepository, TransactionRepository, WebhookRepository,
-};
-use billy_core::service::webhooks::due_attempts;
+use billy_core::ports::{Clock, InvoiceRepository, TestClockRepository, TransactionRepository};
 use billy_lambda::EventFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -24,32 +20,11 @@ const PER_SHARD: usize = 1000;
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    delivery_queue: String,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)?, delivery_queue: config.require("DELIVERY_QUEUE_URL")?.to_owned() })
-    }
-
-    /// Asks for every webhook delivery attempt due (real time: endpoints are not on test clocks).
-    async fn sweep_deliveries(&self) -> usize {
-        let p = self.deps.ports();
-        let now = self.deps.clock.now();
-        let mut asked = 0;
-        for shard in 0..DUE_SHARDS {
-            let swept = async {
-                let due = self.deps.webhooks.deliveries_due(shard, now, PER_SHARD).await?;
-                let messages = due_attempts(&p, &due, now).await?;
-                self.deps.queue.send(&self.delivery_queue, &messages).await?;
-                Ok::<_, billy_core::DomainError>(messages.len())
-            };
-            match swept.await {
-                Ok(n) => asked += n,
-                Err(e) => tracing::warn!(shard, error = %e, "deliveries not swept; the next sweep retries them"),
-            }
-        }
-        asked
+        Ok(Self { deps: Deps::new(config, aws)? })
     }
 
     async fn sweep(&self, event: &EventBridgeEvent) -> DomainResult<(usize, usize)> {
@@ -94,10 +69,8 @@ impl App {
 #[async_trait]
 impl EventFunction for App {
     async fn handle(&self, event: EventBridgeEvent) -> Result<(), lambda_runtime::Error> {
-        let clock_advanced = announcement(&event).is_some();
         let (retries, lookups) = self.sweep(&event).await?;
-        let deliveries = if clock_advanced { 0 } else { self.sweep_deliveries().await };
-        tracing::info!(retries, lookups, deliveries, "sweep done");
+        tracing::info!(retries, lookups, "sweep done");
         Ok(())
     }
 }
