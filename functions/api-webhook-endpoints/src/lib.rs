@@ -50,7 +50,7 @@ impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
         Ok(Self {
             deps: Deps::new(config, aws)?,
-            sender: HttpWebhookSender::default(),
+            sender: HttpWebhookSender::from_setting(config.get("WEBHOOK_LOCAL_ENDPOINTS")),
             delivery_queue: config.require("DELIVERY_QUEUE_URL")?.to_owned(),
         })
     }

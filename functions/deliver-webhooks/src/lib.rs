@@ -8,14 +8,18 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
 use billy_aws::webhooks::HttpWebhookSender;
-use billy_core::ports::{DomainEvent, QueueMessage, QueuePublisher};
+use billy_core::ports::{DomainEvent, QueueMessage, QueuePublisher, WebhookRepository};
 use billy_core::service::webhooks::{self as service, DELIVER_WEBHOOK, DeliveryStep};
+use billy_core::tenant::Scope;
 use billy_core::webhook::RetrySchedule;
+use billy_core::webhook::WebhookEndpoint;
+use billy_core::{DomainError, DomainResult};
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::sqs::{DeadLetters, Decoding, for_batch};
 use futures::StreamExt;
+use std::collections::HashMap;
 
 /// Attempts of one batch in flight at once (each bounded by the sender's timeout).
 const CONCURRENCY: usize = 10;
@@ -42,18 +46,43 @@ impl App {
             .unwrap_or_default();
         Ok(Self {
             deps: Deps::new(config, aws)?,
-            sender: HttpWebhookSender::default(),
+            sender: HttpWebhookSender::from_setting(config.get("WEBHOOK_LOCAL_ENDPOINTS")),
             schedule,
             queue: config.require("DELIVERY_QUEUE_URL")?.to_owned(),
             dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
         })
     }
 
-    async fn step(&self, step: &DeliveryStep) -> Result<(), billy_core::DomainError> {
+    /// Runs a batch's steps, several at once. Most announcements go to no endpoint at all: each
+    /// scope's endpoints are read once a batch (one query), not once per event.
+    async fn run_batch(&self, steps: Vec<DeliveryStep>) -> Vec<Result<(), DomainError>> {
+        let mut endpoints: HashMap<Scope, DomainResult<Vec<WebhookEndpoint>>> = HashMap::new();
+        for step in &steps {
+            if let DeliveryStep::Event(event) = step
+                && !endpoints.contains_key(&event.scope)
+            {
+                endpoints.insert(event.scope.clone(), self.deps.webhooks.endpoints(&event.scope).await);
+            }
+        }
+        let endpoints = &endpoints;
+        let runs = steps.into_iter().map(|s| async move { self.step(&s, endpoints).await });
+        futures::stream::iter(runs).buffered(CONCURRENCY).collect().await
+    }
+
+    async fn step(
+        &self,
+        step: &DeliveryStep,
+        endpoints: &HashMap<Scope, DomainResult<Vec<WebhookEndpoint>>>,
+    ) -> Result<(), DomainError> {
         let p = self.deps.ports();
         match step {
             DeliveryStep::Event(event) => {
-                let messages = service::fan_out(&p, event).await?;
+                let wanted = match endpoints.get(&event.scope) {
+                    Some(Ok(found)) => found.as_slice(),
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => return Err(DomainError::unexpected("the scope's endpoints were not read")),
+                };
+                let messages = service::fan_out(&p, wanted, event).await?;
                 if !messages.is_empty() {
                     self.deps.queue.send(&self.queue, &messages).await?;
                 }
@@ -92,8 +121,7 @@ impl SqsFunction for App {
         let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
         let outcome =
             for_batch(event, Decoding::new(DELIVER_WEBHOOK, &[1]), Some(dead), |steps: Vec<DeliveryStep>| async move {
-                let attempts = steps.into_iter().map(|s| async move { self.step(&s).await });
-                futures::stream::iter(attempts).buffered(CONCURRENCY).collect::<Vec<_>>().await
+                self.run_batch(steps).await
             })
             .await;
         Ok(outcome.response)

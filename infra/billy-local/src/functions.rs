@@ -54,6 +54,7 @@ pub const KNOWN: &[&str] = &[
     "publish-events",
     "retry-sweeper",
     "settle-accounts",
+    "sweep-webhooks",
     "verify-month",
     "webhook-processor",
     "webhook-receiver",
@@ -107,6 +108,7 @@ pub fn build(name: &str, config: &Config, aws: &AwsClients) -> Result<Handler, S
         "api-gateway-accounts" => Handler::Http(Arc::new(api_gateway_accounts::App::new(config, aws).map_err(err)?)),
         "api-webhook-endpoints" => Handler::Http(Arc::new(api_webhook_endpoints::App::new(config, aws).map_err(err)?)),
         "deliver-webhooks" => Handler::Sqs(Arc::new(deliver_webhooks::App::new(config, aws).map_err(err)?)),
+        "sweep-webhooks" => Handler::Event(Arc::new(sweep_webhooks::App::new(config, aws).map_err(err)?)),
         "api-transactions" => Handler::Http(Arc::new(api_transactions::App::new(config, aws).map_err(err)?)),
         "api-exports" => Handler::Http(Arc::new(
             api_exports::App::new(config, aws, local_files(config, aws).map_err(err)?).map_err(err)?,

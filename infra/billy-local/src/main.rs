@@ -44,6 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("SandboxUrl".to_owned(), env("SANDBOX_URL", "http://127.0.0.1:4610")),
         ("SandboxApiKey".to_owned(), env("SANDBOX_API_KEY", "sandbox-api-key")),
         ("SandboxWebhookSecret".to_owned(), env("SANDBOX_WEBHOOK_SECRET", "sandbox-webhook-secret")),
+        // Local receivers (a test-mode endpoint on 127.0.0.1) are what local development needs.
+        ("WebhookLocalEndpoints".to_owned(), "allow".to_owned()),
     ]);
     let provisioned = provision(&template, &prefix, &parameters, &aws).await?;
     let runner = Runner::build(&template, &provisioned, &aws, |def, config| functions::build(&def.name, config, &aws))?;

@@ -138,6 +138,8 @@ impl TestStack {
             ("SandboxUrl".to_owned(), sandbox.url()),
             ("SandboxApiKey".to_owned(), sandbox_api_key.clone()),
             ("SandboxWebhookSecret".to_owned(), webhook_secret.clone()),
+            // Tests' webhook receivers listen on 127.0.0.1.
+            ("WebhookLocalEndpoints".to_owned(), "allow".to_owned()),
         ]);
         parameters.extend(options.parameters.clone());
         let provisioned = provision(template, &unique_prefix(), &parameters, &aws)

@@ -12,7 +12,10 @@ use billy_core::ids::Id;
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{WebhookRepository, WebhookSender};
 use billy_core::tenant::Scope;
-use billy_core::webhook::{Destination, SIGNATURE_HEADER, SendOutcome, WebhookDelivery, WebhookEndpoint, is_public};
+use billy_core::webhook::{
+    Destination, LocalEndpoints, SIGNATURE_HEADER, SendOutcome, WebhookDelivery, WebhookEndpoint, is_link_local,
+    is_public,
+};
 use billy_core::{DomainError, DomainResult};
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
@@ -139,18 +142,26 @@ impl WebhookRepository for DynamoWebhooks {
     }
 }
 
-/// Resolves names for live endpoints: every address must be public, and the connection goes to
-/// exactly the addresses checked (a name cannot be re-pointed between the check and the connect).
+/// Resolves endpoint names so the connection goes to exactly the addresses checked (a name cannot
+/// be re-pointed between the check and the connect): for a public-only destination every address
+/// must be public; otherwise (a local test-mode receiver) none may be link-local.
 #[derive(Debug)]
-struct PublicOnly;
+struct Checked {
+    public_only: bool,
+}
 
-impl reqwest::dns::Resolve for PublicOnly {
+fn allowed(public_only: bool, addrs: &[SocketAddr]) -> bool {
+    !addrs.is_empty() && addrs.iter().all(|a| if public_only { is_public(a.ip()) } else { !is_link_local(a.ip()) })
+}
+
+impl reqwest::dns::Resolve for Checked {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let public_only = self.public_only;
         Box::pin(async move {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
-                return Err(format!("{host} resolves to an address that is not public").into());
+            if !allowed(public_only, &addrs) {
+                return Err(format!("{host} resolves to an address endpoints may not use").into());
             }
             let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -159,14 +170,16 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// Sends deliveries over HTTP(S): one request each, a short timeout, no redirects followed (a
-/// redirect could lead anywhere, a private address included), no connection reused across
-/// tenants' endpoints beyond the pool's idle limit.
+/// redirect could lead anywhere, a private address included), no proxy (it would resolve the
+/// names instead of the checked resolver).
 #[derive(Debug, Clone)]
 pub struct HttpWebhookSender {
-    /// For live endpoints: resolves through `PublicOnly`.
-    live: reqwest::Client,
-    /// For test-mode endpoints, which may be local receivers.
-    test: reqwest::Client,
+    /// For public-only destinations. `None` if the client could not be built: every send then
+    /// fails (closed), rather than falling back to a client without these guards.
+    public: Option<reqwest::Client>,
+    /// For local test-mode receivers (where the deployment allows them).
+    local: Option<reqwest::Client>,
+    local_endpoints: LocalEndpoints,
 }
 
 /// Each attempt's bound: a slow receiver fails this attempt and is retried later; it never holds
@@ -174,31 +187,37 @@ pub struct HttpWebhookSender {
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl HttpWebhookSender {
-    pub fn new(timeout: Duration) -> Self {
-        let builder = || {
+    pub fn new(timeout: Duration, local_endpoints: LocalEndpoints) -> Self {
+        let client = |public_only: bool| {
             reqwest::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(Duration::from_secs(3))
                 .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
                 .user_agent("Billy-Webhooks/1")
+                .dns_resolver(Arc::new(Checked { public_only }))
+                .build()
+                .map_err(|e| tracing::error!(error = %e, "webhook HTTP client not built; deliveries will fail"))
+                .ok()
         };
-        Self {
-            live: builder().dns_resolver(Arc::new(PublicOnly)).build().unwrap_or_default(),
-            test: builder().build().unwrap_or_default(),
-        }
+        Self { public: client(true), local: client(false), local_endpoints }
     }
-}
 
-impl Default for HttpWebhookSender {
-    fn default() -> Self {
-        Self::new(SEND_TIMEOUT)
+    /// From the function's configuration: `WEBHOOK_LOCAL_ENDPOINTS=allow` (the local runner only)
+    /// lets test-mode endpoints point at loopback and private receivers.
+    pub fn from_setting(setting: Option<&str>) -> Self {
+        let local = if setting == Some("allow") { LocalEndpoints::AllowedInTestMode } else { LocalEndpoints::Refused };
+        Self::new(SEND_TIMEOUT, local)
     }
 }
 
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
     async fn send(&self, destination: &Destination, signature: &str, body: &str) -> SendOutcome {
-        let client = if destination.public_only { &self.live } else { &self.test };
+        let client = if destination.public_only { &self.public } else { &self.local };
+        let Some(client) = client else {
+            return SendOutcome { status_code: None, error: Some("not sent: no HTTP client".into()), duration_ms: 0 };
+        };
         let started = Instant::now();
         let sent = client
             .post(&destination.url)
@@ -212,38 +231,39 @@ impl WebhookSender for HttpWebhookSender {
             Ok(response) => SendOutcome { status_code: Some(response.status().as_u16()), error: None, duration_ms },
             Err(e) => {
                 let why = if e.is_timeout() {
-                    "timed out".to_owned()
+                    "timed out"
                 } else if e.is_connect() {
-                    "could not connect".to_owned()
+                    "could not connect"
                 } else {
-                    "request failed".to_owned()
+                    "request failed"
                 };
-                SendOutcome { status_code: None, error: Some(why), duration_ms }
+                SendOutcome { status_code: None, error: Some(why.to_owned()), duration_ms }
             }
         }
     }
 
     async fn check(&self, destination: &Destination) -> DomainResult<()> {
-        if !destination.public_only || destination.host.parse::<std::net::IpAddr>().is_ok() {
-            // Literals were checked with the URL; test-mode endpoints may be local.
+        if destination.host.parse::<std::net::IpAddr>().is_ok() {
+            // An address literal was checked with the URL.
             return Ok(());
         }
-        let refused = || {
-            DomainError::invalid(
-                "url_not_public",
-                "live-mode endpoints may not point at private, loopback or link-local addresses",
-                Some("url"),
-            )
-        };
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((destination.host.as_str(), 443))
             .await
             .map_err(|_| {
                 DomainError::invalid("url_unresolvable", "the endpoint's host name does not resolve", Some("url"))
             })?
             .collect();
-        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err(refused());
+        if !allowed(destination.public_only, &addrs) {
+            return Err(DomainError::invalid(
+                "url_not_public",
+                "endpoints may not point at private, loopback or link-local addresses",
+                Some("url"),
+            ));
         }
         Ok(())
+    }
+
+    fn local_endpoints(&self) -> LocalEndpoints {
+        self.local_endpoints
     }
 }

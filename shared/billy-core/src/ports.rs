@@ -196,6 +196,8 @@ pub trait WebhookSender: Send + Sync + std::fmt::Debug {
     ) -> crate::webhook::SendOutcome;
     /// Whether a destination may be used now (its name resolves only to allowed addresses).
     async fn check(&self, destination: &crate::webhook::Destination) -> DomainResult<()>;
+    /// Whether this deployment lets test-mode endpoints point at local receivers.
+    fn local_endpoints(&self) -> crate::webhook::LocalEndpoints;
 }
 
 /// Seals secrets (KMS): ciphertext bound to a context, opened only with the same context.

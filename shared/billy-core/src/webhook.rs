@@ -144,14 +144,25 @@ pub fn validate_events(events: &[String]) -> DomainResult<Vec<String>> {
 pub struct Destination {
     pub url: String,
     pub host: String,
-    /// Live endpoints: every address the host resolves to must be public (checked again at
-    /// each delivery, so a name re-pointed at a private address later is refused too).
+    /// Every address the host resolves to must be public (live endpoints, and every endpoint of a
+    /// deployment), checked again at each delivery, so a name re-pointed at a private address
+    /// later is refused too. Otherwise (local test-mode receivers) only link-local is refused.
     pub public_only: bool,
 }
 
+/// Where endpoints may point, as the deployment allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalEndpoints {
+    /// Every endpoint must resolve to public addresses (deployments).
+    Refused,
+    /// Test-mode endpoints may be loopback or private receivers (the local runner and its tests).
+    AllowedInTestMode,
+}
+
 /// Checks an endpoint URL by its text: http(s) with a host and no credentials; in live mode https
-/// only, and an address literal must be public. Names are resolved by the sender.
-pub fn destination(raw: &str, livemode: bool) -> DomainResult<Destination> {
+/// only; an address literal must be public unless the deployment allows local test-mode
+/// receivers, and is never link-local. Names are resolved by the sender.
+pub fn destination(raw: &str, livemode: bool, local: LocalEndpoints) -> DomainResult<Destination> {
     let bad = |code: &'static str, m: &str| Err(DomainError::invalid(code, m.to_owned(), Some("url")));
     if raw.len() > MAX_URL_LEN {
         return bad("url_invalid", "a URL is at most 2048 characters");
@@ -179,31 +190,31 @@ pub fn destination(raw: &str, livemode: bool) -> DomainResult<Destination> {
         url::Host::Ipv6(v6) => v6.to_string(),
         other => other.to_string(),
     };
-    // Link-local addresses hold cloud metadata services: never a destination, in any mode.
-    let link_local = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local()),
-    };
-    if literal.is_some_and(link_local) {
+    if literal.is_some_and(is_link_local) {
         return bad("url_not_public", "endpoints may not point at link-local addresses");
     }
-    if livemode {
+    let public_only = livemode || local == LocalEndpoints::Refused;
+    if public_only {
         if literal.is_some_and(|ip| !is_public(ip)) {
-            return bad(
-                "url_not_public",
-                "live-mode endpoints may not point at private, loopback or link-local addresses",
-            );
+            return bad("url_not_public", "endpoints may not point at private, loopback or link-local addresses");
         }
         let name = host_text.trim_end_matches('.').to_ascii_lowercase();
-        if name == "localhost"
-            || name.ends_with(".localhost")
-            || name.ends_with(".internal")
-            || name.ends_with(".local")
-        {
-            return bad("url_not_public", "live-mode endpoints may not point at local names");
+        let local_name = ["localhost", ".localhost", ".internal", ".local"]
+            .iter()
+            .any(|suffix| if suffix.starts_with('.') { name.ends_with(suffix) } else { name == *suffix });
+        if local_name {
+            return bad("url_not_public", "endpoints may not point at local names");
         }
     }
-    Ok(Destination { url: url.to_string(), host: host_text, public_only: livemode })
+    Ok(Destination { url: url.to_string(), host: host_text, public_only })
+}
+
+/// Link-local addresses hold cloud metadata services: never a destination, in any mode.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local()),
+    }
 }
 
 /// Whether an address is reachable on the public internet: not private, loopback, link-local
@@ -231,18 +242,23 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b)) // shared address space (carrier-grade NAT)
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || (a == 192 && b == 88 && c == 99) // 6to4 relays
         || a >= 240) // reserved
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, third, fourth, ..] = ip.segments();
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip.is_unique_local()
         || ip.is_unicast_link_local()
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 (reaches IPv4 addresses)
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (first == 0x2001 && second == 0x0db8) // documentation
+        || (first == 0x2001 && second == 0) // Teredo (tunnels to IPv4)
+        || first == 0x2002 // 6to4 (tunnels to IPv4)
+        || (first == 0x0064 && second == 0xff9b) // NAT64, well-known and local (reach IPv4)
+        || (first == 0x0100 && second == 0 && third == 0 && fourth == 0) // discard-only
         || ip.to_ipv4().is_some()) // IPv4-compatible
 }
 
@@ -335,6 +351,16 @@ impl DeliveryStatus {
     }
 }
 
+/// Where the schedule stood before a manual retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// How long an attempt holds its delivery before another may try (longer than a send can take).
+pub const ATTEMPT_LEASE: Duration = Duration::seconds(60);
+
 /// One attempt as the receiver answered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -377,9 +403,15 @@ pub struct WebhookDelivery {
     pub attempt_count: u32,
     pub attempts: Vec<Attempt>,
     pub next_attempt_at: Option<DateTime<Utc>>,
-    /// The next attempt was asked for by hand.
+    /// The next attempt was asked for by hand; what the schedule had set before it (restored if
+    /// the manual attempt fails).
     #[serde(default)]
     pub manual: bool,
+    #[serde(default)]
+    pub resume: Option<Resume>,
+    /// Attempts asked for by hand: they do not use up the schedule.
+    #[serde(default)]
+    pub manual_attempts: u32,
     pub created: DateTime<Utc>,
     pub livemode: bool,
     pub version: u64,
@@ -413,6 +445,8 @@ impl WebhookDelivery {
             attempts: Vec::new(),
             next_attempt_at: Some(now),
             manual: false,
+            resume: None,
+            manual_attempts: 0,
             created: now,
             livemode: endpoint.livemode,
             version: 1,
@@ -426,10 +460,27 @@ impl WebhookDelivery {
             && self.next_attempt_at.is_some_and(|at| at <= now)
     }
 
-    /// Records attempt `attempt_count + 1`: delivered on a 2xx; else the next attempt is
-    /// scheduled, or, past the last one, the delivery is dead-lettered.
+    /// Takes the due attempt for one sender: its next attempt moves past the lease, so a repeated
+    /// message finds it not due while it is sent (and, should the sender die, it is due again
+    /// when the lease ends).
+    pub fn lease(&mut self, now: DateTime<Utc>) {
+        self.next_attempt_at = Some(now + ATTEMPT_LEASE);
+        self.version += 1;
+    }
+
+    /// Attempts made on the schedule (manual ones aside).
+    fn scheduled_attempts(&self) -> u32 {
+        self.attempt_count.saturating_sub(self.manual_attempts)
+    }
+
+    /// Records attempt `attempt_count + 1`: delivered on a 2xx. A failed scheduled attempt sets the
+    /// next one, or, past the last, dead-letters the delivery; a failed manual one puts the
+    /// delivery back where the schedule had left it.
     pub fn record(&mut self, outcome: &SendOutcome, now: DateTime<Utc>, schedule: &RetrySchedule) {
         self.attempt_count += 1;
+        if self.manual {
+            self.manual_attempts += 1;
+        }
         self.attempts.push(Attempt {
             number: self.attempt_count,
             at: now,
@@ -441,15 +492,16 @@ impl WebhookDelivery {
         if self.attempts.len() > KEPT_ATTEMPTS {
             self.attempts.remove(0);
         }
-        let gap = if self.manual { None } else { schedule.gap_after(self.attempt_count) };
-        (self.status, self.next_attempt_at) = match (outcome.succeeded(), gap) {
-            (true, _) => (DeliveryStatus::Delivered, None),
-            (false, Some(gap)) => (DeliveryStatus::Pending, Some(now + gap)),
-            // A manual retry that fails leaves the delivery where the schedule had left it.
-            (false, None) if self.manual && self.attempt_count < schedule.attempts() => {
-                (DeliveryStatus::Pending, schedule.gap_after(self.attempt_count).map(|g| now + g))
+        let resume = self.resume.take();
+        (self.status, self.next_attempt_at) = if outcome.succeeded() {
+            (DeliveryStatus::Delivered, None)
+        } else if self.manual {
+            resume.map_or((DeliveryStatus::DeadLettered, None), |r| (r.status, r.next_attempt_at))
+        } else {
+            match schedule.gap_after(self.scheduled_attempts()) {
+                Some(gap) => (DeliveryStatus::Pending, Some(now + gap)),
+                None => (DeliveryStatus::DeadLettered, None),
             }
-            (false, None) => (DeliveryStatus::DeadLettered, None),
         };
         self.manual = false;
         self.version += 1;
@@ -460,6 +512,9 @@ impl WebhookDelivery {
     pub fn retry_now(&mut self, now: DateTime<Utc>) -> DomainResult<()> {
         if self.status == DeliveryStatus::Canceled {
             return Err(DomainError::conflict("delivery_canceled", "its endpoint was deleted; nothing can be sent"));
+        }
+        if !self.manual {
+            self.resume = Some(Resume { status: self.status, next_attempt_at: self.next_attempt_at });
         }
         self.status = DeliveryStatus::Pending;
         self.next_attempt_at = Some(now);
@@ -496,6 +551,8 @@ mod tests {
             attempts: Vec::new(),
             next_attempt_at: Some(at(0)),
             manual: false,
+            resume: None,
+            manual_attempts: 0,
             created: at(0),
             livemode: false,
             version: 1,
@@ -547,17 +604,44 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_manual_retry_of_a_dead_letter_leaves_it_dead_lettered() {
+    fn a_failed_manual_retry_leaves_the_delivery_where_the_schedule_had_it() {
         let schedule = RetrySchedule::parse("60").unwrap();
+        // GIVEN a dead letter
         let mut d = delivery();
         d.record(&failed(500), at(0), &schedule);
         d.record(&failed(500), at(1), &schedule);
         assert_eq!(d.status, DeliveryStatus::DeadLettered);
+        // WHEN it is re-sent by hand and fails, THEN it is a dead letter again
         d.retry_now(at(2)).unwrap();
         d.record(&failed(404), at(2), &schedule);
         assert_eq!((d.status, d.next_attempt_at), (DeliveryStatus::DeadLettered, None));
+        // GIVEN a delivered one re-sent by hand that fails: it stays delivered, nothing scheduled
+        let mut d = delivery();
+        d.record(&failed(200), at(0), &schedule);
+        d.retry_now(at(1)).unwrap();
+        d.record(&failed(500), at(1), &schedule);
+        assert_eq!((d.status, d.next_attempt_at), (DeliveryStatus::Delivered, None));
+        // GIVEN one waiting for its retry: a failed manual attempt (asked twice) keeps the retry's
+        // time and does not use it up
+        let mut d = delivery();
+        d.record(&failed(500), at(0), &schedule);
+        let due = d.next_attempt_at;
+        d.retry_now(at(0)).unwrap();
+        d.retry_now(at(0)).unwrap();
+        d.record(&failed(500), at(0), &schedule);
+        assert_eq!((d.status, d.next_attempt_at), (DeliveryStatus::Pending, due));
+        d.record(&failed(500), at(1), &schedule);
+        assert_eq!((d.status, d.attempt_count), (DeliveryStatus::DeadLettered, 3));
         d.cancel();
         assert!(d.retry_now(at(3)).is_err());
+    }
+
+    #[test]
+    fn a_leased_attempt_is_not_due_again_until_its_lease_ends() {
+        let mut d = delivery();
+        assert!(d.is_due(1, at(0)));
+        d.lease(at(0));
+        assert!(!d.is_due(1, at(0)) && d.is_due(1, at(0) + ATTEMPT_LEASE));
     }
 
     #[test]
@@ -610,19 +694,26 @@ mod tests {
             "https://localhost/h",
             "https://0.0.0.0/h",
         ] {
-            let err = destination(url, true).unwrap_err();
+            let err = destination(url, true, LocalEndpoints::AllowedInTestMode).unwrap_err();
             assert!(err.to_string().contains("may not point"), "{url}: {err}");
         }
-        assert!(destination("http://example.com/h", true).unwrap_err().to_string().contains("https"));
-        assert!(destination("https://user:pw@example.com/h", false).is_err());
-        assert!(destination("ftp://example.com/h", false).is_err());
-        assert!(destination("not a url", false).is_err());
-        let ok = destination("https://hooks.example.com/billy?x=1", true).unwrap();
+        let (local, deployed) = (LocalEndpoints::AllowedInTestMode, LocalEndpoints::Refused);
+        let tunnels = ["https://[2002:a00:1::1]/h", "https://[2001:0:a00:1::1]/h", "https://[fec0::1]/h"];
+        for url in tunnels.into_iter().chain(["https://2130706433/h", "https://0x7f.1/h"]) {
+            assert!(destination(url, true, local).is_err(), "{url}");
+        }
+        assert!(destination("http://example.com/h", true, local).unwrap_err().to_string().contains("https"));
+        assert!(destination("https://user:pw@example.com/h", false, local).is_err());
+        assert!(destination("ftp://example.com/h", false, local).is_err());
+        assert!(destination("not a url", false, local).is_err());
+        let ok = destination("https://hooks.example.com/billy?x=1", true, local).unwrap();
         assert_eq!((ok.host.as_str(), ok.public_only), ("hooks.example.com", true));
-        assert!(destination("https://93.184.215.14/h", true).is_ok());
-        // test mode may use a local receiver, but never a metadata service
-        assert!(!destination("http://127.0.0.1:9000/h", false).unwrap().public_only);
-        assert!(destination("http://169.254.169.254/latest/meta-data", false).is_err());
+        assert!(destination("https://93.184.215.14/h", true, local).is_ok());
+        // test mode may use a local receiver where the deployment allows it, never a metadata service
+        assert!(!destination("http://127.0.0.1:9000/h", false, local).unwrap().public_only);
+        assert!(destination("http://127.0.0.1:9000/h", false, deployed).is_err());
+        assert!(destination("http://hooks.example.com/h", false, deployed).unwrap().public_only);
+        assert!(destination("http://169.254.169.254/latest/meta-data", false, local).is_err());
     }
 
     #[test]

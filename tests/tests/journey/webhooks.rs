@@ -206,7 +206,7 @@ async fn a_failing_endpoint_is_retried_with_growing_gaps_then_dead_lettered_and_
             break paid;
         }
         assert!(Instant::now() < deadline, "never dead-lettered: {d:?}");
-        w.stack.run_scheduled("retry-sweeper").await.unwrap();
+        w.stack.run_scheduled("sweep-webhooks").await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     // THEN it was tried three times (the first, then 1 s and 2 s later): growing gaps

@@ -323,9 +323,14 @@ fn plan_tick(
     let mut events = Vec::new();
     let mut messages = Vec::new();
     // Each notice is announced at its own time, before what it announces (a test clock's jump
-    // over several renewals announces each of them in turn).
+    // over several renewals announces each of them in turn). In real time a notice whose moment
+    // has passed (after an outage, or for a subscription made before notices existed) is dropped:
+    // announcing a renewal as it happens tells nobody anything.
     let on_test_clock = sub.test_clock.is_some();
     let on_clock = |at: DateTime<Utc>| if on_test_clock { at.min(now) } else { now };
+    if !on_test_clock && sub.trial_notice_at().is_some() && sub.trial_end.is_some_and(|end| now >= end) {
+        sub.trial_notice_announced = true;
+    }
     if let Some(notice) = sub.trial_notice_at()
         && sub.take_trial_notice(now)
     {
@@ -340,6 +345,10 @@ fn plan_tick(
         ));
     }
     for (n, d) in due.iter().enumerate() {
+        if !on_test_clock && sub.upcoming_notice_at(d.period.index)?.is_some() {
+            // Billed now: too late to announce (the billing below changes the version anyway).
+            sub.upcoming_announced = Some(d.period.index);
+        }
         if let Some(notice) = sub.upcoming_notice_at(d.period.index)? {
             sub.take_upcoming_notice(d.period.index);
             let at = on_clock(notice);
@@ -720,6 +729,19 @@ mod tests {
         assert_eq!(events, expected.map(|(a, t)| (a.to_owned(), t)).to_vec());
         // AND April's is announced on 29 March
         assert_eq!(sub.next_due_at().unwrap(), Some(day(3, 29)));
+    }
+
+    #[test]
+    fn in_real_time_a_notice_whose_moment_passed_is_dropped_not_sent_late() {
+        // GIVEN a subscription billed on 1 January, whose tick next runs on 2 February (an outage)
+        let (_, sub) = tick(test_subscription(day(1, 1), None), day(1, 1));
+        let (events, sub) = tick(sub, day(2, 2));
+        // THEN February is billed without a notice after the fact, and March's comes on time
+        assert_eq!(events, vec![("subscription.period_billed".to_owned(), day(2, 2))]);
+        assert_eq!(sub.next_due_at().unwrap(), Some(day(2, 26)));
+        // AND a trial whose end passed is not announced as ending
+        let (events, _) = tick(test_subscription(day(3, 1), Some(14)), day(3, 16));
+        assert_eq!(events, vec![("subscription.trial_ended".to_owned(), day(3, 16))]);
     }
 
     #[test]

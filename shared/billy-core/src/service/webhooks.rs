@@ -37,11 +37,16 @@ impl DeliveryStep {
     }
 }
 
-/// A new endpoint, and its signing secret: the only time the secret is shown.
-#[derive(Debug)]
+/// A new endpoint, and its signing secret: the only time the secret is shown (never by `Debug`).
 pub struct Created {
     pub endpoint: WebhookEndpoint,
     pub secret: String,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created").field("endpoint", &self.endpoint.id).field("secret", &"…").finish()
+    }
 }
 
 async fn seal(p: &Ports<'_>, ctx: &Context, id: &Id, secret: &str) -> DomainResult<String> {
@@ -93,7 +98,7 @@ pub async fn create_endpoint(
             Some("description"),
         ));
     }
-    let target = destination(url, ctx.scope.livemode())?;
+    let target = destination(url, ctx.scope.livemode(), sender.local_endpoints())?;
     sender.check(&target).await?;
     if p.webhooks.endpoints(&ctx.scope).await?.len() >= MAX_ENDPOINTS {
         return Err(DomainError::conflict(
@@ -228,17 +233,21 @@ pub async fn retry_delivery(
     Ok((delivery, step.message()?))
 }
 
-/// Makes one delivery of `event` per endpoint of its scope that wants it, and the messages that
-/// run their first attempts. An event announced again finds its deliveries made and asks for
-/// nothing more (the sweeper runs any whose first message was lost).
-pub async fn fan_out(p: &Ports<'_>, event: &DomainEvent) -> DomainResult<Vec<QueueMessage>> {
+/// Makes one delivery of `event` per endpoint of its scope (`endpoints`, as read for it) that
+/// wants it, and the messages that run their first attempts. An event announced again finds its
+/// deliveries made and asks for nothing more (the sweeper runs any whose first message was lost).
+pub async fn fan_out(
+    p: &Ports<'_>,
+    endpoints: &[WebhookEndpoint],
+    event: &DomainEvent,
+) -> DomainResult<Vec<QueueMessage>> {
     let now = p.clock.now();
     let mut messages = Vec::new();
-    for endpoint in p.webhooks.endpoints(&event.scope).await? {
+    for endpoint in endpoints {
         if !endpoint.wants(event.kind.as_str()) {
             continue;
         }
-        let delivery = WebhookDelivery::new(&endpoint, event, now)?;
+        let delivery = WebhookDelivery::new(endpoint, event, now)?;
         if p.webhooks.create_delivery(&event.scope, &delivery).await? {
             let step = DeliveryStep::Attempt { scope: event.scope.clone(), delivery: delivery.id, attempt: 1 };
             messages.push(step.message()?);
@@ -250,14 +259,18 @@ pub async fn fan_out(p: &Ports<'_>, event: &DomainEvent) -> DomainResult<Vec<Que
 /// What an attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempted {
-    /// Not due (a repeated or stale message): nothing sent.
+    /// Not due (a repeated or stale message, or one another sender holds): nothing sent.
     Skipped,
+    /// Its endpoint was deleted: canceled, nothing sent.
+    Canceled(WebhookDelivery),
     Sent(WebhookDelivery),
 }
 
-/// Runs attempt `number` of a delivery if it is the one due: the destination is checked again
-/// (a live name may have been re-pointed at a private address), the body is signed with every
-/// secret that signs now, sent, and the answer recorded with the next attempt's time.
+/// Runs attempt `number` of a delivery if it is the one due: leased first (a repeated message
+/// then finds it not due), the destination checked again (a live name may have been re-pointed at
+/// a private address), the body signed with every secret that signs now, sent, and the answer
+/// recorded with the next attempt's time. Whatever fails on Billy's side is recorded as a failed
+/// attempt too, so the schedule still runs out.
 pub async fn attempt(
     p: &Ports<'_>,
     sender: &dyn WebhookSender,
@@ -271,35 +284,64 @@ pub async fn attempt(
     if !delivery.is_due(number, now) {
         return Ok(Attempted::Skipped);
     }
-    let expected = delivery.version;
     let endpoint = p.webhooks.endpoint(scope, &delivery.endpoint).await?.filter(|e| !e.deleted);
     let Some(endpoint) = endpoint else {
+        let expected = delivery.version;
         delivery.cancel();
         p.webhooks.save_delivery(scope, &delivery, expected).await?;
-        return Ok(Attempted::Sent(delivery));
+        return Ok(Attempted::Canceled(delivery));
     };
-    let outcome = match destination(&endpoint.url, scope.livemode()) {
-        Ok(target) => match sender.check(&target).await {
-            Ok(()) => {
-                let mut secrets = Vec::new();
-                for sealed in endpoint.signing_secrets(now) {
-                    secrets.push(open(p, &scope.key(), &endpoint, &sealed.sealed).await?);
-                }
-                let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-                sender.send(&target, &signature(&refs, now.timestamp(), &delivery.body), &delivery.body).await
-            }
-            Err(e) => refused(e),
-        },
-        Err(e) => refused(e),
-    };
-    delivery.record(&outcome, p.clock.now(), schedule);
+    let expected = delivery.version;
+    delivery.lease(now);
     match p.webhooks.save_delivery(scope, &delivery, expected).await {
-        // Another worker recorded this attempt meanwhile: the receiver may have it twice (it
-        // de-duplicates by the event id), the record has it once.
+        Err(DomainError::Conflict { .. }) => return Ok(Attempted::Skipped),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    let outcome = send_signed(p, sender, scope, &endpoint, &delivery.body, now).await;
+    let leased = delivery.version;
+    delivery.record(&outcome, p.clock.now(), schedule);
+    match p.webhooks.save_delivery(scope, &delivery, leased).await {
+        // A manual retry asked meanwhile: the receiver has this attempt (it de-duplicates by the
+        // event id); the record keeps the retry, which sends it again.
         Err(DomainError::Conflict { .. }) => Ok(Attempted::Skipped),
         Err(e) => Err(e),
         Ok(()) => Ok(Attempted::Sent(delivery)),
     }
+}
+
+/// Checks, signs and sends one body; never fails, so every attempt is recorded.
+async fn send_signed(
+    p: &Ports<'_>,
+    sender: &dyn WebhookSender,
+    scope: &crate::tenant::Scope,
+    endpoint: &WebhookEndpoint,
+    body: &str,
+    now: DateTime<Utc>,
+) -> crate::webhook::SendOutcome {
+    let target = match destination(&endpoint.url, scope.livemode(), sender.local_endpoints()) {
+        Ok(target) => target,
+        Err(e) => return refused(e),
+    };
+    if let Err(e) = sender.check(&target).await {
+        return refused(e);
+    }
+    let mut secrets = Vec::new();
+    for sealed in endpoint.signing_secrets(now) {
+        match open(p, &scope.key(), endpoint, &sealed.sealed).await {
+            Ok(secret) => secrets.push(secret),
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint.id, error = %e, "signing secret not opened; the attempt fails");
+                return crate::webhook::SendOutcome {
+                    status_code: None,
+                    error: Some("not sent: Billy could not sign it (retried on schedule)".into()),
+                    duration_ms: 0,
+                };
+            }
+        }
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    sender.send(&target, &signature(&refs, now.timestamp(), body), body).await
 }
 
 fn refused(e: DomainError) -> crate::webhook::SendOutcome {
