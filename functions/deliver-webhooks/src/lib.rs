@@ -1,6 +1,6 @@
-//! The delivery queue's consumer. Announced events arrive from an EventBridge rule; each becomes
-//! one delivery per endpoint that wants it, and one message per delivery, so a slow or failing
-//! endpoint never holds up another's. A delivery message runs one attempt: signed, sent within a
+//! The delivery queue's consumer. Announced events arrive from the outbox relay (publish-events
+//! queues those some endpoint of their tenant wants); each becomes one delivery per endpoint that
+//! wants it, and one message per delivery, so a slow or failing endpoint never holds up another's. A delivery message runs one attempt: signed, sent within a
 //! short timeout, recorded, and its next attempt scheduled (the sweeper asks for it when due) or,
 //! past the last one, the delivery is dead-lettered.
 
@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
 use billy_aws::webhooks::HttpWebhookSender;
-use billy_core::ports::{DomainEvent, QueueMessage, QueuePublisher, WebhookRepository};
+use billy_core::ports::{QueuePublisher, WebhookRepository};
 use billy_core::service::webhooks::{self as service, DELIVER_WEBHOOK, DeliveryStep};
 use billy_core::tenant::Scope;
 use billy_core::webhook::RetrySchedule;
@@ -100,24 +100,9 @@ impl App {
     }
 }
 
-/// Rewrites an EventBridge event delivered by the rule into the queue's own envelope, so both
-/// kinds of message decode the same way.
-fn enveloped(body: &str) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_str(body).ok()?;
-    event.get("detail-type")?;
-    let detail: DomainEvent = serde_json::from_value(event.get("detail")?.clone()).ok()?;
-    let message: QueueMessage = DeliveryStep::Event(detail).message().ok()?;
-    serde_json::to_string(&message).ok()
-}
-
 #[async_trait]
 impl SqsFunction for App {
-    async fn handle(&self, mut event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        for record in &mut event.records {
-            if let Some(rewritten) = record.body.as_deref().and_then(enveloped) {
-                record.body = Some(rewritten);
-            }
-        }
+    async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
         let outcome =
             for_batch(event, Decoding::new(DELIVER_WEBHOOK, &[1]), Some(dead), |steps: Vec<DeliveryStep>| async move {

@@ -1,7 +1,8 @@
 //! The transactional outbox's relay: a DynamoDB stream consumer on the audit table that turns every
 //! new audit event whose action is a published event type into an EventBridge event, under the
 //! audit event's own id, and hands the steps some of them ask for (a finalized invoice's charge or
-//! payout, a failed one's retry, an export's run) straight to their queues, in SQS batches. A change that
+//! payout, a failed one's retry, an export's run, the webhook deliveries of a tenant whose
+//! endpoints want it) straight to their queues, in SQS batches. A change that
 //! committed is announced, and followed, at least once, even if the function that made it died
 //! right after its commit; an announcement is never made under two ids.
 
@@ -15,7 +16,10 @@ use billy_core::billing::ChargeRequest;
 use billy_core::events::EventType;
 use billy_core::ledger::RunExport;
 use billy_core::plan::Direction;
-use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher};
+use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher, WebhookRepository};
+use billy_core::service::webhooks::DeliveryStep;
+use billy_core::tenant::Scope;
+use billy_core::webhook::WebhookEndpoint;
 use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
@@ -65,6 +69,27 @@ pub enum Route {
     Charge,
     Payout,
     Export,
+    Delivery,
+}
+
+/// The events of a batch some endpoint of their tenant wants, as messages for the delivery queue.
+/// Each scope's endpoints are read once a batch; a tenant with none (most events) costs that one
+/// query and nothing more, instead of a message and an invocation per event.
+pub async fn deliveries(
+    webhooks: &dyn WebhookRepository,
+    events: &[&DomainEvent],
+) -> Result<Vec<QueueMessage>, billy_core::DomainError> {
+    let mut endpoints: HashMap<&Scope, Vec<WebhookEndpoint>> = HashMap::new();
+    let mut messages = Vec::new();
+    for event in events {
+        if !endpoints.contains_key(&event.scope) {
+            endpoints.insert(&event.scope, webhooks.endpoints(&event.scope).await?);
+        }
+        if endpoints[&event.scope].iter().any(|e| e.wants(event.kind.as_str())) {
+            messages.push(DeliveryStep::Event((*event).clone()).message()?);
+        }
+    }
+    Ok(messages)
 }
 
 #[derive(Debug)]
@@ -73,6 +98,7 @@ pub struct App {
     charge_queue: String,
     payout_queue: String,
     export_queue: String,
+    delivery_queue: String,
 }
 
 impl App {
@@ -82,6 +108,7 @@ impl App {
             charge_queue: config.require("CHARGE_QUEUE_URL")?.to_owned(),
             payout_queue: config.require("PAYOUT_QUEUE_URL")?.to_owned(),
             export_queue: config.require("EXPORT_QUEUE_URL")?.to_owned(),
+            delivery_queue: config.require("DELIVERY_QUEUE_URL")?.to_owned(),
         })
     }
 }
@@ -135,11 +162,23 @@ impl StreamFunction for App {
                 routed.entry(route).or_default().push(message);
             }
         }
+        let announced: Vec<&DomainEvent> = pending.iter().map(|(_, e)| e).collect();
+        match deliveries(&self.deps.webhooks, &announced).await {
+            Ok(messages) if !messages.is_empty() => {
+                routed.insert(Route::Delivery, messages);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook endpoints not read; the stream retries the batch");
+                return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
+            }
+        }
         for (route, messages) in routed {
             let queue = match route {
                 Route::Charge => &self.charge_queue,
                 Route::Payout => &self.payout_queue,
                 Route::Export => &self.export_queue,
+                Route::Delivery => &self.delivery_queue,
             };
             if let Err(e) = self.deps.queue.send(queue, &messages).await {
                 tracing::warn!(error = %e, "steps not relayed; the stream retries the batch");
