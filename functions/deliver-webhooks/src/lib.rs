@@ -1,8 +1,9 @@
 //! The delivery queue's consumer. Announced events arrive from the outbox relay (publish-events
 //! queues those some endpoint of their tenant wants); each becomes one delivery per endpoint that
-//! wants it, and one message per delivery, so a slow or failing endpoint never holds up another's. A delivery message runs one attempt: signed, sent within a
-//! short timeout, recorded, and its next attempt scheduled (the sweeper asks for it when due) or,
-//! past the last one, the delivery is dead-lettered.
+//! wants it, and one message per delivery, so a slow or failing endpoint never holds up another's.
+//! A delivery message runs one attempt: leased, signed, sent within a short timeout, recorded, and
+//! its next attempt scheduled (sweep-webhooks asks for it when due) or, past the last one, the
+//! delivery is dead-lettered.
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -11,8 +12,7 @@ use billy_aws::webhooks::HttpWebhookSender;
 use billy_core::ports::{QueuePublisher, WebhookRepository};
 use billy_core::service::webhooks::{self as service, DELIVER_WEBHOOK, DeliveryStep};
 use billy_core::tenant::Scope;
-use billy_core::webhook::RetrySchedule;
-use billy_core::webhook::WebhookEndpoint;
+use billy_core::webhook::{RetrySchedule, WebhookEndpoint};
 use billy_core::{DomainError, DomainResult};
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
@@ -53,8 +53,8 @@ impl App {
         })
     }
 
-    /// Runs a batch's steps, several at once. Most announcements go to no endpoint at all: each
-    /// scope's endpoints are read once a batch (one query), not once per event.
+    /// Runs a batch's steps, several at once; each scope's endpoints are read once a batch (one
+    /// query), not once per event.
     async fn run_batch(&self, steps: Vec<DeliveryStep>) -> Vec<Result<(), DomainError>> {
         let mut endpoints: HashMap<Scope, DomainResult<Vec<WebhookEndpoint>>> = HashMap::new();
         for step in &steps {
