@@ -74,18 +74,28 @@ pub enum Route {
 
 /// The events of a batch some endpoint of their tenant wants, as messages for the delivery queue.
 /// Each scope's endpoints are read once a batch; a tenant with none (most events) costs that one
-/// query and nothing more, instead of a message and an invocation per event.
+/// query and nothing more, instead of a message and an invocation per event. If a scope's
+/// endpoints cannot be read, its events are all queued (deliver-webhooks reads them again): a
+/// failing look-up never holds up the announcements and charges of the batch.
 pub async fn deliveries(
     webhooks: &dyn WebhookRepository,
     events: &[&DomainEvent],
 ) -> Result<Vec<QueueMessage>, billy_core::DomainError> {
-    let mut endpoints: HashMap<&Scope, Vec<WebhookEndpoint>> = HashMap::new();
+    let mut endpoints: HashMap<&Scope, Option<Vec<WebhookEndpoint>>> = HashMap::new();
     let mut messages = Vec::new();
     for event in events {
         if !endpoints.contains_key(&event.scope) {
-            endpoints.insert(&event.scope, webhooks.endpoints(&event.scope).await?);
+            let found = webhooks.endpoints(&event.scope).await;
+            if let Err(e) = &found {
+                tracing::warn!(error = %e, "webhook endpoints not read; the scope's events go to the delivery queue");
+            }
+            endpoints.insert(&event.scope, found.ok());
         }
-        if endpoints[&event.scope].iter().any(|e| e.wants(event.kind.as_str())) {
+        let wanted = match &endpoints[&event.scope] {
+            Some(found) => found.iter().any(|e| e.wants(event.kind.as_str())),
+            None => true,
+        };
+        if wanted {
             messages.push(DeliveryStep::Event((*event).clone()).message()?);
         }
     }
@@ -169,7 +179,7 @@ impl StreamFunction for App {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "webhook endpoints not read; the stream retries the batch");
+                tracing::warn!(error = %e, "deliveries not encoded; the stream retries the batch");
                 return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
             }
         }
@@ -203,5 +213,99 @@ impl StreamFunction for App {
             return Ok(failed_at(pending[first * PUT_EVENTS_BATCH].0.clone()));
         }
         Ok(DynamoDbEventResponse::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use billy_core::ids::{Id, IdKind};
+    use billy_core::page::{Page, PageRequest};
+    use billy_core::tenant::Mode;
+    use billy_core::webhook::WebhookDelivery;
+    use chrono::{DateTime, Utc};
+
+    /// Endpoints by scope; a scope missing from the map fails its look-up.
+    #[derive(Debug)]
+    struct Endpoints(HashMap<Scope, Vec<WebhookEndpoint>>);
+
+    #[async_trait]
+    impl WebhookRepository for Endpoints {
+        async fn endpoint(&self, _: &Scope, _: &Id) -> billy_core::DomainResult<Option<WebhookEndpoint>> {
+            Ok(None)
+        }
+        async fn endpoints(&self, scope: &Scope) -> billy_core::DomainResult<Vec<WebhookEndpoint>> {
+            self.0.get(scope).cloned().ok_or_else(|| billy_core::DomainError::unexpected("throttled"))
+        }
+        async fn delivery(&self, _: &Scope, _: &Id) -> billy_core::DomainResult<Option<WebhookDelivery>> {
+            Ok(None)
+        }
+        async fn deliveries(
+            &self,
+            _: &Scope,
+            _: &Id,
+            _: &PageRequest,
+        ) -> billy_core::DomainResult<Page<WebhookDelivery>> {
+            Ok(Page { data: Vec::new(), has_more: false, next_cursor: None })
+        }
+        async fn create_delivery(&self, _: &Scope, _: &WebhookDelivery) -> billy_core::DomainResult<bool> {
+            Ok(true)
+        }
+        async fn save_delivery(&self, _: &Scope, _: &WebhookDelivery, _: u64) -> billy_core::DomainResult<()> {
+            Ok(())
+        }
+        async fn deliveries_due(
+            &self,
+            _: u32,
+            _: DateTime<Utc>,
+            _: usize,
+        ) -> billy_core::DomainResult<Vec<(Scope, Id)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn scope(seed: &str) -> Scope {
+        Scope::new(Id::derived(IdKind::Tenant, Utc::now(), seed), Mode::Test)
+    }
+
+    fn event(scope: &Scope, kind: EventType) -> DomainEvent {
+        let id = Id::derived(IdKind::Event, Utc::now(), &format!("{scope}{kind}"));
+        DomainEvent { id, kind, scope: scope.clone(), occurred_at: Utc::now(), data: serde_json::json!({}) }
+    }
+
+    fn endpoint(events: &[&str]) -> WebhookEndpoint {
+        let now = Utc::now();
+        WebhookEndpoint {
+            id: Id::derived(IdKind::WebhookEndpoint, now, "e"),
+            url: "https://hooks.example.com/h".into(),
+            enabled_events: events.iter().map(|e| (*e).to_owned()).collect(),
+            description: None,
+            secrets: Vec::new(),
+            deleted: false,
+            created: now,
+            updated: now,
+            livemode: false,
+            version: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_events_an_endpoint_wants_are_queued_and_a_failed_look_up_queues_its_scopes_events() {
+        // GIVEN a tenant wanting invoice.paid, one with no endpoint, and one whose look-up fails
+        let (wants, none, failing) = (scope("a"), scope("b"), scope("c"));
+        let repo =
+            Endpoints(HashMap::from([(wants.clone(), vec![endpoint(&["invoice.paid"])]), (none.clone(), Vec::new())]));
+        let events = [
+            event(&wants, EventType::InvoicePaid),
+            event(&wants, EventType::InvoiceCreated),
+            event(&none, EventType::InvoicePaid),
+            event(&failing, EventType::InvoiceCreated),
+        ];
+        // WHEN the batch's deliveries are worked out
+        let refs: Vec<&DomainEvent> = events.iter().collect();
+        let queued = deliveries(&repo, &refs).await.unwrap();
+        // THEN the wanted event and the unreadable scope's event are queued, nothing else
+        let ids: Vec<serde_json::Value> = queued.iter().map(|m| m.body["event"]["id"].clone()).collect();
+        assert_eq!(ids, vec![serde_json::json!(events[0].id), serde_json::json!(events[3].id)]);
     }
 }
