@@ -269,8 +269,9 @@ pub enum Attempted {
 /// Runs attempt `number` of a delivery if it is the one due: leased first (a repeated message
 /// then finds it not due), the destination checked again (a live name may have been re-pointed at
 /// a private address), the body signed with every secret that signs now, sent, and the answer
-/// recorded with the next attempt's time. Whatever fails on Billy's side is recorded as a failed
-/// attempt too, so the schedule still runs out.
+/// recorded with the next attempt's time. A destination no longer allowed, or a secret that cannot
+/// be opened, is recorded as a failed attempt too, so the schedule still runs out (a store that
+/// fails returns the error, and the message comes back).
 pub async fn attempt(
     p: &Ports<'_>,
     sender: &dyn WebhookSender,
