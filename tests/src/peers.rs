@@ -151,22 +151,27 @@ pub async fn stripe_signature(payload: &str, secret: &str, t: i64) -> String {
     let code = "import os, sys, stripe\n\
                 sys.stdout.write(stripe.WebhookSignature.generate_signature_header(\
                 sys.stdin.read(), os.environ['SIGNING_SECRET'], int(os.environ['SIGNING_TIME'])))";
+    let out = run_python(code, &[("SIGNING_SECRET", secret), ("SIGNING_TIME", &t.to_string())], payload).await;
+    String::from_utf8(out).unwrap()
+}
+
+/// Runs `code` in the peers' Python with `env`, `stdin` on its standard input; its standard output.
+async fn run_python(code: &str, env: &[(&str, &str)], stdin: &str) -> Vec<u8> {
     let mut child = Command::new(python())
         .args(["-c", code])
-        .env("SIGNING_SECRET", secret)
-        .env("SIGNING_TIME", t.to_string())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     use tokio::io::AsyncWriteExt;
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(payload.as_bytes()).await.unwrap();
-    drop(stdin);
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
     let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "the stripe library signs");
-    String::from_utf8(out.stdout).unwrap()
+    assert!(out.status.success(), "the peers' Python ran: {code}");
+    out.stdout
 }
 
 /// The project's Adyen fake (infra/peers/adyen_fake.py), for one merchant account.
@@ -247,22 +252,8 @@ pub async fn stripe_construct_event(payload: &str, header: &str, secret: &str) -
                 try:\n    e = stripe.Webhook.construct_event(sys.stdin.read(), os.environ['SIG_HEADER'], os.environ['SIGNING_SECRET'])\n\
                 \x20   sys.stdout.write(json.dumps({'id': e['id'], 'type': e['type']}))\n\
                 except stripe.error.SignatureVerificationError as err:\n    sys.stdout.write(json.dumps({'refused': str(err)}))";
-    let mut child = Command::new(python())
-        .args(["-c", code])
-        .env("SIGNING_SECRET", secret)
-        .env("SIG_HEADER", header)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncWriteExt;
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(payload.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "the stripe library ran");
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_python(code, &[("SIGNING_SECRET", secret), ("SIG_HEADER", header)], payload).await;
+    let answer: Value = serde_json::from_slice(&out).unwrap();
     match answer.get("refused") {
         Some(why) => Err(why.to_string()),
         None => Ok((

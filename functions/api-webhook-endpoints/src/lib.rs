@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use billy_aws::AwsClients;
 use billy_aws::webhooks::HttpWebhookSender;
 use billy_core::ids::IdKind;
+use billy_core::page::Page;
 use billy_core::ports::QueuePublisher;
 use billy_core::service::webhooks as service;
 use billy_core::{DomainError, DomainResult};
@@ -63,9 +64,9 @@ impl App {
             return Ok(views::list(service::list_deliveries(&p, &ctx, id, &page).await?, views::webhook_delivery));
         }
         if id.is_empty() {
-            let all = service::list_endpoints(&p, &ctx).await?;
-            return Ok(json!({"object": "list", "data": all.iter().map(views::webhook_endpoint).collect::<Vec<_>>(),
-                "has_more": false, "next_cursor": null}));
+            // At most 16 per tenant and mode: one page, always whole.
+            let all = Page { data: service::list_endpoints(&p, &ctx).await?, has_more: false, next_cursor: None };
+            return Ok(views::list(all, views::webhook_endpoint));
         }
         Ok(views::webhook_endpoint(&service::get_endpoint(&p, &ctx, id).await?))
     }

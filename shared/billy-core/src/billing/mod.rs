@@ -344,22 +344,18 @@ fn plan_tick(
             Some("its trial ends within three days"),
         ));
     }
+    let upcoming = |sub: &Subscription, at| {
+        subscription_event(&ctx, ids, at, sub, "invoice.upcoming", Some("it renews within three days"))
+    };
     for (n, d) in due.iter().enumerate() {
-        if !on_test_clock && sub.upcoming_notice_at(d.period.index)?.is_some() {
-            // Billed now: too late to announce (the billing below changes the version anyway).
-            sub.upcoming_announced = Some(d.period.index);
-        }
         if let Some(notice) = sub.upcoming_notice_at(d.period.index)? {
-            sub.take_upcoming_notice(d.period.index);
-            let at = on_clock(notice);
-            events.push(subscription_event(
-                &ctx,
-                ids,
-                at,
-                &sub,
-                "invoice.upcoming",
-                Some("it renews within three days"),
-            ));
+            if on_test_clock {
+                sub.take_upcoming_notice(d.period.index);
+                events.push(upcoming(&sub, on_clock(notice)));
+            } else {
+                // Billed now: too late to announce (the billing below changes the version anyway).
+                sub.upcoming_announced = Some(d.period.index);
+            }
         }
         // A coupon counts the invoices it discounts; one-off items go on the first invoice made.
         let discount = if d.plan.kind.direction() == crate::plan::Direction::Debit {
@@ -396,8 +392,7 @@ fn plan_tick(
         && notice <= now
     {
         sub.take_upcoming_notice(sub.next_period);
-        let at = on_clock(notice);
-        events.push(subscription_event(&ctx, ids, at, &sub, "invoice.upcoming", Some("it renews within three days")));
+        events.push(upcoming(&sub, on_clock(notice)));
     }
     if let Some(notice) = sub.ending_notice_at()
         && sub.take_ending_notice(now)

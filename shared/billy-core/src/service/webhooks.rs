@@ -62,23 +62,28 @@ async fn open(p: &Ports<'_>, scope_key: &str, endpoint: &WebhookEndpoint, sealed
     String::from_utf8(plain).map_err(DomainError::unexpected)
 }
 
-fn recorded(ctx: &Context, p: &Ports<'_>, e: &WebhookEndpoint, action: &'static str) -> crate::audit::AuditEvent {
+/// Writes an endpoint (`expected: None` for a new one) with its audit event, which holds the view.
+async fn save(
+    p: &Ports<'_>,
+    ctx: &Context,
+    e: &WebhookEndpoint,
+    expected: Option<u64>,
+    action: &'static str,
+) -> DomainResult<()> {
     let view = e.view();
-    ctx.record(
-        p.ids,
-        p.clock.now(),
-        Change {
-            entity: &e.id,
-            entity_type: "webhook_endpoint",
-            account: None,
-            action,
-            version: e.version,
-            reason: None,
-            before: None,
-            after: Some(&view),
-            change: None,
-        },
-    )
+    let change = Change {
+        entity: &e.id,
+        entity_type: "webhook_endpoint",
+        account: None,
+        action,
+        version: e.version,
+        reason: None,
+        before: None,
+        after: Some(&view),
+        change: None,
+    };
+    let event = ctx.record(p.ids, p.clock.now(), change);
+    p.unit.commit(&ctx.scope, vec![Write::WebhookEndpoint { endpoint: e.clone(), expected }], vec![event]).await
 }
 
 /// Registers an endpoint. A live one must be https and resolve only to public addresses.
@@ -132,10 +137,7 @@ pub async fn create_endpoint(
         livemode: ctx.scope.livemode(),
         version: 1,
     };
-    let event = recorded(ctx, p, &endpoint, "webhook_endpoint.created");
-    p.unit
-        .commit(&ctx.scope, vec![Write::WebhookEndpoint { endpoint: endpoint.clone(), expected: None }], vec![event])
-        .await?;
+    save(p, ctx, &endpoint, None, "webhook_endpoint.created").await?;
     Ok(Created { endpoint, secret })
 }
 
@@ -161,14 +163,7 @@ pub async fn delete_endpoint(p: &Ports<'_>, ctx: &Context, raw: &str) -> DomainR
     endpoint.secrets.clear();
     endpoint.updated = p.clock.now();
     endpoint.version += 1;
-    let event = recorded(ctx, p, &endpoint, "webhook_endpoint.deleted");
-    p.unit
-        .commit(
-            &ctx.scope,
-            vec![Write::WebhookEndpoint { endpoint: endpoint.clone(), expected: Some(expected) }],
-            vec![event],
-        )
-        .await?;
+    save(p, ctx, &endpoint, Some(expected), "webhook_endpoint.deleted").await?;
     Ok(endpoint)
 }
 
@@ -185,14 +180,7 @@ pub async fn rotate_secret(
     let secret = new_secret();
     let sealed = seal(p, ctx, &endpoint.id, &secret).await?;
     endpoint.rotate(sealed, p.clock.now(), overlap.unwrap_or(DEFAULT_OVERLAP))?;
-    let event = recorded(ctx, p, &endpoint, "webhook_endpoint.secret_rotated");
-    p.unit
-        .commit(
-            &ctx.scope,
-            vec![Write::WebhookEndpoint { endpoint: endpoint.clone(), expected: Some(expected) }],
-            vec![event],
-        )
-        .await?;
+    save(p, ctx, &endpoint, Some(expected), "webhook_endpoint.secret_rotated").await?;
     Ok(Created { endpoint, secret })
 }
 
