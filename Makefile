@@ -32,7 +32,7 @@ validate:
 	@bash -c '. infra/local/common.sh && bash infra/local/install.sh tools && AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 "$$TOOLS_HOME/venv/bin/sam" validate --lint'
 
 build-lambda: ## every function for Lambda (arm64, release) into target/lambda/<name>/bootstrap
-	@bash -c '. infra/local/common.sh && bash infra/local/install.sh tools && PATH="$$TOOLS_HOME/venv/bin:$$PATH" cargo lambda build --release --arm64 $$(function_packages)'
+	@bash -c '. infra/local/common.sh && bash infra/local/install.sh tools && bash infra/local/dashboard-assets.sh && PATH="$$TOOLS_HOME/venv/bin:$$PATH" cargo lambda build --release --arm64 $$(function_packages)'
 
 fmt:
 	@cargo fmt --all

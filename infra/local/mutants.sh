@@ -7,6 +7,7 @@
 command -v cargo >/dev/null 2>&1 || die "cargo (Rust) is needed"
 cd "$BILLY_ROOT"
 bash "$BILLY_LOCAL_DIR/install.sh" mutants
+bash "$BILLY_LOCAL_DIR/dashboard-assets.sh"
 
 status=0
 rm -rf target/mutants.out target/mutants.out.old

@@ -8,6 +8,7 @@
 . "$(dirname "$0")/common.sh"
 cd "$BILLY_ROOT"
 bash "$BILLY_LOCAL_DIR/install.sh" tools
+bash "$BILLY_LOCAL_DIR/dashboard-assets.sh"
 # cargo-lambda needs the arm64 standard library (from the Rust toolchain's own distribution).
 rustup target list --installed | grep -x aarch64-unknown-linux-gnu >/dev/null || rustup target add aarch64-unknown-linux-gnu
 mkdir -p target/package

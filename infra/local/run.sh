@@ -19,6 +19,7 @@ stop_on_exit_what_this_run_starts
 t0=$SECONDS
 bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE"
 log "stack ready after $((SECONDS - t0)) s; building the runner and the sandbox gateway"
+bash "$BILLY_LOCAL_DIR/dashboard-assets.sh"
 (cd "$BILLY_ROOT" && cargo build -q -p billy-local -p sandbox-gateway)
 # The sandbox gateway: a separate loopback process that posts signed webhooks to the runner.
 export SANDBOX_PORT="${SANDBOX_PORT:-4610}"

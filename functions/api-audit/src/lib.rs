@@ -27,7 +27,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let customer = path_param(request, "id");
         if customer.is_empty() {
             let entity = query_param(request, "entity").ok_or_else(|| {

@@ -1,5 +1,7 @@
 //! `POST /v1/customers`, `GET /v1/customers`, `GET /v1/customers/{id}`, and
-//! `GET /v1/customers/{id}/summary?month=YYYY-MM`: the customer's month so far.
+//! `GET /v1/customers/{id}/summary?month=YYYY-MM`: the customer's month so far, and
+//! `POST /v1/customers/{id}/portal_sessions`: a signed link to the customer's own read-only page,
+//! expiring after `expires_in` seconds (300 by default).
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
@@ -11,7 +13,8 @@ use billy_lambda::HttpFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::http::{
-    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, query_param, respond,
+    authenticate, authenticated_write, method_not_allowed, page, parse_json, path_param, public_base, query_param,
+    respond, route_action,
 };
 use billy_lambda::views;
 use lambda_http::http::{Method, StatusCode};
@@ -31,6 +34,12 @@ struct CreateCustomer {
     test_clock: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePortalSession {
+    expires_in: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
@@ -42,7 +51,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         if request.uri().path().ends_with("/summary") {
             let month = query_param(request, "month");
             let summary = service::customers::customer_summary(&self.deps.ports(), &ctx, id, month.as_deref()).await?;
@@ -77,6 +86,31 @@ impl HttpFunction for App {
                             .await
                     };
                     respond(StatusCode::CREATED, created.await.map(|c| views::customer(&c)))
+                })
+                .await
+            }
+            (&Method::POST, false) if route_action(request) == "portal_sessions" => {
+                authenticated_write(&self.deps, request, |ctx| async move {
+                    let created = async {
+                        let body: CreatePortalSession = if request.body().is_empty() {
+                            CreatePortalSession::default()
+                        } else {
+                            parse_json(request)?
+                        };
+                        let signer = self.deps.sessions.as_ref().ok_or_else(|| {
+                            billy_core::DomainError::unexpected("BILLY_SESSION_KEY is not configured for this function")
+                        })?;
+                        billy_core::session::create_portal_session(
+                            &self.deps.ports(),
+                            signer,
+                            &ctx,
+                            &id,
+                            body.expires_in,
+                            &public_base(request),
+                        )
+                        .await
+                    };
+                    respond(StatusCode::CREATED, created.await)
                 })
                 .await
             }

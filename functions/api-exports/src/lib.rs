@@ -106,7 +106,7 @@ impl HttpFunction for App {
             }
             (&Method::GET, false) => {
                 let read = async {
-                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    let ctx = authenticate(&self.deps, request).await?;
                     let export = service::get_export(p, &ctx, &id).await?;
                     let url = service::export_link(&self.files, &export).await?;
                     Ok::<_, DomainError>(view(&export, url))

@@ -62,7 +62,7 @@ impl HttpFunction for App {
         match *request.method() {
             Method::GET => {
                 let read = async {
-                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    let ctx = authenticate(&self.deps, request).await?;
                     service::list_accounts(p, &ctx).await
                 };
                 respond(

@@ -173,7 +173,7 @@ impl HttpFunction for App {
             }
             (&Method::GET, true) => {
                 let listed = async {
-                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    let ctx = authenticate(&self.deps, request).await?;
                     service::list(s, &ctx, instrument, &customer).await
                 };
                 respond(

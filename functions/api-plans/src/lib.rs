@@ -120,7 +120,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         if id.is_empty() {
             let page = page(request, IdKind::Plan)?;
             Ok(views::list(self.deps.plans.list(&ctx.scope, &page).await?, views::plan))

@@ -97,7 +97,7 @@ impl HttpFunction for App {
         match *request.method() {
             Method::GET => {
                 let read = async {
-                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    let ctx = authenticate(&self.deps, request).await?;
                     service::get_settings(p, &ctx).await
                 };
                 respond(StatusCode::OK, read.await.map(|s| view(&s)))

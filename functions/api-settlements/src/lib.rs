@@ -29,7 +29,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, runs: bool, id: &str) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let p = self.deps.ports();
         if runs {
             let page = page(request, IdKind::SettlementRun)?;

@@ -83,7 +83,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         if id.is_empty() {
             let page = page(request, IdKind::Subscription)?;
             Ok(views::list(service::list_subscriptions(&self.deps.ports(), &ctx, &page).await?, views::subscription))

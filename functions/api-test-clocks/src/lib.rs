@@ -70,7 +70,7 @@ impl HttpFunction for App {
             }
             (&Method::GET, false, false) => {
                 let view = async {
-                    let ctx = authenticate(&self.deps.tenants, request).await?;
+                    let ctx = authenticate(&self.deps, request).await?;
                     service::clocks::get_clock(p, &ctx, &id).await
                 };
                 respond(StatusCode::OK, view.await.map(|c| views::test_clock(&c)))

@@ -66,7 +66,7 @@ impl HttpFunction for App {
             return method_not_allowed();
         }
         let p = self.deps.ports();
-        let ctx = match authenticate(&self.deps.tenants, &request).await {
+        let ctx = match authenticate(&self.deps, &request).await {
             Ok(ctx) => ctx,
             Err(e) => return error_response(&e),
         };

@@ -114,7 +114,7 @@ impl App {
     }
 
     async fn summary(&self, request: &Request) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let (subscription, metric) = (required(request, "subscription")?, required(request, "metric")?);
         let group_by = query_param(request, "group_by");
         let s = service::usage_summary(
@@ -139,7 +139,7 @@ impl App {
     }
 
     async fn list(&self, request: &Request) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let (subscription, metric) = (required(request, "subscription")?, required(request, "metric")?);
         let limit =
             match query_param(request, "limit") {

@@ -36,7 +36,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, id: &str) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let p = self.deps.ports();
         if id.is_empty() {
             let page = page(request, IdKind::Verification)?;

@@ -57,7 +57,7 @@ impl App {
     }
 
     async fn read(&self, request: &Request, id: &str, deliveries: bool) -> DomainResult<Value> {
-        let ctx = authenticate(&self.deps.tenants, request).await?;
+        let ctx = authenticate(&self.deps, request).await?;
         let p = self.deps.ports();
         if deliveries {
             let page = page(request, IdKind::WebhookDelivery)?;

@@ -248,6 +248,10 @@ fn accesses(
             .map(|i| one("kms:Encrypt", Names::logical(&names.keys, i.key_id().unwrap_or("?")))),
         ("kms", "Decrypt") => input!(aws_sdk_kms::operation::decrypt::DecryptInput)
             .map(|i| one("kms:Decrypt", Names::logical(&names.keys, i.key_id().unwrap_or("?")))),
+        ("kms", "GenerateMac") => input!(aws_sdk_kms::operation::generate_mac::GenerateMacInput)
+            .map(|i| one("kms:GenerateMac", Names::logical(&names.keys, i.key_id().unwrap_or("?")))),
+        ("kms", "VerifyMac") => input!(aws_sdk_kms::operation::verify_mac::VerifyMacInput)
+            .map(|i| one("kms:VerifyMac", Names::logical(&names.keys, i.key_id().unwrap_or("?")))),
         ("s3", "PutObject") => {
             input!(s3::put_object::PutObjectInput).map(|i| one("s3:PutObject", object(i.bucket(), i.key())))
         }

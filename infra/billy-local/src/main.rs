@@ -68,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if admin_token == DEV_ADMIN_TOKEN { " (development default)" } else { "" }
     );
     println!("  test API key:  {}   (tenant {})", dev.test_key.expose(), dev.tenant.id);
+    println!("  dashboard:     {}/dashboard   (sign in with the test API key)", running.url());
     println!(
         "  try:           curl -H 'Authorization: Bearer {}' -d '{{\"name\":\"Ada\"}}' -H 'Content-Type: application/json' {}/v1/customers",
         dev.test_key.expose(),

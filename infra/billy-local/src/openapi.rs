@@ -1,7 +1,7 @@
 //! Keeps the API's written contract (`docs/openapi.yaml`) true to the routes `template.yaml`
 //! declares: every route is documented and every documented operation is routed, each with its
 //! path parameters, a success answer, the errors its kind of route can give, and the
-//! `Idempotency-Key` header on every authenticated write. (Whether the answers match their
+//! `Idempotency-Key` header on every authenticated write. The API is everything under `/v1`. (Whether the answers match their
 //! schemas is what the contract fuzzing in `make test` checks against a live Billy.)
 
 use crate::template::{EventSource, Template, TemplateError};
@@ -15,12 +15,15 @@ pub fn default_document_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml")
 }
 
-/// Every `(METHOD, path)` the template routes.
+/// Every `(METHOD, path)` of the API (`/v1/…`) the template routes. The dashboard's pages and
+/// its cookie sessions (`/dashboard…`, `/portal…`) are the dashboard's own, not the API's contract.
 pub fn routes(template: &Template) -> Result<BTreeSet<(String, String)>, TemplateError> {
     let mut out = BTreeSet::new();
     for f in template.functions()? {
         for (_, event) in f.events {
-            if let EventSource::Http { method, path } = event {
+            if let EventSource::Http { method, path } = event
+                && path.starts_with("/v1/")
+            {
                 out.insert((method, path));
             }
         }

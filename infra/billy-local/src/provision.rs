@@ -232,13 +232,16 @@ pub async fn provision(
         out.buckets.insert(id.clone(), name);
     }
     for (id, resource) in template.of_type("AWS::KMS::Key") {
-        let created = aws
-            .kms
-            .create_key()
-            .description(format!("{prefix} {}", resource.properties["Description"].as_str().unwrap_or(id)))
-            .send()
-            .await
-            .map_err(|e| aws_error(id, e.into_service_error()))?;
+        let props = &resource.properties;
+        let mut create =
+            aws.kms.create_key().description(format!("{prefix} {}", props["Description"].as_str().unwrap_or(id)));
+        if let Some(spec) = props["KeySpec"].as_str() {
+            create = create.key_spec(aws_sdk_kms::types::KeySpec::from(spec));
+        }
+        if let Some(usage) = props["KeyUsage"].as_str() {
+            create = create.key_usage(aws_sdk_kms::types::KeyUsageType::from(usage));
+        }
+        let created = create.send().await.map_err(|e| aws_error(id, e.into_service_error()))?;
         let meta = created.key_metadata().ok_or_else(|| aws_error(id, "CreateKey answered without metadata"))?;
         out.resolver.refs.insert(id.clone(), meta.key_id().to_owned());
         out.resolver.attrs.insert((id.clone(), "Arn".into()), meta.arn().unwrap_or_default().to_owned());

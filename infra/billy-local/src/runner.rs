@@ -473,10 +473,10 @@ async fn serve(
     let started = Instant::now();
     route.calls.hit(&route.function);
     let response = route.handler.handle(request).await;
-    // Only an answered request counts as the route exercised: one refused before it did its work
-    // (a 4xx) says nothing about the grants the work needs.
+    // Only an answered request counts as the route exercised (a redirect is an answer): one
+    // refused before it did its work (a 4xx) says nothing about the grants the work needs.
     if let Some(log) = access
-        && response.status().is_success()
+        && (response.status().is_success() || response.status().is_redirection())
     {
         log.record_route(&route.function, &route.method, &route.path);
     }

@@ -19,6 +19,7 @@ pub mod kms;
 pub mod metering;
 pub mod payment_methods;
 pub mod plans;
+pub mod reports;
 pub mod sandbox;
 pub mod settings;
 pub mod settlements;

@@ -35,6 +35,7 @@ pub enum IdKind {
     Settlement,
     SettlementRun,
     Verification,
+    PortalSession,
 }
 
 impl IdKind {
@@ -61,6 +62,7 @@ impl IdKind {
             Self::Settlement => "stl",
             Self::SettlementRun => "strun",
             Self::Verification => "ver",
+            Self::PortalSession => "bps",
         }
     }
 
@@ -87,6 +89,7 @@ impl IdKind {
             Self::Settlement => "settlement",
             Self::SettlementRun => "settlement_run",
             Self::Verification => "verification",
+            Self::PortalSession => "portal_session",
         }
     }
 }

@@ -212,6 +212,45 @@ pub trait SecretBox: Send + Sync + std::fmt::Debug {
 }
 
 /// Tenants' gateway accounts.
+/// Signs and checks browser session tokens with the deployment's session key (HMAC-SHA-256),
+/// which never leaves its keeper.
+#[async_trait]
+pub trait SessionSigner: Send + Sync + std::fmt::Debug {
+    async fn sign(&self, message: &[u8]) -> DomainResult<Vec<u8>>;
+    /// False for a MAC that does not match; an error only when the check could not be made.
+    async fn verify(&self, message: &[u8], mac: &[u8]) -> DomainResult<bool>;
+}
+
+/// The dashboard's counters (`crate::report`).
+#[async_trait]
+pub trait ReportRepository: Send + Sync + std::fmt::Debug {
+    /// In one transaction: each tally's marker (it fails if the event was applied before), the
+    /// renewal states the tallies record (each only if the state it replaces is still the stored
+    /// one), and the tallies' merged counter changes. All of it, or nothing.
+    async fn apply(&self, tallies: &[crate::report::Tally]) -> DomainResult<Applied>;
+    /// The renewal state last recorded for each of these subscriptions (missing ones left out).
+    async fn renewals(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<(Scope, crate::report::RenewalState)>>;
+    /// The buckets of one kind (`Bucket::REVENUE`, …) whose keys fall in `from..=to` (key
+    /// prefixes after the kind), in key order.
+    async fn buckets(
+        &self,
+        scope: &Scope,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> DomainResult<Vec<(crate::report::Bucket, crate::report::Counters)>>;
+}
+
+/// What `ReportRepository::apply` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    All,
+    /// Nothing: these events' tallies were applied before.
+    NoneAlreadyApplied(Vec<Id>),
+    /// Nothing: a renewal state changed since it was read.
+    NoneRenewalMoved,
+}
+
 #[async_trait]
 pub trait GatewayAccountRepository: Send + Sync + std::fmt::Debug {
     async fn for_scope(&self, scope: &Scope) -> DomainResult<Vec<crate::gateway_account::GatewayAccount>>;

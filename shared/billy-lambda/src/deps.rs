@@ -12,9 +12,10 @@ use billy_aws::exports::DynamoExports;
 use billy_aws::gateway_accounts::DynamoGatewayAccounts;
 use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
-use billy_aws::kms::KmsSecretBox;
+use billy_aws::kms::{KmsSecretBox, KmsSessionSigner};
 use billy_aws::payment_methods::DynamoPaymentMethods;
 use billy_aws::plans::DynamoPlans;
+use billy_aws::reports::DynamoReports;
 use billy_aws::sandbox::SandboxGateway;
 use billy_aws::settings::DynamoSettings;
 use billy_aws::settlements::DynamoSettlements;
@@ -66,6 +67,10 @@ pub struct Deps {
     pub breaker: CircuitBreaker,
     pub accounts: DynamoGatewayAccounts,
     pub webhooks: DynamoWebhooks,
+    pub reports: DynamoReports,
+    /// Signs browser sessions: only where `BILLY_SESSION_KEY` is set (the dashboard, the portal
+    /// links, and the read routes the dashboard calls); elsewhere a session cookie is ignored.
+    pub sessions: Option<KmsSessionSigner>,
     pub secrets: Arc<KmsSecretBox>,
     pub ids: RandomIds<SystemClock>,
     pub clock: SystemClock,
@@ -120,6 +125,11 @@ impl Deps {
             breaker: CircuitBreaker::default(),
             accounts,
             webhooks: DynamoWebhooks::new(ddb(), tables.clone()),
+            reports: DynamoReports::new(ddb(), config.get("BILLY_REPORT_TABLE").unwrap_or_default()),
+            sessions: config
+                .get("BILLY_SESSION_KEY")
+                .filter(|k| !k.is_empty())
+                .map(|key| KmsSessionSigner::new(aws.kms.clone(), key)),
             secrets,
             ids: RandomIds::new(SystemClock),
             clock: SystemClock,

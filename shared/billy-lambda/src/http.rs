@@ -2,7 +2,6 @@
 //! and the one mapping from domain errors to status codes.
 
 use billy_core::audit::Context;
-use billy_core::ports::TenantRepository;
 use billy_core::{DomainError, DomainResult};
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -148,11 +147,55 @@ pub fn bearer(request: &Request) -> Option<&str> {
     request.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-/// Authenticates the caller's API key into a use-case context.
-pub async fn authenticate(tenants: &dyn TenantRepository, request: &Request) -> DomainResult<Context> {
-    let token = bearer(request)
-        .ok_or_else(|| DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into()))?;
-    billy_core::tenant::authenticate(tenants, token, request_id(request)).await
+/// The dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "billy_session";
+
+/// Authenticates the caller into a use-case context: by API key, or — for a read, where this
+/// function signs sessions — by the dashboard's session cookie. A write always needs the key, so
+/// a page elsewhere can never make the browser change anything.
+pub async fn authenticate(deps: &crate::deps::Deps, request: &Request) -> DomainResult<Context> {
+    if let Some(token) = bearer(request) {
+        return billy_core::tenant::authenticate(&deps.tenants, token, request_id(request)).await;
+    }
+    let read = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+    if let (true, Some(signer), Some(session)) = (read, &deps.sessions, cookie(request, SESSION_COOKIE)) {
+        let now = billy_core::ports::Clock::now(&deps.clock);
+        let (mut ctx, _) = billy_core::session::dashboard_session(&deps.tenants, signer, &session, now).await?;
+        ctx.request_id = request_id(request);
+        return Ok(ctx);
+    }
+    Err(DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into()))
+}
+
+/// The scheme and host the caller reached this API at (`https://…` behind API Gateway), for
+/// links that point back at it.
+pub fn public_base(request: &Request) -> String {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let proto = header("x-forwarded-proto").filter(|p| p == "https" || p == "http").unwrap_or_else(|| "http".into());
+    let host = header("host").unwrap_or_else(|| "localhost".into());
+    format!("{proto}://{host}")
+}
+
+/// The route API Gateway matched, e.g. `GET /portal/{token}` (empty when not behind it).
+pub fn route_key(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.route_key.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// A cookie's value, if the request carries it.
+pub fn cookie(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The literal last segment of the route API Gateway matched (`cancel` for
@@ -160,10 +203,7 @@ pub async fn authenticate(tenants: &dyn TenantRepository, request: &Request) -> 
 /// the route, not the path, so an id that happens to read like an action (or is percent-encoded)
 /// never changes which action runs.
 pub fn route_action(request: &Request) -> String {
-    let route = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(c)) => c.route_key.clone().unwrap_or_default(),
-        _ => String::new(),
-    };
+    let route = route_key(request);
     let last = route.rsplit('/').next().unwrap_or_default();
     if last.starts_with('{') { String::new() } else { last.to_owned() }
 }
@@ -262,11 +302,17 @@ where
 
 /// What is saved for a replay: the answer without a `secret` (a webhook endpoint's signing secret
 /// is shown once, and is never stored in clear, not even as a saved answer; a replay shows
-/// `"secret": null`, and rotating the secret gives a new one).
+/// `"secret": null`, and rotating the secret gives a new one), and without a portal session's
+/// link (a credential for the customer's page until it expires).
 fn replayable(body: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(mut v) if v.get("secret").is_some_and(serde_json::Value::is_string) => {
             v["secret"] = serde_json::Value::Null;
+            v.to_string()
+        }
+        // A portal link is a credential for a customer's page: a replay answers without it.
+        Ok(mut v) if v.get("object").and_then(serde_json::Value::as_str) == Some("portal_session") => {
+            v["url"] = serde_json::Value::Null;
             v.to_string()
         }
         _ => body.to_owned(),
@@ -279,7 +325,11 @@ where
     F: FnOnce(billy_core::audit::Context) -> Fut,
     Fut: std::future::Future<Output = Response<Body>>,
 {
-    let ctx = match authenticate(&deps.tenants, request).await {
+    let ctx = match bearer(request) {
+        Some(token) => billy_core::tenant::authenticate(&deps.tenants, token, request_id(request)).await,
+        None => Err(DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into())),
+    };
+    let ctx = match ctx {
         Ok(ctx) => ctx,
         Err(e) => return error_response(&e),
     };
@@ -324,6 +374,8 @@ mod tests {
         let saved = replayable(r#"{"id":"we_1","secret":"whsec_abc","url":"https://x"}"#);
         assert!(!saved.contains("whsec_abc") && saved.contains("\"secret\":null") && saved.contains("we_1"));
         assert_eq!(replayable(r#"{"id":"cus_1"}"#), r#"{"id":"cus_1"}"#);
+        let link = replayable(r#"{"id":"bps_1","object":"portal_session","url":"https://x/portal/tok.mac"}"#);
+        assert!(!link.contains("tok.mac") && link.contains("\"url\":null"));
     }
 
     #[test]

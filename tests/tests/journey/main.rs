@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 mod changes;
+mod dashboard;
 mod gateways;
 mod payouts;
 mod runtime;

@@ -183,6 +183,8 @@ fn http_case(world: &World, name: &str) -> (Value, StatusCode) {
         "api-transactions" => (get("GET /v1/transactions", &[]), StatusCode::OK),
         "api-exports" => (get("GET /v1/exports/{id}", &[("id", "exp_runtimetest")]), StatusCode::NOT_FOUND),
         "api-webhook-endpoints" => (get("GET /v1/webhook_endpoints", &[]), StatusCode::OK),
+        "api-reports" => (get("GET /v1/reports/revenue", &[]), StatusCode::OK),
+        "dashboard" => (http_event("GET /dashboard", &[], None, None), StatusCode::OK),
         "webhook-receiver" => (
             http_event(
                 "POST /v1/webhooks/{gateway}",
@@ -203,6 +205,8 @@ fn check_http_body(world: &World, name: &str, body: &Value) {
         "api-customers" => assert_eq!(body["id"], world.customer.as_str(), "{body}"),
         "api-test-clocks" => assert_eq!(body["id"], world.clock.as_str(), "{body}"),
         "api-audit" => assert!(body.to_string().contains("customer.created"), "the customer's trail: {body}"),
+        "api-reports" => assert_eq!(body["report"], "revenue", "{body}"),
+        "dashboard" => assert!(body.as_str().is_some_and(|page| page.contains("/dashboard/assets/app.js")), "{body}"),
         _ => {
             if body.get("error").is_some() {
                 billy_e2e::error_code(body);

@@ -12,6 +12,7 @@ pub mod gateway_accounts;
 pub mod invoices;
 pub mod payment_methods;
 pub mod plans;
+pub mod reports;
 pub mod settings;
 pub mod settlements;
 pub mod subscriptions;

@@ -1,0 +1,230 @@
+//! The dashboard's counters, in a table of their own (a read model, rebuilt from the journal if
+//! ever lost, kept apart from the entities): one item per (scope, bucket) under
+//! `<scope>#REPORT`, sorted by bucket key, its counters as numbers moved with `ADD`. A tally is
+//! applied once: the transaction that moves its counters also puts a marker named after its
+//! audit event (kept three days, longer than a stream redelivers), which fails if it exists.
+//! The renewal last counted for each subscription is kept under `<scope>#RENEWAL#<subscription>`,
+//! replaced only by a newer version of the subscription, and only if it is still what was read.
+
+use crate::dynamo::{Item, PK, SK, s, sdk_error, unexpected};
+use crate::store::MAX_TRANSACTION_ITEMS;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use billy_core::ids::Id;
+use billy_core::ports::{Applied, ReportRepository};
+use billy_core::report::{Bucket, Counter, Counters, RenewalState, Tally, merge};
+use billy_core::tenant::Scope;
+use billy_core::{DomainError, DomainResult};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a marker outlives its event: the stream keeps records for 24 hours.
+const MARKER_DAYS: i64 = 3;
+/// Tries of a transaction that meets a concurrent one on the same counters.
+const CONFLICT_TRIES: u32 = 6;
+
+#[derive(Debug, Clone)]
+pub struct DynamoReports {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+pub fn report_pk(scope: &str) -> String {
+    format!("{scope}#REPORT")
+}
+
+fn renewal_pk(scope: &Scope, subscription: &Id) -> String {
+    format!("{}#RENEWAL#{subscription}", scope.key())
+}
+
+fn marker_pk(scope: &Scope, event: &Id) -> String {
+    format!("{}#TALLIED#{event}", scope.key())
+}
+
+impl DynamoReports {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn items(&self, tallies: &[Tally]) -> DomainResult<Vec<TransactWriteItem>> {
+        let expires = (chrono::Utc::now() + chrono::Duration::days(MARKER_DAYS)).timestamp();
+        let mut items = Vec::new();
+        for t in tallies {
+            let marker: Item = HashMap::from([
+                (PK.to_owned(), s(marker_pk(&t.scope, &t.event))),
+                (SK.to_owned(), s("TALLIED")),
+                ("expires_at".to_owned(), AttributeValue::N(expires.to_string())),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(DomainError::unexpected)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for t in tallies {
+            let Some(state) = &t.renewal else { continue };
+            let mut item: Item = HashMap::from([
+                (PK.to_owned(), s(renewal_pk(&t.scope, &state.subscription))),
+                (SK.to_owned(), s("RENEWAL")),
+                ("version".to_owned(), AttributeValue::N(state.version.to_string())),
+            ]);
+            if let Some((bucket, amount)) = &state.due {
+                item.insert("bucket".into(), s(bucket.key()));
+                item.insert("amount".into(), AttributeValue::N(amount.to_string()));
+            }
+            let put = Put::builder().table_name(&self.table).set_item(Some(item));
+            let put = match t.replaces {
+                Some(version) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", AttributeValue::N(version.to_string())),
+                None => put.condition_expression("attribute_not_exists(PK)"),
+            };
+            items.push(TransactWriteItem::builder().put(put.build().map_err(DomainError::unexpected)?).build());
+        }
+        for ((scope, bucket), counters) in merge(tallies) {
+            let mut update =
+                Update::builder().table_name(&self.table).key(PK, s(report_pk(&scope))).key(SK, s(bucket.key()));
+            let mut adds = Vec::new();
+            for (i, (counter, by)) in counters.iter().enumerate() {
+                adds.push(format!("#c{i} :v{i}"));
+                update = update
+                    .expression_attribute_names(format!("#c{i}"), counter.as_str())
+                    .expression_attribute_values(format!(":v{i}"), AttributeValue::N(by.to_string()));
+            }
+            let update = update
+                .update_expression(format!("ADD {}", adds.join(", ")))
+                .build()
+                .map_err(DomainError::unexpected)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(DomainError::unexpected("a report chunk exceeds one transaction"));
+        }
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl ReportRepository for DynamoReports {
+    async fn apply(&self, tallies: &[Tally]) -> DomainResult<Applied> {
+        if tallies.is_empty() {
+            return Ok(Applied::All);
+        }
+        let items = self.items(tallies)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let Err(err) = sent else { return Ok(Applied::All) };
+            let cancel = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel,
+                _ => return Err(sdk_error(err)),
+            };
+            let reasons = cancel.cancellation_reasons();
+            let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| r.code() == Some("ConditionalCheckFailed");
+            // The markers come first, in the tallies' order, then the renewal states.
+            let seen: Vec<Id> =
+                tallies.iter().zip(reasons).filter(|(_, r)| failed(r)).map(|(t, _)| t.event.clone()).collect();
+            if !seen.is_empty() {
+                return Ok(Applied::NoneAlreadyApplied(seen));
+            }
+            if reasons.iter().any(failed) {
+                return Ok(Applied::NoneRenewalMoved);
+            }
+            if tries >= CONFLICT_TRIES {
+                return Err(DomainError::conflict("transaction_conflict", "report counters are busy; retry"));
+            }
+            if !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                return Err(unexpected(cancel.clone()));
+            }
+            let jitter = u64::from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos()
+                    % 20,
+            );
+            tokio::time::sleep(Duration::from_millis(20 * u64::from(tries) + jitter)).await;
+        }
+    }
+
+    async fn renewals(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<(Scope, RenewalState)>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = aws_sdk_dynamodb::types::KeysAndAttributes::builder().consistent_read(true);
+            let mut by_pk = HashMap::new();
+            for (scope, subscription) in chunk {
+                let pk = renewal_pk(scope, subscription);
+                wanted = wanted.keys(HashMap::from([(PK.to_owned(), s(pk.clone())), (SK.to_owned(), s("RENEWAL"))]));
+                by_pk.insert(pk, (scope.clone(), subscription.clone()));
+            }
+            let mut request = HashMap::from([(self.table.clone(), wanted.build().map_err(DomainError::unexpected)?)]);
+            for _ in 0..10 {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request.clone()))
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                for item in got.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    let Some((scope, subscription)) =
+                        item.get(PK).and_then(|v| v.as_s().ok()).and_then(|pk| by_pk.get(pk))
+                    else {
+                        continue;
+                    };
+                    let number =
+                        |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+                    let due = item
+                        .get("bucket")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|k| Bucket::parse(k))
+                        .map(|bucket| (bucket, number("amount").unwrap_or(0)));
+                    let version = u64::try_from(number("version").unwrap_or(0)).unwrap_or(0);
+                    out.push((scope.clone(), RenewalState { subscription: subscription.clone(), version, due }));
+                }
+                match got.unprocessed_keys() {
+                    Some(left) if !left.is_empty() => request = left.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn buckets(&self, scope: &Scope, kind: &str, from: &str, to: &str) -> DomainResult<Vec<(Bucket, Counters)>> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(report_pk(&scope.key())))
+                .expression_attribute_values(":from", s(format!("{kind}#{from}")))
+                .expression_attribute_values(":to", s(format!("{kind}#{to}~")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in page.items() {
+                let Some(bucket) = item.get(SK).and_then(|v| v.as_s().ok()).and_then(|k| Bucket::parse(k)) else {
+                    continue;
+                };
+                let counters: Counters = item
+                    .iter()
+                    .filter_map(|(name, value)| Some((Counter::parse(name)?, value.as_n().ok()?.parse::<i64>().ok()?)))
+                    .collect();
+                out.push((bucket, counters));
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
