@@ -1,7 +1,7 @@
 //! The dashboard's aggregates, read from the counters tally-reports keeps from the journal (never
 //! from the invoices themselves): `GET /v1/reports/revenue` (`interval=day|month`, `from`, `to`),
 //! `GET /v1/reports/invoices` (by status), `GET /v1/reports/dunning` (`from`, `to` months) and
-//! `GET /v1/reports/renewals` (`days` ahead). Read with an API key or the dashboard's session.
+//! `GET /v1/reports/renewals` (`days` from `from`). Read with an API key or the dashboard's session.
 
 use async_trait::async_trait;
 use billy_aws::AwsClients;
@@ -23,6 +23,7 @@ pub struct App {
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        config.require("BILLY_REPORT_TABLE")?;
         Ok(Self { deps: Deps::new(config, aws)? })
     }
 
@@ -37,7 +38,7 @@ impl App {
             }
             "invoices" => service::invoices(reports, &ctx).await,
             "dunning" => service::dunning(reports, &ctx, q("from").as_deref(), q("to").as_deref(), now).await,
-            _ => service::renewals(reports, &ctx, q("days").as_deref(), now).await,
+            _ => service::renewals(reports, &ctx, q("from").as_deref(), q("days").as_deref(), now).await,
         }
     }
 }

@@ -52,8 +52,10 @@ pub struct App {
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        let signer = KmsSessionSigner::new(aws.kms.clone(), config.require("BILLY_SESSION_KEY")?);
-        Ok(Self { deps: Deps::new(config, aws)?, signer })
+        config.require("BILLY_SESSION_KEY")?;
+        let deps = Deps::new(config, aws)?;
+        let signer = deps.sessions.clone().ok_or_else(|| MissingVariable("BILLY_SESSION_KEY".into()))?;
+        Ok(Self { deps, signer })
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -81,11 +83,27 @@ impl App {
             "invoices" => {
                 let filter = InvoiceFilter { customer: Some(customer), ..InvoiceFilter::default() };
                 let page = page(request, IdKind::Invoice)?;
-                Ok(views::list(service::invoices::list_invoices(&p, &ctx, &filter, &page).await?, views::invoice))
+                Ok(views::list(service::invoices::list_invoices(&p, &ctx, &filter, &page).await?, portal_invoice))
             }
             other => Err(DomainError::not_found("portal resource", other)),
         }
     }
+}
+
+/// What a customer sees of an invoice: its figures and lines, not the tenant's notes about it
+/// (adjustment reasons, failure reasons, attempts, settlements).
+fn portal_invoice(i: &billy_core::invoice::Invoice) -> Value {
+    let items: Vec<Value> = i
+        .items
+        .iter()
+        .map(|l| json!({"description": l.description, "quantity": l.quantity, "unit_amount": l.unit_amount, "amount": l.amount}))
+        .collect();
+    json!({
+        "id": i.id, "object": "invoice", "customer": i.customer, "status": i.status.as_str(), "currency": i.currency, "total": i.total,
+        "amount_paid": i.amount_paid, "amount_refunded": i.amount_refunded, "created": i.created, "paid_at": i.paid_at,
+        "period_start": i.period.as_ref().map(|p| p.start), "period_end": i.period.as_ref().map(|p| p.end),
+        "items": items,
+    })
 }
 
 fn secure(request: &Request) -> &'static str {

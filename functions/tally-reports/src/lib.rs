@@ -25,6 +25,7 @@ pub struct App {
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
+        config.require("BILLY_REPORT_TABLE")?;
         Ok(Self { deps: Deps::new(config, aws)? })
     }
 }
@@ -41,6 +42,9 @@ fn failed_at(sequence_number: Option<String>) -> DynamoDbEventResponse {
 impl StreamFunction for App {
     async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
         let mut tallies: Vec<(Option<String>, Tally)> = Vec::new();
+        // The first record that cannot be counted: the stream resumes there, once everything
+        // before it is counted (what is reported as done is never delivered again).
+        let mut unreadable: Option<Option<String>> = None;
         for record in event.records {
             if record.event_name != "INSERT" {
                 continue;
@@ -64,7 +68,8 @@ impl StreamFunction for App {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, sequence = ?sequence, "audit event not tallied; the stream retries it");
-                    return Ok(failed_at(sequence));
+                    unreadable = Some(sequence);
+                    break;
                 }
             }
         }
@@ -77,6 +82,6 @@ impl StreamFunction for App {
             }
             done += chunk.len();
         }
-        Ok(DynamoDbEventResponse::default())
+        Ok(unreadable.map_or_else(DynamoDbEventResponse::default, failed_at))
     }
 }

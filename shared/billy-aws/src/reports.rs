@@ -1,5 +1,5 @@
-//! The dashboard's counters, in a table of their own (a read model, rebuilt from the journal if
-//! ever lost, kept apart from the entities): one item per (scope, bucket) under
+//! The dashboard's counters, in a table of their own (a read model derived from the journal, kept
+//! apart from the entities): one item per (scope, bucket) under
 //! `<scope>#REPORT`, sorted by bucket key, its counters as numbers moved with `ADD`. A tally is
 //! applied once: the transaction that moves its counters also puts a marker named after its
 //! audit event (kept three days, longer than a stream redelivers), which fails if it exists.

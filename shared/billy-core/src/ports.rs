@@ -211,7 +211,6 @@ pub trait SecretBox: Send + Sync + std::fmt::Debug {
     async fn open(&self, sealed: &[u8], context: &std::collections::BTreeMap<String, String>) -> DomainResult<Vec<u8>>;
 }
 
-/// Tenants' gateway accounts.
 /// Signs and checks browser session tokens with the deployment's session key (HMAC-SHA-256),
 /// which never leaves its keeper.
 #[async_trait]
@@ -251,6 +250,7 @@ pub enum Applied {
     NoneRenewalMoved,
 }
 
+/// Tenants' gateway accounts.
 #[async_trait]
 pub trait GatewayAccountRepository: Send + Sync + std::fmt::Debug {
     async fn for_scope(&self, scope: &Scope) -> DomainResult<Vec<crate::gateway_account::GatewayAccount>>;

@@ -1,8 +1,8 @@
 //! The dashboard's aggregates: revenue per day, invoices by status, the dunning funnel and the
-//! renewals ahead, kept as counters from the journal (each audit event's before and after
-//! invoice's typed change and new state say exactly what it moved), so a report reads a few dozen
-//! counters, never every invoice. `tally` is the pure rule: one audit event in, the counter
-//! changes it makes out.
+//! renewals ahead, kept as counters from the journal (an invoice event's typed change and new
+//! state say exactly what it moved; a subscription event's new state says which renewal it waits
+//! for), so a report reads a few dozen counters, never every invoice. `tally` is the pure rule: one
+//! audit event in, the counter changes it makes out.
 
 use crate::audit::AuditEvent;
 use crate::error::{DomainError, DomainResult};
@@ -25,6 +25,7 @@ pub enum Counter {
     Collected,
     Refunded,
     PaidOut,
+    ChargedBack,
     InvoicesPaid,
     Refunds,
     Payouts,
@@ -39,10 +40,11 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Collected,
         Self::Refunded,
         Self::PaidOut,
+        Self::ChargedBack,
         Self::InvoicesPaid,
         Self::Refunds,
         Self::Payouts,
@@ -61,6 +63,7 @@ impl Counter {
             Self::Collected => "collected",
             Self::Refunded => "refunded",
             Self::PaidOut => "paid_out",
+            Self::ChargedBack => "charged_back",
             Self::InvoicesPaid => "invoices_paid",
             Self::Refunds => "refunds",
             Self::Payouts => "payouts",
@@ -184,10 +187,7 @@ impl Tally {
 
     /// Drops what cancelled out.
     fn settle(mut self) -> Option<Self> {
-        for counters in self.changes.values_mut() {
-            counters.retain(|_, v| *v != 0);
-        }
-        self.changes.retain(|_, c| !c.is_empty());
+        drop_zeros(&mut self.changes);
         (!self.changes.is_empty() || self.renewal.is_some()).then_some(self)
     }
 
@@ -208,12 +208,17 @@ impl Tally {
             self.add(bucket.clone(), Counter::Count, 1);
             self.add(bucket, Counter::Amount, amount);
         }
-        for counters in self.changes.values_mut() {
-            counters.retain(|_, v| *v != 0);
-        }
-        self.changes.retain(|_, c| !c.is_empty());
+        drop_zeros(&mut self.changes);
         true
     }
+}
+
+/// Removes the counters that came to zero, and the buckets left without any.
+fn drop_zeros<K: Ord>(changes: &mut BTreeMap<K, Counters>) {
+    for counters in changes.values_mut() {
+        counters.retain(|_, v| *v != 0);
+    }
+    changes.retain(|_, c| !c.is_empty());
 }
 
 /// The counters an audit event moves, or `None` when it moves none (most of the journal).
@@ -233,6 +238,7 @@ pub fn tally(audit: &AuditEvent) -> DomainResult<Option<Tally>> {
                 tally_invoice(&mut t, audit, &change, &after);
             }
         }
+        // (A note, version 0, says nothing about which state is newer: renewals move by version.)
         "subscription" if audit.version > 0 => {
             if let Some(sub) = snapshot::<Subscription>(audit, &audit.after)? {
                 t.renewal =
@@ -277,21 +283,27 @@ fn tally_invoice(t: &mut Tally, audit: &AuditEvent, change: &InvoiceChange, afte
         t.add(status(to), Counter::Amount, amount_of(to));
     }
     let day = Bucket::Revenue { day: audit.at.date_naive(), currency };
+    // Paid by a charge, or at once for a zero total; a won dispute only returns it to paid.
+    let settled = from != to && matches!(action, InvoiceAction::Succeed | InvoiceAction::Finalize);
     let paid = if action == InvoiceAction::Succeed { after.amount_paid } else { 0 };
     match after.direction {
         Direction::Debit => {
             t.add(day.clone(), Counter::Collected, paid);
-            t.add(day.clone(), Counter::InvoicesPaid, i64::from(to == InvoiceStatus::Paid && from != to));
+            t.add(day.clone(), Counter::InvoicesPaid, i64::from(settled && to == InvoiceStatus::Paid));
         }
         Direction::Payout => {
             t.add(day.clone(), Counter::PaidOut, paid);
-            t.add(day.clone(), Counter::Payouts, i64::from(to == InvoiceStatus::PaidOut && from != to));
+            t.add(day.clone(), Counter::Payouts, i64::from(settled && to == InvoiceStatus::PaidOut));
         }
     }
     if matches!(action, InvoiceAction::RefundFull | InvoiceAction::RefundPartial) {
         let refunded = refunded.unwrap_or(0);
         t.add(day.clone(), Counter::Refunded, refunded);
-        t.add(day, Counter::Refunds, i64::from(refunded > 0));
+        t.add(day.clone(), Counter::Refunds, i64::from(refunded > 0));
+    }
+    if action == InvoiceAction::DisputeLost {
+        // What the payment still held when the dispute was lost goes back to the customer.
+        t.add(day, Counter::ChargedBack, after.amount_paid - after.amount_refunded);
     }
     if after.direction == Direction::Debit {
         let month = Bucket::Dunning { month: Month::of(audit.at), currency };
@@ -300,7 +312,9 @@ fn tally_invoice(t: &mut Tally, audit: &AuditEvent, change: &InvoiceChange, afte
             t.add(month.clone(), Counter::FirstAttemptFailed, 1);
             t.add(month.clone(), Counter::AmountFailed, after.total);
         }
-        if to == InvoiceStatus::Paid && from != to && after.attempt_count > 1 {
+        // Paid after a failure: by a retry, or by a late answer to the first attempt.
+        let after_failure = from == InvoiceStatus::ChargedWithError || after.attempt_count > 1;
+        if action == InvoiceAction::Succeed && to == InvoiceStatus::Paid && after_failure {
             t.add(month.clone(), Counter::Recovered, 1);
             t.add(month.clone(), Counter::AmountRecovered, after.amount_paid);
         }
@@ -335,10 +349,7 @@ pub fn merge<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> BTreeMap<(Stri
             }
         }
     }
-    merged.retain(|_, c| {
-        c.retain(|_, v| *v != 0);
-        !c.is_empty()
-    });
+    drop_zeros(&mut merged);
     merged
 }
 
@@ -468,6 +479,39 @@ mod tests {
         // WHEN another is given up on, it is lost
         let t = step(&mut lost, 10, |i| journal::transition(i, InvoiceAction::GiveUp, at(10)));
         assert_eq!(counters(&t, &dec), [(Counter::FailedForGood, 1), (Counter::AmountLost, 500)]);
+    }
+
+    #[test]
+    fn a_won_dispute_is_no_second_payment_and_a_lost_one_is_charged_back() {
+        let dec = |d| Bucket::Revenue { day: day(d), currency: usd() };
+        // GIVEN an invoice of 800 paid after a retry, then contested
+        let mut inv = pending(800);
+        journal::fail(&mut inv, "card_declined", Some(at(3)), at(2)).unwrap();
+        journal::transition(&mut inv, InvoiceAction::Retry, at(3)).unwrap();
+        journal::transition(&mut inv, InvoiceAction::Succeed, at(3)).unwrap();
+        let mut lost = inv.clone();
+        step(&mut inv, 5, |i| journal::transition(i, InvoiceAction::Contest, at(5)));
+        // WHEN the dispute is won
+        let t = step(&mut inv, 9, |i| journal::transition(i, InvoiceAction::DisputeWon, at(9)));
+        // THEN only its status moves back: nothing is paid, collected or recovered again
+        assert_eq!(
+            t.changes.keys().cloned().collect::<Vec<_>>(),
+            [status(InvoiceStatus::Paid), status(InvoiceStatus::InProtest)]
+        );
+        // WHEN another is lost, its 800 are charged back that day
+        step(&mut lost, 5, |i| journal::transition(i, InvoiceAction::Contest, at(5)));
+        let t = step(&mut lost, 10, |i| journal::transition(i, InvoiceAction::DisputeLost, at(10)));
+        assert_eq!(counters(&t, &dec(10)), [(Counter::ChargedBack, 800)]);
+    }
+
+    #[test]
+    fn a_late_success_after_a_failed_first_attempt_is_a_recovery() {
+        let dec = Bucket::Dunning { month: Month::of(at(5)), currency: usd() };
+        let mut inv = pending(500);
+        step(&mut inv, 5, |i| journal::fail(i, "processing_error", Some(at(6)), at(5)));
+        // WHEN the first attempt's own success arrives late (attempt 1, after its failure)
+        let t = step(&mut inv, 5, |i| journal::transition(i, InvoiceAction::Succeed, at(5)));
+        assert_eq!(counters(&t, &dec), [(Counter::Recovered, 1), (Counter::AmountRecovered, 500)]);
     }
 
     #[test]

@@ -154,17 +154,23 @@ pub const SESSION_COOKIE: &str = "billy_session";
 /// function signs sessions — by the dashboard's session cookie. A write always needs the key, so
 /// a page elsewhere can never make the browser change anything.
 pub async fn authenticate(deps: &crate::deps::Deps, request: &Request) -> DomainResult<Context> {
-    if let Some(token) = bearer(request) {
-        return billy_core::tenant::authenticate(&deps.tenants, token, request_id(request)).await;
-    }
     let read = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
-    if let (true, Some(signer), Some(session)) = (read, &deps.sessions, cookie(request, SESSION_COOKIE)) {
+    if bearer(request).is_none()
+        && let (true, Some(signer), Some(session)) = (read, &deps.sessions, cookie(request, SESSION_COOKIE))
+    {
         let now = billy_core::ports::Clock::now(&deps.clock);
         let (mut ctx, _) = billy_core::session::dashboard_session(&deps.tenants, signer, &session, now).await?;
         ctx.request_id = request_id(request);
         return Ok(ctx);
     }
-    Err(DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into()))
+    api_key_context(deps, request).await
+}
+
+/// Authenticates the caller's API key (and nothing else) into a use-case context.
+pub async fn api_key_context(deps: &crate::deps::Deps, request: &Request) -> DomainResult<Context> {
+    let token = bearer(request)
+        .ok_or_else(|| DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into()))?;
+    billy_core::tenant::authenticate(&deps.tenants, token, request_id(request)).await
 }
 
 /// The scheme and host the caller reached this API at (`https://…` behind API Gateway), for
@@ -325,11 +331,8 @@ where
     F: FnOnce(billy_core::audit::Context) -> Fut,
     Fut: std::future::Future<Output = Response<Body>>,
 {
-    let ctx = match bearer(request) {
-        Some(token) => billy_core::tenant::authenticate(&deps.tenants, token, request_id(request)).await,
-        None => Err(DomainError::Unauthenticated("missing 'Authorization: Bearer <api key>' header".into())),
-    };
-    let ctx = match ctx {
+    // A write needs the API key: a session cookie is never enough to change anything.
+    let ctx = match api_key_context(deps, request).await {
         Ok(ctx) => ctx,
         Err(e) => return error_response(&e),
     };

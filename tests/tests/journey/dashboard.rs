@@ -124,7 +124,7 @@ async fn reports_count_payments_refunds_and_failed_first_attempts_once_each() {
     let usd_revenue = usd(&revenue);
     assert_eq!(
         usd_revenue["totals"],
-        json!({"collected": 4000, "refunded": 500, "paid_out": 0, "net": 3500, "invoices_paid": 2, "refunds": 1, "payouts": 0})
+        json!({"collected": 4000, "refunded": 500, "paid_out": 0, "charged_back": 0, "net": 3500, "invoices_paid": 2, "refunds": 1, "payouts": 0})
     );
     let days = usd_revenue["series"].as_array().unwrap();
     assert_eq!(days.len(), 31, "every day of March, zeros included");
@@ -198,6 +198,28 @@ async fn reports_count_payments_refunds_and_failed_first_attempts_once_each() {
         let (status, body) = w.api.get(path, &w.key).await;
         assert_eq!((status, body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(param)), "{path}: {body}");
     }
+}
+
+#[tokio::test]
+async fn renewals_ahead_move_with_each_billed_period() {
+    // GIVEN a 10.00 monthly subscription made on a clock at 10 March (its first month billed at once)
+    let w = World::new("2026-03-10T00:00:00Z", "4242424242424242").await;
+    let plan = w.plan(1000).await;
+    w.subscribe(&plan).await;
+    let renewals = "/reports/renewals?from=2026-04-01&days=60";
+    let on = |report: &Value, day: &str| {
+        let usd = usd(report);
+        let row = usd["series"].as_array().unwrap().iter().find(|r| r["period"] == day).cloned().unwrap();
+        (row["count"].as_i64().unwrap(), row["amount"].as_i64().unwrap())
+    };
+    // THEN it is due to renew on 10 April, for 10.00
+    let report = report_when(&w, renewals, |r| usd(r)["count"] == 1).await;
+    assert_eq!((on(&report, "2026-04-10"), usd(&report)["amount"].as_i64()), ((1, 1000), Some(1000)));
+    // WHEN April is billed
+    w.advance("2026-04-10T00:05:00Z").await;
+    // THEN the renewal has moved to 10 May, once
+    let report = report_when(&w, renewals, |r| on(r, "2026-05-10") == (1, 1000)).await;
+    assert_eq!((on(&report, "2026-04-10"), usd(&report)["count"].as_i64()), ((0, 0), Some(1)));
 }
 
 #[tokio::test]
@@ -319,6 +341,11 @@ async fn a_portal_link_shows_its_one_customer_until_it_expires() {
     let (_, invoices) = json_of(call(&w, Method::GET, "/portal/api/invoices", Some(&cookie), None).await).await;
     let ids: Vec<String> = invoices["data"].as_array().unwrap().iter().map(|i| s(&i["id"])).collect();
     assert_eq!(ids, [ada_invoice], "Ada's invoices only, never {}", bobs["id"]);
+    let shown = &invoices["data"][0];
+    assert_eq!((shown["total"].as_i64(), shown["status"].as_str()), (Some(1800), Some("paid")));
+    for internal in ["adjustments", "failure_reason", "attempt_count", "settlement"] {
+        assert!(shown.get(internal).is_none(), "the portal shows no {internal}: {shown}");
+    }
     let (status, summary) = json_of(call(&w, Method::GET, "/portal/api/summary", Some(&cookie), None).await).await;
     assert_eq!((status, summary["customer"].as_str()), (StatusCode::OK, Some(w.customer.as_str())));
     // AND the portal session opens nothing of the API
@@ -329,7 +356,7 @@ async fn a_portal_link_shows_its_one_customer_until_it_expires() {
     let response = call(&w, Method::GET, "/portal/api/customer", None, None).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    // WHEN one character of the link changes, or the link is one for another tenant's key
+    // WHEN one character of the link changes
     let mut altered = link.clone().into_bytes();
     let at = altered.len() - 10;
     altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
@@ -338,6 +365,7 @@ async fn a_portal_link_shows_its_one_customer_until_it_expires() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(response.headers().get(SET_COOKIE).is_none());
     assert!(response.text().await.unwrap().contains("This link has expired or is not valid"));
+    // AND another tenant cannot make a link to Ada
     let (_, other_key, _) = w.api.tenant(&w.stack, "Other").await;
     let (status, _) = w.api.post(&path, &other_key, &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another tenant cannot make a link to Ada");
@@ -370,7 +398,8 @@ async fn a_portal_link_shows_its_one_customer_until_it_expires() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
     }
 
-    // WHEN a 5-second link is followed after it expired
+    // WHEN a 5-second link is followed after it expired (links expire in real time, never a test
+    // clock's, so this waits the seconds out)
     let (_, short) = w.api.raw(Method::POST, &path, Some(&w.key), Some(r#"{"expires_in": 5}"#)).await;
     let expires = chrono::DateTime::parse_from_rfc3339(short["expires_at"].as_str().unwrap()).unwrap();
     let wait = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default();

@@ -180,10 +180,11 @@ fn add_into(into: &mut Counters, from: &Counters) {
     }
 }
 
-const REVENUE: [Counter; 6] = [
+const REVENUE: [Counter; 7] = [
     Counter::Collected,
     Counter::Refunded,
     Counter::PaidOut,
+    Counter::ChargedBack,
     Counter::InvoicesPaid,
     Counter::Refunds,
     Counter::Payouts,
@@ -191,7 +192,8 @@ const REVENUE: [Counter; 6] = [
 
 fn with_net(mut m: Map<String, Value>, c: &Counters) -> Map<String, Value> {
     let get = |k: Counter| c.get(&k).copied().unwrap_or(0);
-    m.insert("net".into(), json!(get(Counter::Collected) - get(Counter::Refunded) - get(Counter::PaidOut)));
+    let out = get(Counter::Refunded) + get(Counter::PaidOut) + get(Counter::ChargedBack);
+    m.insert("net".into(), json!(get(Counter::Collected) - out));
     m
 }
 
@@ -352,11 +354,12 @@ pub async fn dunning(
     }))
 }
 
-/// Debit subscriptions due to renew on each of the next `days` days (today included), with the
-/// fixed part of what they will bill.
+/// Debit subscriptions due to renew on each of `days` days from `from` (today by default; a test
+/// clock's subscriptions renew on its own dates), with the fixed part of what they will bill.
 pub async fn renewals(
     reports: &dyn ReportRepository,
     ctx: &Context,
+    from: Option<&str>,
     days: Option<&str>,
     today: DateTime<Utc>,
 ) -> DomainResult<Value> {
@@ -368,7 +371,7 @@ pub async fn renewals(
             .filter(|d| (1..=MAX_RENEWAL_DAYS).contains(d))
             .ok_or_else(|| range_error(format!("days must be from 1 to {MAX_RENEWAL_DAYS}"), "days"))?,
     };
-    let from = today.date_naive();
+    let from = from.map(|f| date(f, "from")).transpose()?.unwrap_or(today.date_naive());
     let to = from + Duration::days(days - 1);
     let found = reports.buckets(&ctx.scope, Bucket::RENEWAL, &from.to_string(), &to.to_string()).await?;
     let mut per: BTreeMap<Currency, BTreeMap<NaiveDate, Counters>> = BTreeMap::new();
