@@ -11,6 +11,7 @@ cd "$BILLY_ROOT"
 
 stop_on_exit_what_this_run_starts
 bash "$BILLY_LOCAL_DIR/install.sh" all
+bash "$BILLY_LOCAL_DIR/dashboard-assets.sh"
 bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE"
 log "building billy-bench (release)"
 cargo build --release -q -p billy-bench
@@ -21,6 +22,9 @@ if [ "${BENCH_COLDSTART_RUNS:-5}" != "0" ]; then
   cargo build --release -q -p hello-lambda "${packages[@]}"
 fi
 mkdir -p target/bench
+# The overview's render time in Debian's Chromium, driven by playwright-core (install.sh browser).
+export BENCH_RENDER_SCRIPT="${BENCH_RENDER_SCRIPT-$BILLY_ROOT/tests/browser/render.mjs}"
+export CHROMIUM=/usr/bin/chromium PLAYWRIGHT_CORE_HOME="$BROWSER_HOME"
 RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
 log "billing run and API figures (target/bench/last.json):"
 cat target/bench/last.json

@@ -27,6 +27,8 @@ TOOLS_HOME="$BILLY_CACHE/tools-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_V
 PEERS_HOME="$BILLY_CACHE/peers-localstripe-$LOCALSTRIPE_VERSION-stripe-$STRIPE_PY_VERSION-adyen-$ADYEN_PY_VERSION"
 # schemathesis, the contract fuzzer `make test` runs over docs/openapi.yaml.
 CONTRACT_HOME="$BILLY_CACHE/schemathesis-$SCHEMATHESIS_VERSION"
+# playwright-core for the browser test (Chromium itself is Debian's package).
+BROWSER_HOME="$BILLY_CACHE/browser-$PLAYWRIGHT_CORE_VERSION"
 # cargo-mutants for `make mutants`, built once per version from crates.io.
 MUTANTS_HOME="$BILLY_CACHE/cargo-mutants-$CARGO_MUTANTS_VERSION"
 
@@ -78,4 +80,41 @@ _stop_started_stack() {
   # shellcheck disable=SC2086
   [ -z "$svcs" ] || bash "$BILLY_LOCAL_DIR/stack.sh" stop $svcs
   rm -f "$STARTED_FILE"
+}
+
+# Serves Billy for a check of its own (`contract.sh`, `browser.sh`): the sandbox gateway and the
+# runner (built binaries) on loopback ports, with tables under their own prefix, writing their logs
+# to `$out`; waits for /v1/health. Sets `base` and `admin` (the admin token), and stops both
+# processes by pid when the calling script exits. Usage: serve_billy_for_check <name> <port>
+# <sandbox port> <out dir>.
+serve_billy_for_check() {
+  local name="$1" port="$2" sandbox_port="$3" out="$4"
+  base="http://127.0.0.1:$port"
+  admin="$name-admin-token-$(date +%s)-$$-0123456789abcdef"
+  mkdir -p "$out"
+  _check_pids=""
+  trap _stop_check_processes EXIT
+  trap 'exit 130' INT TERM
+  SANDBOX_PORT="$sandbox_port" SANDBOX_URL="http://127.0.0.1:$sandbox_port" \
+    SANDBOX_WEBHOOK_URL="$base/v1/webhooks/sandbox" SANDBOX_VAULT_FILE="$out/sandbox-vault.json" \
+    "$BILLY_ROOT/target/debug/sandbox-gateway" > "$out/sandbox-gateway.log" 2>&1 &
+  _check_pids="$!"
+  BILLY_PORT="$port" BILLY_ADMIN_TOKEN="$admin" BILLY_PREFIX="billy-$name-$$" \
+    SANDBOX_URL="http://127.0.0.1:$sandbox_port" RUST_LOG="${RUST_LOG:-warn}" \
+    "$BILLY_ROOT/target/debug/billy-local" > "$out/runner.log" 2>&1 &
+  local runner_pid=$!
+  _check_pids="$runner_pid $_check_pids"
+  for _ in $(seq 1 120); do
+    curl -sf "$base/v1/health" >/dev/null 2>&1 && break
+    kill -0 "$runner_pid" 2>/dev/null || { cat "$out/runner.log" >&2; die "the runner stopped"; }
+    sleep 0.5
+  done
+  curl -sf "$base/v1/health" >/dev/null || die "Billy did not answer on $base"
+}
+_stop_check_processes() {
+  local pid
+  for pid in $_check_pids; do
+    if kill -0 "$pid" 2>/dev/null; then kill -INT "$pid" 2>/dev/null || true; fi
+  done
+  for pid in $_check_pids; do wait "$pid" 2>/dev/null || true; done
 }

@@ -10,35 +10,8 @@ cd "$BILLY_ROOT"
 
 port="${CONTRACT_PORT:-3100}"
 sandbox_port="${CONTRACT_SANDBOX_PORT:-4611}"
-base="http://127.0.0.1:$port"
 out="$BILLY_ROOT/target/contract"
-mkdir -p "$out"
-runner_pid="" sandbox_pid=""
-stop_started() {
-  local pid
-  for pid in $runner_pid $sandbox_pid; do
-    if kill -0 "$pid" 2>/dev/null; then kill -INT "$pid" 2>/dev/null || true; fi
-  done
-  for pid in $runner_pid $sandbox_pid; do wait "$pid" 2>/dev/null || true; done
-}
-trap stop_started EXIT
-trap 'exit 130' INT TERM
-
-admin="contract-admin-token-$(date +%s)-$$-0123456789abcdef"
-SANDBOX_PORT="$sandbox_port" SANDBOX_URL="http://127.0.0.1:$sandbox_port" \
-  SANDBOX_WEBHOOK_URL="$base/v1/webhooks/sandbox" SANDBOX_VAULT_FILE="$out/sandbox-vault.json" \
-  "$BILLY_ROOT/target/debug/sandbox-gateway" > "$out/sandbox-gateway.log" 2>&1 &
-sandbox_pid=$!
-BILLY_PORT="$port" BILLY_ADMIN_TOKEN="$admin" BILLY_PREFIX="billy-contract-$$" \
-  SANDBOX_URL="http://127.0.0.1:$sandbox_port" RUST_LOG="${RUST_LOG:-warn}" \
-  "$BILLY_ROOT/target/debug/billy-local" > "$out/runner.log" 2>&1 &
-runner_pid=$!
-for _ in $(seq 1 120); do
-  curl -sf "$base/v1/health" >/dev/null 2>&1 && break
-  kill -0 "$runner_pid" 2>/dev/null || { cat "$out/runner.log" >&2; die "the runner stopped"; }
-  sleep 0.5
-done
-curl -sf "$base/v1/health" >/dev/null || die "Billy did not answer on $base"
+serve_billy_for_check contract "$port" "$sandbox_port" "$out"
 key="$(curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
   -d '{"name":"Contract"}' "$base/v1/tenants" | "$CONTRACT_HOME/venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["api_keys"]["test"])')"
 [ -n "$key" ] || die "no tenant was made"

@@ -77,6 +77,30 @@ install_mutants() {
   touch "$MUTANTS_HOME/.ok"
 }
 
+# The browser test's Chromium is Debian's package (installed only when missing; `apt-get` as
+# root, or through sudo) and playwright-core drives it: no test tool downloads a browser of its own.
+install_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    local sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    local version="$CHROMIUM_VERSION"
+    if ! apt-cache show "chromium=$version" >/dev/null 2>&1; then
+      version="$(apt-cache policy chromium | awk '/Candidate:/ {print $2}')"
+      [ -n "$version" ] && [ "$version" != "(none)" ] || die "no chromium package in the apt sources"
+      log "warning: chromium $CHROMIUM_VERSION is no longer in the archive; installing $version (bump CHROMIUM_VERSION)"
+    fi
+    log "installing Debian's chromium $version"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "chromium=$version" >/dev/null
+  fi
+  [ -f "$BROWSER_HOME/.ok" ] && return 0
+  command -v npm >/dev/null 2>&1 || die "npm is needed to fetch playwright-core"
+  log "installing playwright-core $PLAYWRIGHT_CORE_VERSION into $BROWSER_HOME"
+  rm -rf "$BROWSER_HOME"; mkdir -p "$BROWSER_HOME"
+  (cd "$BROWSER_HOME" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --ignore-scripts \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null)
+  touch "$BROWSER_HOME/.ok"
+}
+
 what="${1:-all}"
 case "$what" in
   stack) install_localstack; install_dynamodb; install_dynamodb_launcher ;;
@@ -84,6 +108,7 @@ case "$what" in
   peers) install_peers ;;
   contract) install_contract ;;
   mutants) install_mutants ;;
-  all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers; install_contract ;;
-  *) die "usage: install.sh [stack|tools|peers|contract|mutants|all]" ;;
+  browser) install_browser ;;
+  all) install_localstack; install_dynamodb; install_dynamodb_launcher; install_tools; install_peers; install_contract; install_browser ;;
+  *) die "usage: install.sh [stack|tools|peers|contract|mutants|browser|all]" ;;
 esac

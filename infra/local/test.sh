@@ -44,6 +44,9 @@ cargo run -q -p billy-local -- check-access "$BILLY_ACCESS_LOG"
 step "contract fuzzing: every operation of docs/openapi.yaml against a live local Billy"
 bash "$BILLY_LOCAL_DIR/contract.sh"
 
+step "browser test: the dashboard and a portal link in Debian's Chromium (screenshots in target/browser)"
+bash "$BILLY_LOCAL_DIR/browser.sh"
+
 step "sam validate --lint"
 "$TOOLS_HOME/venv/bin/sam" validate --lint --template "$BILLY_ROOT/template.yaml"
 step "all checks passed"

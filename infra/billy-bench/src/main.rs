@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod coldstart;
+mod dashboard;
 mod export;
 mod usage;
 mod verify;
@@ -329,6 +330,8 @@ async fn main() {
     }
     let wall = run.elapsed().as_secs_f64();
     watch.remove(&bare).await;
+    // The dashboard's counters follow the journal's stream: their writes belong to each invoice.
+    let reports_catch_up = dashboard::catch_up(&api, n, Duration::from_secs(timeout_secs)).await;
     paid_at.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&paid_at, 50.0), percentile(&paid_at, 99.0));
     let measured: Meter = meter.snapshot();
@@ -431,6 +434,8 @@ async fn main() {
         .await
     };
     let p99_of = |l: &(Vec<f64>, usize)| percentile(&l.0, 99.0);
+    eprintln!("[bench] the dashboard's overview of {n} invoices");
+    let overview = dashboard::overview(&api, n, 1000, env("BENCH_OVERVIEW_LOADS", 30)).await;
 
     let report = json!({
         "n": n,
@@ -438,7 +443,9 @@ async fn main() {
             "wall_s": round2(wall), "invoices_per_s": round2(rate), "due_to_paid_p50_s": round2(p50), "due_to_paid_p99_s": round2(p99),
             "ratio_to_ceiling": round2(rate / ceiling), "ratio_to_packed_ceiling": round2(rate / ceiling_packed),
             "ratio_to_python_peer_44_per_s": round2(rate / 44.0),
+            "reports_catch_up_after_last_paid_s": round2(reports_catch_up),
         },
+        "dashboard_overview": overview,
         "per_invoice": {
             "dynamodb_requests": per(ddb_requests, n), "dynamodb_wru": per(measured.dynamodb_write_milli_units, n * 1000),
             "dynamodb_rru": per(measured.dynamodb_read_milli_units, n * 1000), "sqs_requests": per(sqs_requests, n),

@@ -19,17 +19,26 @@ export const palette = {
 
 // Every chart on the page, so the router can dispose of a page's charts when it leaves it.
 const live = new Set();
+// Each chart's first rendering, done: ECharts emits 'finished' from within setOption itself when
+// there is no animation, so the listener is set before it.
+const drawn = new WeakMap();
 
 /** Draws `option` into `el` (which must be in the document) and keeps it sized to `el`. */
 export function draw(el, option) {
   // A page left before its data arrived draws nothing.
   if (!el.isConnected) return null;
   const chart = echarts.init(el, null, { renderer: "svg" });
+  drawn.set(chart, new Promise((resolve) => chart.on("finished", resolve)));
   chart.setOption({ animation: false, color: palette.series, textStyle: { fontFamily: "inherit" }, ...option });
   const resize = new ResizeObserver(() => chart.resize());
   resize.observe(el);
   live.add({ chart, resize });
   return chart;
+}
+
+/** Resolves once `chart` (as a drawing function returns it; null draws nothing) has finished rendering. */
+export function finished(chart) {
+  return chart ? drawn.get(chart) : Promise.resolve();
 }
 
 /** Disposes of every chart drawn so far. */

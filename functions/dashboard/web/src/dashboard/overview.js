@@ -2,7 +2,7 @@
 //! invoices by status; the dunning funnel; upcoming renewals. It reads only the aggregate routes
 //! (/v1/reports/*), never lists of invoices or transactions.
 import { get } from "../api.js";
-import { bars, countsOverTime, funnel, moneyOverTime, palette } from "../charts.js";
+import { bars, countsOverTime, finished, funnel, moneyOverTime, palette } from "../charts.js";
 import { badge, h, mount, section, table } from "../dom.js";
 import { day, money, periodLabel, words } from "../format.js";
 import { countTile, errorBox, loading, moneyTile } from "../ui.js";
@@ -12,7 +12,8 @@ const RENEWAL_DAYS = 30;
 
 export async function renderOverview(page, { params, navigate }) {
   const range = h("div.toolbar", {});
-  const body = h("div", {});
+  // Marked data-ready="true" once every figure is in it and every chart has finished rendering.
+  const body = h("div", { "data-testid": "overview" });
   mount(page, h("div.page-head", {}, h("h1", {}, "Overview"), range), body);
   mount(body, loading());
 
@@ -47,6 +48,7 @@ export async function renderOverview(page, { params, navigate }) {
   mount(range, rangeForm(reports.daily, params, navigate), currencyPicker(currencies, currency, params, navigate));
   if (!currency) {
     mount(body, h("p.empty", { "data-testid": "overview-empty" }, "No billing activity yet. Figures appear here once invoices are charged."));
+    body.dataset.ready = "true";
     return;
   }
 
@@ -80,24 +82,28 @@ export async function renderOverview(page, { params, navigate }) {
     { name: "Paid out", key: "paid_out", color: palette.paidOut },
     { name: "Net", key: "net", color: palette.net, type: "line" },
   ];
-  moneyOverTime(dayChart, { rows: daily?.series ?? [], currency, series: revenueSeries });
-  moneyOverTime(monthChart, { rows: monthly?.series ?? [], currency, series: revenueSeries });
+  const charts = [
+    moneyOverTime(dayChart, { rows: daily?.series ?? [], currency, series: revenueSeries }),
+    moneyOverTime(monthChart, { rows: monthly?.series ?? [], currency, series: revenueSeries }),
+  ];
   const statuses = byLifecycle(of(reports.invoices));
-  bars(statusChart, { items: statuses.map((s) => ({ label: words(s.status), value: s.count })), valueFormatter: (v) => `${v} invoices` });
+  charts.push(bars(statusChart, { items: statuses.map((s) => ({ label: words(s.status), value: s.count })), valueFormatter: (v) => `${v} invoices` }));
   const d = of(reports.dunning)?.totals;
-  funnel(funnelChart, {
+  charts.push(funnel(funnelChart, {
     stages: [
       { label: "First attempt failed", value: d?.first_attempt_failed ?? 0, color: palette.refunded },
       { label: "Recovered", value: d?.recovered ?? 0, color: palette.collected },
       { label: "Failed for good", value: d?.failed_for_good ?? 0, color: "#9b2c2c" },
     ],
-  });
+  }));
   const r = of(reports.renewals);
-  countsOverTime(renewalChart, {
+  charts.push(countsOverTime(renewalChart, {
     periods: (r?.series ?? []).map((s) => s.period),
     series: [{ name: "Renewals", data: (r?.series ?? []).map((s) => s.count) }],
     type: "bar",
-  });
+  }));
+  await Promise.all(charts.map(finished));
+  body.dataset.ready = "true";
 }
 
 /** The day range of the revenue figures; `shown` is the range on the page ({from, to}). */
@@ -133,7 +139,7 @@ function currencyPicker(currencies, currency, params, navigate) {
 }
 
 function kpis(daily, currency, report) {
-  const t = daily?.totals ?? { collected: 0, refunded: 0, paid_out: 0, net: 0, invoices_paid: 0, refunds: 0, payouts: 0 };
+  const t = daily?.totals ?? { collected: 0, refunded: 0, paid_out: 0, charged_back: 0, net: 0, invoices_paid: 0, refunds: 0, payouts: 0 };
   const n = (count, one, many) => `${count} ${count === 1 ? one : many}`;
   return h(
     "div.tiles",
@@ -141,7 +147,7 @@ function kpis(daily, currency, report) {
     moneyTile({ testid: "kpi-collected", label: "Collected", amount: t.collected, currency, note: n(t.invoices_paid, "invoice paid", "invoices paid"), tone: "good" }),
     moneyTile({ testid: "kpi-refunded", label: "Refunded", amount: t.refunded, currency, note: n(t.refunds, "refund", "refunds"), tone: "warn" }),
     moneyTile({ testid: "kpi-paid_out", label: "Paid out", amount: t.paid_out, currency, note: n(t.payouts, "payout", "payouts") }),
-    moneyTile({ testid: "kpi-net", label: "Net", amount: t.net, currency, note: "collected − refunded − paid out", tone: "strong" }),
+    moneyTile({ testid: "kpi-net", label: "Net", amount: t.net, currency, note: "collected − refunded − paid out − charged back", tone: "strong" }),
   );
 }
 
