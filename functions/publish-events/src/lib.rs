@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use billy_aws::AwsClients;
 use billy_aws::dynamo::audit_from_item;
 use billy_core::audit::AuditEvent;
@@ -23,6 +23,7 @@ use billy_core::webhook::WebhookEndpoint;
 use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
+use billy_lambda::function::resume_at;
 use billy_lambda::views;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -123,14 +124,6 @@ impl App {
     }
 }
 
-fn failed_at(sequence_number: Option<String>) -> DynamoDbEventResponse {
-    let mut failure = DynamoDbBatchItemFailure::default();
-    failure.item_identifier = sequence_number;
-    let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = vec![failure];
-    response
-}
-
 #[async_trait]
 impl StreamFunction for App {
     /// Publishes in stream order; on a failure, reports the first record not yet published, so the
@@ -161,7 +154,7 @@ impl StreamFunction for App {
                 Err(e) => {
                     // (Attribute names only: an audit event's values are never logged.)
                     tracing::error!(error = %e, sequence = ?sequence, ?attributes, "unreadable audit event; the stream retries it");
-                    return Ok(failed_at(sequence));
+                    return Ok(resume_at(sequence));
                 }
             }
         }
@@ -180,7 +173,7 @@ impl StreamFunction for App {
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "deliveries not encoded; the stream retries the batch");
-                return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
+                return Ok(resume_at(pending.first().and_then(|(s, _)| s.clone())));
             }
         }
         for (route, messages) in routed {
@@ -192,7 +185,7 @@ impl StreamFunction for App {
             };
             if let Err(e) = self.deps.queue.send(queue, &messages).await {
                 tracing::warn!(error = %e, "steps not relayed; the stream retries the batch");
-                return Ok(failed_at(pending.first().and_then(|(s, _)| s.clone())));
+                return Ok(resume_at(pending.first().and_then(|(s, _)| s.clone())));
             }
         }
         // Several `PutEvents` at once (announcements carry no order between them); on a failure the
@@ -210,7 +203,7 @@ impl StreamFunction for App {
             .await;
         if let Some((first, e)) = outcomes.iter().filter(|(_, r)| r.is_err()).min_by_key(|(i, _)| *i) {
             tracing::warn!(error = ?e, "announcements not published; the stream retries from the first of them");
-            return Ok(failed_at(pending[first * PUT_EVENTS_BATCH].0.clone()));
+            return Ok(resume_at(pending[first * PUT_EVENTS_BATCH].0.clone()));
         }
         Ok(DynamoDbEventResponse::default())
     }

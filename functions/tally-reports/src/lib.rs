@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use billy_aws::AwsClients;
 use billy_aws::dynamo::audit_from_item;
 use billy_core::report::{Tally, tally};
@@ -13,6 +13,7 @@ use billy_core::service::reports::{chunks, record};
 use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
+use billy_lambda::function::resume_at;
 use std::collections::HashMap;
 
 /// The entity types whose events move counters.
@@ -28,14 +29,6 @@ impl App {
         config.require("BILLY_REPORT_TABLE")?;
         Ok(Self { deps: Deps::new(config, aws)? })
     }
-}
-
-fn failed_at(sequence_number: Option<String>) -> DynamoDbEventResponse {
-    let mut failure = DynamoDbBatchItemFailure::default();
-    failure.item_identifier = sequence_number;
-    let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = vec![failure];
-    response
 }
 
 #[async_trait]
@@ -78,10 +71,10 @@ impl StreamFunction for App {
         for chunk in chunks(&only) {
             if let Err(e) = record(&self.deps.reports, chunk).await {
                 tracing::warn!(error = %e, "report counters not written; the stream resumes at this chunk");
-                return Ok(failed_at(tallies[done].0.clone()));
+                return Ok(resume_at(tallies[done].0.clone()));
             }
             done += chunk.len();
         }
-        Ok(unreadable.map_or_else(DynamoDbEventResponse::default, failed_at))
+        Ok(unreadable.map_or_else(DynamoDbEventResponse::default, resume_at))
     }
 }

@@ -29,6 +29,16 @@ pub trait StreamFunction: Send + Sync {
     async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error>;
 }
 
+/// A stream batch's answer when it stopped at `sequence_number`: that record and the ones after it
+/// are delivered again; the ones before it are done.
+pub fn resume_at(sequence_number: Option<String>) -> DynamoDbEventResponse {
+    let mut failure = aws_lambda_events::event::streams::DynamoDbBatchItemFailure::default();
+    failure.item_identifier = sequence_number;
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = vec![failure];
+    response
+}
+
 /// A function triggered by an EventBridge schedule or rule (one event per invocation).
 #[async_trait]
 pub trait EventFunction: Send + Sync {
