@@ -333,9 +333,11 @@ impl PlanKind {
 pub struct Plan {
     pub id: Id,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub currency: Currency,
     pub cadence: Cadence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial_period_days: Option<u32>,
     #[serde(flatten)]
     pub kind: PlanKind,
