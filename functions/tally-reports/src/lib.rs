@@ -34,7 +34,8 @@ impl App {
 #[async_trait]
 impl StreamFunction for App {
     async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
-        let mut tallies: Vec<(Option<String>, Tally)> = Vec::new();
+        // The tallies in stream order, and the sequence number each came from.
+        let (mut tallies, mut sequences): (Vec<Tally>, Vec<Option<String>>) = (Vec::new(), Vec::new());
         // The first record that cannot be counted: the stream resumes there, once everything
         // before it is counted (what is reported as done is never delivered again).
         let mut unreadable: Option<Option<String>> = None;
@@ -57,7 +58,10 @@ impl StreamFunction for App {
             }
             let counted = audit_from_item(item).and_then(|audit| tally(&audit));
             match counted {
-                Ok(Some(t)) => tallies.push((sequence, t)),
+                Ok(Some(t)) => {
+                    tallies.push(t);
+                    sequences.push(sequence);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, sequence = ?sequence, "audit event not tallied; the stream retries it");
@@ -66,12 +70,11 @@ impl StreamFunction for App {
                 }
             }
         }
-        let only: Vec<Tally> = tallies.iter().map(|(_, t)| t.clone()).collect();
         let mut done = 0;
-        for chunk in chunks(&only) {
+        for chunk in chunks(&tallies) {
             if let Err(e) = record(&self.deps.reports, chunk).await {
                 tracing::warn!(error = %e, "report counters not written; the stream resumes at this chunk");
-                return Ok(resume_at(tallies[done].0.clone()));
+                return Ok(resume_at(sequences[done].clone()));
             }
             done += chunk.len();
         }

@@ -92,6 +92,18 @@ export function moneyOverTime(el, { rows, currency, series }) {
   });
 }
 
+/** A customer's month in one currency (a summary's `daily`): charged and paid out per day. */
+export function monthOverTime(el, { daily, currency }) {
+  return moneyOverTime(el, {
+    rows: daily.map((d) => ({ period: d.date, charged: d.charged, paid_out: d.paid_out })),
+    currency,
+    series: [
+      { name: "Charged", key: "charged", color: palette.collected },
+      { name: "Paid out", key: "paid_out", color: palette.paidOut },
+    ],
+  });
+}
+
 /** Plain counts over time (usage quantities, renewals): one line or bar series per entry. */
 export function countsOverTime(el, { periods, series, type = "line", valueFormatter }) {
   return draw(el, {

@@ -2,7 +2,7 @@
 //! portal session): their name, their month so far with a chart, and their invoices. It reads
 //! only /portal/api/*, with the portal cookie the link set.
 import { ApiError, get } from "./api.js";
-import { moneyOverTime, palette } from "./charts.js";
+import { monthOverTime } from "./charts.js";
 import { badge, h, mount, section, table } from "./dom.js";
 import { day, money, thisMonthUtc, when } from "./format.js";
 import { errorBox, loading, modeBand, moneyTile, pagedList } from "./ui.js";
@@ -72,16 +72,7 @@ async function showSummary(el) {
       `This month so far · ${s.month}`,
       s.currencies.map((c) => {
         const chart = h("div.chart", { "data-testid": `portal-chart-${c.currency}` });
-        charts.push(() =>
-          moneyOverTime(chart, {
-            rows: c.daily.map((d) => ({ period: d.date, charged: d.charged, paid_out: d.paid_out })),
-            currency: c.currency,
-            series: [
-              { name: "Charged", key: "charged", color: palette.collected },
-              { name: "Paid out", key: "paid_out", color: palette.paidOut },
-            ],
-          }),
-        );
+        charts.push(() => monthOverTime(chart, { daily: c.daily, currency: c.currency }));
         return h(
           "div.currency-block",
           { "data-testid": "portal-summary", "data-currency": c.currency },

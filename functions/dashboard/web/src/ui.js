@@ -11,6 +11,11 @@ export function modeBand(livemode) {
 }
 
 /** An API error as people should see it: what failed, Billy's message, and its code. */
+/** A link to a customer's page, showing its id. */
+export function customerLink(id) {
+  return h("a", { href: `#/customers/${encodeURIComponent(id)}` }, h("code", {}, id));
+}
+
 export function errorBox(error, what = "Billy could not answer") {
   return h(
     "div.error",

@@ -170,6 +170,44 @@ fn month_back(month: Month, by: u32) -> Month {
     m
 }
 
+/// One currency's counters for each period of a report, in order, and their totals.
+type Series<'p> = (Currency, Vec<(&'p str, Counters)>, Counters);
+
+/// Each currency found, with its counters for every one of `periods` in order (zeros included)
+/// and their totals. `period_of` names a bucket's currency and period (or leaves it out).
+fn per_currency<'p>(
+    found: &[(Bucket, Counters)],
+    periods: &'p [String],
+    period_of: impl Fn(&Bucket) -> Option<(Currency, String)>,
+) -> Vec<Series<'p>> {
+    let mut per: BTreeMap<Currency, BTreeMap<String, Counters>> = BTreeMap::new();
+    for (bucket, counters) in found {
+        if let Some((currency, period)) = period_of(bucket) {
+            add_into(per.entry(currency).or_default().entry(period).or_default(), counters);
+        }
+    }
+    per.into_iter()
+        .map(|(currency, by_period)| {
+            let mut totals = Counters::new();
+            let rows = periods
+                .iter()
+                .map(|p| {
+                    let c = by_period.get(p).cloned().unwrap_or_default();
+                    add_into(&mut totals, &c);
+                    (p.as_str(), c)
+                })
+                .collect();
+            (currency, rows, totals)
+        })
+        .collect()
+}
+
+/// One period's row of a series.
+fn row(period: &str, mut fields: Map<String, Value>) -> Value {
+    fields.insert("period".into(), json!(period));
+    Value::Object(fields)
+}
+
 fn counters_json(counters: &Counters, names: &[Counter]) -> Map<String, Value> {
     names.iter().map(|c| (c.as_str().to_owned(), json!(counters.get(c).copied().unwrap_or(0)))).collect()
 }
@@ -235,30 +273,21 @@ pub async fn revenue(
             months_between(Month::of(day_start(from)), Month::of(day_start(to))).iter().map(Month::to_string).collect()
         }
     };
-    let mut per: BTreeMap<Currency, BTreeMap<String, Counters>> = BTreeMap::new();
-    for (bucket, counters) in &found {
-        if let Bucket::Revenue { day, currency } = bucket {
-            let period = match interval {
+    let period_of = |bucket: &Bucket| match bucket {
+        Bucket::Revenue { day, currency } => Some((
+            *currency,
+            match interval {
                 Interval::Day => day.to_string(),
                 Interval::Month => Month::of(day_start(*day)).to_string(),
-            };
-            add_into(per.entry(*currency).or_default().entry(period).or_default(), counters);
-        }
-    }
-    let currencies: Vec<Value> = per
-        .iter()
-        .map(|(currency, by_period)| {
-            let mut totals = Counters::new();
-            let series: Vec<Value> = periods
-                .iter()
-                .map(|p| {
-                    let c = by_period.get(p).cloned().unwrap_or_default();
-                    add_into(&mut totals, &c);
-                    let mut row = with_net(counters_json(&c, &REVENUE), &c);
-                    row.insert("period".into(), json!(p));
-                    Value::Object(row)
-                })
-                .collect();
+            },
+        )),
+        _ => None,
+    };
+    let currencies: Vec<Value> = per_currency(&found, &periods, period_of)
+        .into_iter()
+        .map(|(currency, rows, totals)| {
+            let series: Vec<Value> =
+                rows.iter().map(|(p, c)| row(p, with_net(counters_json(c, &REVENUE), c))).collect();
             json!({"currency": currency, "totals": with_net(counters_json(&totals, &REVENUE), &totals), "series": series})
         })
         .collect();
@@ -297,6 +326,8 @@ pub async fn invoices(reports: &dyn ReportRepository, ctx: &Context) -> DomainRe
     )
 }
 
+const RENEWAL: [Counter; 2] = [Counter::Count, Counter::Amount];
+
 const DUNNING: [Counter; 6] = [
     Counter::FirstAttemptFailed,
     Counter::Recovered,
@@ -325,26 +356,15 @@ pub async fn dunning(
         return Err(range_error(format!("the range is too long (at most {MAX_MONTHS} months)"), "from"));
     }
     let found = reports.buckets(&ctx.scope, Bucket::DUNNING, &from.to_string(), &to.to_string()).await?;
-    let mut per: BTreeMap<Currency, BTreeMap<Month, Counters>> = BTreeMap::new();
-    for (bucket, counters) in &found {
-        if let Bucket::Dunning { month, currency } = bucket {
-            add_into(per.entry(*currency).or_default().entry(*month).or_default(), counters);
-        }
-    }
-    let currencies: Vec<Value> = per
-        .iter()
-        .map(|(currency, by_month)| {
-            let mut totals = Counters::new();
-            let series: Vec<Value> = months
-                .iter()
-                .map(|m| {
-                    let c = by_month.get(m).cloned().unwrap_or_default();
-                    add_into(&mut totals, &c);
-                    let mut row = counters_json(&c, &DUNNING);
-                    row.insert("period".into(), json!(m.to_string()));
-                    Value::Object(row)
-                })
-                .collect();
+    let periods: Vec<String> = months.iter().map(Month::to_string).collect();
+    let period_of = |bucket: &Bucket| match bucket {
+        Bucket::Dunning { month, currency } => Some((*currency, month.to_string())),
+        _ => None,
+    };
+    let currencies: Vec<Value> = per_currency(&found, &periods, period_of)
+        .into_iter()
+        .map(|(currency, rows, totals)| {
+            let series: Vec<Value> = rows.iter().map(|(p, c)| row(p, counters_json(c, &DUNNING))).collect();
             json!({"currency": currency, "totals": counters_json(&totals, &DUNNING), "series": series})
         })
         .collect();
@@ -374,29 +394,19 @@ pub async fn renewals(
     let from = from.map(|f| date(f, "from")).transpose()?.unwrap_or(today.date_naive());
     let to = from + Duration::days(days - 1);
     let found = reports.buckets(&ctx.scope, Bucket::RENEWAL, &from.to_string(), &to.to_string()).await?;
-    let mut per: BTreeMap<Currency, BTreeMap<NaiveDate, Counters>> = BTreeMap::new();
-    for (bucket, counters) in &found {
-        if let Bucket::Renewal { day, currency } = bucket {
-            add_into(per.entry(*currency).or_default().entry(*day).or_default(), counters);
-        }
-    }
-    let currencies: Vec<Value> = per
-        .iter()
-        .map(|(currency, by_day)| {
-            let (mut count, mut amount) = (0, 0);
-            let series: Vec<Value> = from
-                .iter_days()
-                .take_while(|d| *d <= to)
-                .map(|d| {
-                    let c = by_day.get(&d).cloned().unwrap_or_default();
-                    let (n, a) =
-                        (c.get(&Counter::Count).copied().unwrap_or(0), c.get(&Counter::Amount).copied().unwrap_or(0));
-                    count += n;
-                    amount += a;
-                    json!({"period": d.to_string(), "count": n, "amount": a})
-                })
-                .collect();
-            json!({"currency": currency, "count": count, "amount": amount, "series": series})
+    let periods: Vec<String> = from.iter_days().take_while(|d| *d <= to).map(|d| d.to_string()).collect();
+    let period_of = |bucket: &Bucket| match bucket {
+        Bucket::Renewal { day, currency } => Some((*currency, day.to_string())),
+        _ => None,
+    };
+    let currencies: Vec<Value> = per_currency(&found, &periods, period_of)
+        .into_iter()
+        .map(|(currency, rows, totals)| {
+            let series: Vec<Value> = rows.iter().map(|(p, c)| row(p, counters_json(c, &RENEWAL))).collect();
+            let mut out = counters_json(&totals, &RENEWAL);
+            out.insert("currency".into(), json!(currency));
+            out.insert("series".into(), json!(series));
+            Value::Object(out)
         })
         .collect();
     Ok(json!({

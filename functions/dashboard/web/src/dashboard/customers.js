@@ -1,7 +1,7 @@
 //! Customers: the list, and one customer's page (the month so far, its charts, invoices,
 //! transactions, and the account's audit trail with its balance).
 import { get } from "../api.js";
-import { countsOverTime, moneyOverTime, palette } from "../charts.js";
+import { countsOverTime, monthOverTime } from "../charts.js";
 import { h, mount, section, table } from "../dom.js";
 import { money, thisMonthUtc, when, words } from "../format.js";
 import { errorBox, fill, loading, moneyTile, pagedList } from "../ui.js";
@@ -100,14 +100,7 @@ function summaryView(s, afterMount) {
     const moneyChart = h("div.chart", { "data-testid": `summary-chart-${c.currency}` });
     const usageChart = h("div.chart.short", { "data-testid": `summary-usage-${c.currency}` });
     afterMount(() => {
-      moneyOverTime(moneyChart, {
-        rows: c.daily.map((d) => ({ period: d.date, charged: d.charged, paid_out: d.paid_out })),
-        currency: c.currency,
-        series: [
-          { name: "Charged", key: "charged", color: palette.collected },
-          { name: "Paid out", key: "paid_out", color: palette.paidOut },
-        ],
-      });
+      monthOverTime(moneyChart, { daily: c.daily, currency: c.currency });
       if (c.metrics.length) {
         countsOverTime(usageChart, {
           periods: c.daily.map((d) => d.date),

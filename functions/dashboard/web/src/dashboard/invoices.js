@@ -2,14 +2,12 @@
 import { get } from "../api.js";
 import { badge, h, mount, table } from "../dom.js";
 import { day, money, when, words } from "../format.js";
-import { filterForm, localToRfc3339, pagedList } from "../ui.js";
+import { customerLink, filterForm, localToRfc3339, pagedList } from "../ui.js";
 
 export const INVOICE_STATUSES = [
   "draft", "pending", "paid", "charged_with_error", "failed", "canceled", "refunded", "partially_refunded",
   "in_protest", "chargeback", "paid_out", "payout_failed", "in_settlement", "settled",
 ];
-
-const customerLink = (id) => h("a", { href: `#/customers/${encodeURIComponent(id)}` }, h("code", {}, id));
 
 /** The columns of an invoice table (without the customer on a customer's own page). */
 export function invoiceColumns({ customer = true } = {}) {

@@ -3,7 +3,7 @@
 import { get, getCsv } from "../api.js";
 import { badge, h, mount, table } from "../dom.js";
 import { money, todayUtc, when, words } from "../format.js";
-import { errorBox, filterForm, localToRfc3339, pagedList } from "../ui.js";
+import { customerLink, errorBox, filterForm, localToRfc3339, pagedList } from "../ui.js";
 
 const TYPES = ["charge", "refund", "payout", "chargeback"];
 const STATUSES = ["pending", "unknown", "succeeded", "failed", "canceled"];
@@ -14,7 +14,7 @@ export function transactionColumns({ customer = true } = {}) {
     { label: "Transaction", cell: (t) => h("code", { "data-testid": "transaction-id" }, t.id) },
     { label: "Type", cell: (t) => words(t.type) },
     { label: "Status", cell: (t) => badge(t.status) },
-    customer ? { label: "Customer", cell: (t) => (t.customer ? h("a", { href: `#/customers/${encodeURIComponent(t.customer)}` }, h("code", {}, t.customer)) : "—") } : null,
+    customer ? { label: "Customer", cell: (t) => (t.customer ? customerLink(t.customer) : "—") } : null,
     { label: "Invoice", cell: (t) => (t.invoice ? h("code", {}, t.invoice) : "—") },
     { label: "Amount", class: "num", cell: (t) => money(t.amount, t.currency) },
     { label: "Gateway", cell: (t) => t.gateway ?? "—" },
