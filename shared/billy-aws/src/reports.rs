@@ -1,10 +1,12 @@
 //! The dashboard's counters, in a table of their own (a read model derived from the journal, kept
 //! apart from the entities): one item per (scope, bucket) under
 //! `<scope>#REPORT`, sorted by bucket key, its counters as numbers moved with `ADD`. A tally is
-//! applied once: the transaction that moves its counters also puts a marker named after its
-//! audit event (kept three days, longer than a stream redelivers), which fails if it exists.
-//! The renewal last counted for each subscription is kept under `<scope>#RENEWAL#<subscription>`,
-//! replaced only by a newer version of the subscription, and only if it is still what was read.
+//! applied once: the transaction that moves its counters also adds its invoice's version to the
+//! set of versions counted for that invoice (`<scope>#COUNTED#<invoice>`, kept three days, longer
+//! than a stream redelivers), failing if any of them is there already; one write guards every
+//! event of an invoice in the chunk. A subscription's events move only its renewal, whose state
+//! is kept under `<scope>#RENEWAL#<subscription>` and replaced only by a newer version of the
+//! subscription, and only if it is still what was read: that condition is their guard.
 
 use crate::dynamo::{Item, PK, SK, s, sdk_error, unexpected};
 use crate::store::MAX_TRANSACTION_ITEMS;
@@ -13,13 +15,13 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use billy_core::ids::Id;
 use billy_core::ports::{Applied, ReportRepository};
-use billy_core::report::{Bucket, Counter, Counters, RenewalState, Tally, merge};
+use billy_core::report::{Bucket, Counter, Counters, Guard, RenewalState, Tally, merge};
 use billy_core::tenant::Scope;
 use billy_core::{DomainError, DomainResult};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How long a marker outlives its event: the stream keeps records for 24 hours.
+/// How long a guard outlives its event: the stream keeps records for 24 hours.
 const MARKER_DAYS: i64 = 3;
 /// Tries of a transaction that meets a concurrent one on the same counters.
 const CONFLICT_TRIES: u32 = 6;
@@ -42,15 +44,69 @@ fn marker_pk(scope: &Scope, event: &Id) -> String {
     format!("{}#TALLIED#{event}", scope.key())
 }
 
+/// The versions of one entity counted so far: `<scope>#COUNTED#<entity>`, a number set.
+fn counted_pk(scope: &Scope, entity: &Id) -> String {
+    format!("{}#COUNTED#{entity}", scope.key())
+}
+const COUNTED_SK: &str = "COUNTED";
+const COUNTED: &str = "counted";
+
+/// The versions each entity's tallies count, per entity in the order first met.
+fn versions_by_entity(tallies: &[Tally]) -> Vec<((Scope, Id), Vec<u64>)> {
+    let mut out: Vec<((Scope, Id), Vec<u64>)> = Vec::new();
+    for t in tallies {
+        let Guard::Version { entity, version } = &t.guard else { continue };
+        let key = (t.scope.clone(), entity.clone());
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, versions)) if !versions.contains(version) => versions.push(*version),
+            Some(_) => {}
+            None => out.push((key, vec![*version])),
+        }
+    }
+    out
+}
+
 impl DynamoReports {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
 
-    fn items(&self, tallies: &[Tally]) -> DomainResult<Vec<TransactWriteItem>> {
-        let expires = (chrono::Utc::now() + chrono::Duration::days(MARKER_DAYS)).timestamp();
+    /// The versions of an entity counted so far.
+    async fn counted(&self, scope: &Scope, entity: &Id) -> DomainResult<Vec<u64>> {
+        let key: Item = HashMap::from([(PK.to_owned(), s(counted_pk(scope, entity))), (SK.to_owned(), s(COUNTED_SK))]);
+        let wanted = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .keys(key)
+            .consistent_read(true)
+            .build()
+            .map_err(DomainError::unexpected)?;
+        let out = self.client.batch_get_item().request_items(&self.table, wanted).send().await.map_err(sdk_error)?;
+        let item = out.responses.and_then(|mut r| r.remove(&self.table)).and_then(|mut items| items.pop());
+        let versions = item.as_ref().and_then(|i| i.get(COUNTED)).and_then(|v| v.as_ns().ok());
+        Ok(versions.into_iter().flatten().filter_map(|v| v.parse().ok()).collect())
+    }
+
+    /// The guards of a chunk, first in its transaction: one update per invoice recording the
+    /// versions counted (failing if any was counted before), then a marker per unversioned event.
+    fn guards(&self, tallies: &[Tally], expires: i64) -> DomainResult<Vec<TransactWriteItem>> {
         let mut items = Vec::new();
-        for t in tallies {
+        for ((scope, entity), versions) in versions_by_entity(tallies) {
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key(PK, s(counted_pk(&scope, &entity)))
+                .key(SK, s(COUNTED_SK))
+                .update_expression("ADD #c :vs SET expires_at = :exp")
+                .expression_attribute_names("#c", COUNTED)
+                .expression_attribute_values(":vs", AttributeValue::Ns(versions.iter().map(u64::to_string).collect()))
+                .expression_attribute_values(":exp", AttributeValue::N(expires.to_string()));
+            let mut unseen = Vec::new();
+            for (i, version) in versions.iter().enumerate() {
+                unseen.push(format!("NOT contains(#c, :v{i})"));
+                update = update.expression_attribute_values(format!(":v{i}"), AttributeValue::N(version.to_string()));
+            }
+            let update = update.condition_expression(unseen.join(" AND ")).build().map_err(DomainError::unexpected)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        for t in tallies.iter().filter(|t| t.guard == Guard::Event) {
             let marker: Item = HashMap::from([
                 (PK.to_owned(), s(marker_pk(&t.scope, &t.event))),
                 (SK.to_owned(), s("TALLIED")),
@@ -64,6 +120,12 @@ impl DynamoReports {
                 .map_err(DomainError::unexpected)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
+        Ok(items)
+    }
+
+    fn items(&self, tallies: &[Tally]) -> DomainResult<Vec<TransactWriteItem>> {
+        let expires = (chrono::Utc::now() + chrono::Duration::days(MARKER_DAYS)).timestamp();
+        let mut items = self.guards(tallies, expires)?;
         for t in tallies {
             let Some(state) = &t.renewal else { continue };
             let mut item: Item = HashMap::from([
@@ -115,6 +177,10 @@ impl ReportRepository for DynamoReports {
             return Ok(Applied::All);
         }
         let items = self.items(tallies)?;
+        if items.is_empty() {
+            // (Only renewals that moved nothing: a redelivered subscription event.)
+            return Ok(Applied::All);
+        }
         let mut tries = 0;
         loop {
             tries += 1;
@@ -126,9 +192,27 @@ impl ReportRepository for DynamoReports {
             };
             let reasons = cancel.cancellation_reasons();
             let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| r.code() == Some("ConditionalCheckFailed");
-            // The markers come first, in the tallies' order, then the renewal states.
-            let seen: Vec<Id> =
-                tallies.iter().zip(reasons).filter(|(_, r)| failed(r)).map(|(t, _)| t.event.clone()).collect();
+            // The guards come first (one per invoice, then the events' markers), then the
+            // renewal states.
+            let entities = versions_by_entity(tallies);
+            let markers: Vec<&Tally> = tallies.iter().filter(|t| t.guard == Guard::Event).collect();
+            let mut seen: Vec<Id> = markers
+                .iter()
+                .zip(reasons.iter().skip(entities.len()))
+                .filter(|(_, r)| failed(r))
+                .map(|(t, _)| t.event.clone())
+                .collect();
+            for ((scope, entity), _) in entities.iter().zip(reasons).filter(|(_, r)| failed(r)).map(|(e, _)| e) {
+                let counted = self.counted(scope, entity).await?;
+                seen.extend(tallies.iter().filter_map(|t| match &t.guard {
+                    Guard::Version { entity: e, version }
+                        if e == entity && t.scope == *scope && counted.contains(version) =>
+                    {
+                        Some(t.event.clone())
+                    }
+                    _ => None,
+                }));
+            }
             if !seen.is_empty() {
                 return Ok(Applied::NoneAlreadyApplied(seen));
             }

@@ -155,11 +155,25 @@ fn status_named(raw: &str) -> Option<InvoiceStatus> {
     STATUSES.into_iter().find(|s| s.as_str() == raw)
 }
 
+/// What keeps a tally from being applied twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// Version `version` of entity `entity` (an invoice): the versions counted are kept per
+    /// entity, so one write guards every event of that entity in a chunk.
+    Version { entity: Id, version: u64 },
+    /// The subscription's renewal state, replaced only from the version read: a tally that moves
+    /// only renewals needs no other guard.
+    Renewal,
+    /// The event itself (an unversioned note), by its id.
+    Event,
+}
+
 /// The counter changes one audit event makes, under its id (the tally is applied once per id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
     pub event: Id,
     pub scope: Scope,
+    pub guard: Guard,
     pub changes: BTreeMap<Bucket, Counters>,
     /// A subscription's renewal as of this event. The journal keeps only a subscription's new
     /// state, so which renewal it leaves is read from the last one counted for it (`renewals`).
@@ -223,9 +237,15 @@ fn drop_zeros<K: Ord>(changes: &mut BTreeMap<K, Counters>) {
 
 /// The counters an audit event moves, or `None` when it moves none (most of the journal).
 pub fn tally(audit: &AuditEvent) -> DomainResult<Option<Tally>> {
+    let guard = match audit.entity_type.as_str() {
+        "subscription" => Guard::Renewal,
+        _ if audit.version > 0 => Guard::Version { entity: audit.entity.clone(), version: audit.version },
+        _ => Guard::Event,
+    };
     let mut t = Tally {
         event: audit.id.clone(),
         scope: audit.scope.clone(),
+        guard,
         changes: BTreeMap::new(),
         renewal: None,
         replaces: None,
@@ -436,6 +456,10 @@ mod tests {
             [(Counter::Collected, 1000), (Counter::InvoicesPaid, 1)]
         );
         assert!(!t.changes.keys().any(|b| matches!(b, Bucket::Dunning { .. })), "paid at the first attempt");
+        // AND it is applied once by the invoice's version, a subscription's by its renewal state
+        assert_eq!(t.guard, Guard::Version { entity: inv.id.clone(), version: inv.version });
+        let sub = crate::subscription::test_subscription(at(1), None);
+        assert_eq!(tally(&subscription_event(&sub, 2)).unwrap().unwrap().guard, Guard::Renewal);
     }
 
     #[test]

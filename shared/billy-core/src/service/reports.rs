@@ -23,8 +23,11 @@ const RENEWAL_RACES: u32 = 5;
 /// Applies every tally exactly once, in order, in chunks that each fit one transaction. A tally
 /// whose event was applied before (a redelivery) is dropped from its chunk and the rest applied.
 pub async fn record(reports: &dyn ReportRepository, tallies: &[Tally]) -> DomainResult<usize> {
+    // An event met twice in one batch is counted once.
+    let mut events = BTreeSet::new();
+    let tallies: Vec<Tally> = tallies.iter().filter(|t| events.insert(t.event.clone())).cloned().collect();
     let mut applied = 0;
-    for chunk in chunks(tallies) {
+    for chunk in chunks(&tallies) {
         let mut chunk: Vec<Tally> = chunk.to_vec();
         let mut races = 0;
         while !chunk.is_empty() {
@@ -86,8 +89,9 @@ async fn move_renewals(reports: &dyn ReportRepository, chunk: &[Tally]) -> Domai
     Ok(moved)
 }
 
-/// Consecutive runs of tallies whose writes fit one transaction: a marker each, a renewal state
-/// and its two days for each subscription event, and one update per distinct bucket.
+/// Consecutive runs of tallies whose writes fit one transaction: at most one guard each (an
+/// invoice's events share one), a renewal state and its two days for each subscription event, and
+/// one update per distinct bucket.
 pub fn chunks(tallies: &[Tally]) -> Vec<&[Tally]> {
     let mut out = Vec::new();
     let (mut start, mut writes) = (0, 0);
