@@ -185,6 +185,11 @@ impl PaymentGateway for SandboxGateway {
         true
     }
 
+    /// Every event carries the movement's object, metadata included (disputes carry the charge).
+    fn echoes_billy_ids(&self) -> bool {
+        true
+    }
+
     async fn open_dispute(&self, charge_reference: &str, reason: &str) -> Result<(), GatewayError> {
         let body = json!({"charge": charge_reference, "reason": reason});
         let (status, answer) = self.call(self.http.post(format!("{}/v1/disputes", self.base_url)).json(&body)).await?;

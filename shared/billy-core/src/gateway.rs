@@ -148,6 +148,12 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     /// Voids an open attempt (an invoice canceled while its charge is pending). A charge that
     /// already succeeded cannot be voided: the answer is `Declined` (code `charge_already_succeeded`).
     async fn cancel(&self, reference: &str, idempotency_key: &str) -> Result<GatewayResponse, GatewayError>;
+    /// Whether every event this gateway sends about a movement names Billy's transaction and
+    /// scope (metadata it echoes back, disputes included). Then nothing maps its references back
+    /// to transactions: events are located by the ids they carry.
+    fn echoes_billy_ids(&self) -> bool {
+        false
+    }
     /// Whether a merchant can open a dispute here. Only the sandbox can (it plays the card
     /// network); with a real gateway, disputes arrive by webhook from the cardholder's bank.
     fn opens_disputes(&self) -> bool {

@@ -262,8 +262,8 @@ async fn charge_batch(
     let (mut accepted, mut references) = (Vec::new(), Vec::new());
     for (a, answer) in answers {
         match answer {
-            Ok(Answer::Accepted { gateway, reference }) => {
-                references.push(reference_change(p, &a.ctx, a.transaction.clone(), &gateway, &reference));
+            Ok(Answer::Accepted { gateway, reference, echoes }) => {
+                references.push(reference_change(p, &a.ctx, a.transaction.clone(), &gateway, &reference, echoes));
                 accepted.push((a.index, a.transaction.id, reference));
             }
             Ok(other) => {
@@ -365,6 +365,8 @@ enum Answer {
     Accepted {
         gateway: String,
         reference: String,
+        /// The gateway names Billy's ids in every event it sends about this movement.
+        echoes: bool,
     },
     Declined {
         gateway: String,
@@ -427,7 +429,8 @@ async fn ask_gateways(
         }
         match answer {
             Ok(GatewayResponse::Accepted { reference }) => {
-                return Ok(Answer::Accepted { gateway: choice.gateway, reference });
+                let echoes = gateway.echoes_billy_ids();
+                return Ok(Answer::Accepted { gateway: choice.gateway, reference, echoes });
             }
             Ok(GatewayResponse::Declined { code, .. }) => {
                 return Ok(Answer::Declined { gateway: choice.gateway, code });
@@ -443,29 +446,32 @@ async fn ask_gateways(
 }
 
 /// Records an accepted attempt's gateway reference, without a new version, so it never races the
-/// webhook that may already be settling the transaction (which records it too).
+/// webhook that may already be settling the transaction (which records it too). The look-up item
+/// from the reference to the transaction is kept only for a gateway whose events may name the
+/// payment alone (a dispute, say); one that `echoes` Billy's ids in every event needs none.
 fn reference_change(
     p: &Ports<'_>,
     ctx: &Context,
     mut transaction: Transaction,
     gateway: &str,
     reference: &str,
+    echoes: bool,
 ) -> Changeset {
     transaction.gateway = gateway.to_owned();
     transaction.gateway_reference = Some(reference.to_owned());
     let note = ctx.snapshot(p.ids, transaction.created, "transaction.requested", &transaction).as_note();
-    let writes = vec![
-        Write::GatewayReference {
+    let mut writes = vec![Write::TransactionReference {
+        transaction: transaction.id.clone(),
+        gateway: gateway.to_owned(),
+        reference: reference.to_owned(),
+    }];
+    if !echoes {
+        writes.push(Write::GatewayReference {
             gateway: gateway.to_owned(),
             reference: reference.to_owned(),
-            transaction: transaction.id.clone(),
-        },
-        Write::TransactionReference {
             transaction: transaction.id,
-            gateway: gateway.to_owned(),
-            reference: reference.to_owned(),
-        },
-    ];
+        });
+    }
     Changeset { scope: ctx.scope.clone(), writes, events: vec![note] }
 }
 
@@ -479,9 +485,9 @@ async fn request_money(
     settings: &TenantSettings,
 ) -> DomainResult<ChargeOutcome> {
     match ask_gateways(p, ctx, inv, &transaction, method, settings).await? {
-        Answer::Accepted { gateway, reference } => {
+        Answer::Accepted { gateway, reference, echoes } => {
             let id = transaction.id.clone();
-            let change = reference_change(p, ctx, transaction, &gateway, &reference);
+            let change = reference_change(p, ctx, transaction, &gateway, &reference, echoes);
             match p.unit.commit(&ctx.scope, change.writes, change.events).await {
                 Ok(()) | Err(DomainError::Conflict { .. }) => {}
                 Err(e) => return Err(e),
