@@ -592,3 +592,36 @@ async fn many_changesets_are_packed_into_few_transactions() {
     assert_eq!(transactions_sent(&meter), 3);
     r.res.teardown().await;
 }
+
+#[tokio::test]
+async fn a_key_found_is_trusted_for_the_caches_lifetime_and_a_removed_key_stops_working_after_it() {
+    let res = TestResources::provision().await;
+    let (ddb, tables) = (res.aws.dynamodb.clone(), res.tables());
+    let ttl = std::time::Duration::from_secs(2);
+    let tenants = billy_aws::tenants::DynamoTenants::with_key_ttl(ddb.clone(), tables.clone(), ttl);
+    let ids = RandomIds::new(SystemClock);
+    // GIVEN a tenant whose test key has just authenticated once
+    let created = billy_core::tenant::create_tenant(&tenants, &SystemClock, &ids, None, "Cached").await.unwrap();
+    let key = created.test_key.expose();
+    let first = billy_core::tenant::authenticate(&tenants, key, None).await.unwrap();
+    assert_eq!(first.scope.tenant, created.tenant.id);
+    // WHEN an operator removes the key
+    let hash = billy_core::tenant::ApiKeySecret::parse(key).unwrap().hash();
+    ddb.delete_item()
+        .table_name(&tables.main)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("APIKEY#{}", hash.0)))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
+        .send()
+        .await
+        .unwrap();
+    // THEN the warm function still accepts it within the cache's lifetime, without a read
+    assert!(billy_core::tenant::authenticate(&tenants, key, None).await.is_ok());
+    // AND refuses it once that lifetime has passed, as a function that never saw it does at once
+    tokio::time::sleep(ttl).await;
+    let err = billy_core::tenant::authenticate(&tenants, key, None).await.unwrap_err();
+    assert!(matches!(err, DomainError::Unauthenticated(_)), "{err:?}");
+    let fresh = billy_aws::tenants::DynamoTenants::new(ddb, tables);
+    assert!(billy_core::tenant::authenticate(&fresh, created.live_key.expose(), None).await.is_ok());
+    assert!(billy_core::tenant::authenticate(&fresh, key, None).await.is_err());
+    res.teardown().await;
+}

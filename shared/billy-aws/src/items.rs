@@ -77,9 +77,10 @@ pub fn subscription(scope: &Scope, sub: &Subscription) -> DomainResult<Item> {
         };
         (partition, due_sk(&at, scope, &sub.id))
     });
+    // (No status index entry: subscriptions are listed by scope or customer, never by status, and
+    // each entry would be written again at every renewal.)
     let mut keys = base(scope, &sub.id, "subscription");
     keys.extend(child_of(scope, &sub.customer, "subscription", &sub.id));
-    keys.extend(by_status(scope, "subscription", sub.status.as_str(), &sub.id));
     keys.push((GSI2PK, due.as_ref().map(|(p, _)| p.clone())));
     keys.push((GSI2SK, due.map(|(_, s)| s)));
     keyed(sub, &keys)

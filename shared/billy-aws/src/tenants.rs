@@ -1,4 +1,5 @@
-//! Tenants and API keys in the main table; a key is found by its hash in one GetItem.
+//! Tenants and API keys in the main table; a key is found by its hash in one GetItem, and kept a
+//! short while in the warm function so most requests authenticate without a read.
 
 use crate::dynamo::{ENTITY_SK, PK, SK, to_item};
 use crate::store::Store;
@@ -7,15 +8,56 @@ use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
 use billy_core::ports::TenantRepository;
 use billy_core::tenant::{ApiKeyHash, ApiKeyRecord, Tenant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a key found is trusted without reading it again, unless configured otherwise.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Keys kept at most: past this the cache starts afresh.
+const KEY_CACHE_SIZE: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct DynamoTenants {
     store: Store,
+    keys: Arc<KeyCache>,
+}
+
+/// API keys found recently, each kept for `ttl` (real time, never a test clock's). A key removed
+/// from the table stops working within `ttl`; a key not found is never kept, so a new key works at
+/// once and a wrong one is read (and refused) every time.
+#[derive(Debug)]
+struct KeyCache {
+    ttl: Duration,
+    found: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &ApiKeyHash) -> Option<ApiKeyRecord> {
+        let found = self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        found.get(&hash.0).filter(|(_, at)| at.elapsed() < self.ttl).map(|(record, _)| record.clone())
+    }
+
+    fn keep(&self, record: &ApiKeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut found = self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if found.len() >= KEY_CACHE_SIZE {
+            found.clear();
+        }
+        found.insert(record.hash.0.clone(), (record.clone(), Instant::now()));
+    }
 }
 
 impl DynamoTenants {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { store: Store::new(client, tables) }
+        Self::with_key_ttl(client, tables, KEY_CACHE_TTL)
+    }
+
+    /// Keys found are trusted for `ttl` without being read again (zero: read every time).
+    pub fn with_key_ttl(client: aws_sdk_dynamodb::Client, tables: crate::Tables, ttl: Duration) -> Self {
+        Self { store: Store::new(client, tables), keys: Arc::new(KeyCache { ttl, found: Mutex::default() }) }
     }
 }
 
@@ -36,6 +78,13 @@ impl TenantRepository for DynamoTenants {
     }
 
     async fn key_by_hash(&self, hash: &ApiKeyHash) -> DomainResult<Option<ApiKeyRecord>> {
-        self.store.get(key_pk(hash), ENTITY_SK).await
+        if let Some(record) = self.keys.get(hash) {
+            return Ok(Some(record));
+        }
+        let found: Option<ApiKeyRecord> = self.store.get(key_pk(hash), ENTITY_SK).await?;
+        if let Some(record) = &found {
+            self.keys.keep(record);
+        }
+        Ok(found)
     }
 }

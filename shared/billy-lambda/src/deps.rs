@@ -94,7 +94,14 @@ impl Deps {
         };
         let secret_box: Arc<dyn billy_core::ports::SecretBox> = secrets.clone();
         Ok(Self {
-            tenants: DynamoTenants::new(ddb(), tables.clone()),
+            tenants: DynamoTenants::with_key_ttl(
+                ddb(),
+                tables.clone(),
+                config
+                    .get("BILLY_KEY_CACHE_SECONDS")
+                    .and_then(|s| s.parse().ok())
+                    .map_or(billy_aws::tenants::KEY_CACHE_TTL, Duration::from_secs),
+            ),
             customers: DynamoCustomers::new(ddb(), tables.clone()),
             methods: DynamoPaymentMethods::new(ddb(), tables.clone()),
             destinations: DynamoPaymentMethods::destinations(ddb(), tables.clone()),
