@@ -21,7 +21,7 @@
 )]
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
-use billy_aws::metering::{Meter, RequestMeter};
+use billy_aws::metering::{Meter, Projection, RequestMeter};
 use billy_aws::{AwsClients, LocalEndpoints};
 use billy_local::runner::RunnerOptions;
 use billy_local::testing::{EventWatch, StackOptions, TestStack};
@@ -255,6 +255,16 @@ async fn main() {
     assert!(stack.url.starts_with("http://127.0.0.1:"), "load only ever targets loopback");
     let bare = AwsClients::local(&LocalEndpoints::from_env()).await;
     let tables = stack.tables();
+    // The meter counts index writes by each index's projection, as the tables were made.
+    for table in [&tables.main, &tables.audit] {
+        let described = bare.dynamodb.describe_table().table_name(table).send().await.expect("describe table");
+        for index in described.table().map(|t| t.global_secondary_indexes()).unwrap_or_default() {
+            let keys_only = index.projection().and_then(|p| p.projection_type())
+                == Some(&aws_sdk_dynamodb::types::ProjectionType::KeysOnly);
+            let projection = if keys_only { Projection::KeysOnly } else { Projection::All };
+            meter.project(table, index.index_name().unwrap_or_default(), projection);
+        }
+    }
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
 
     // --- setup (not measured) ---------------------------------------------------------------
