@@ -122,7 +122,8 @@ impl CreditRepository for DynamoCredits {
             .send()
             .await
             .map_err(sdk_error)?;
-        out.items.unwrap_or_default().into_iter().map(from_item).collect()
+        let items = self.store.behind("GSI3", &movements_pk(scope, customer), out.items.unwrap_or_default()).await?;
+        items.into_iter().map(from_item).collect()
     }
 }
 

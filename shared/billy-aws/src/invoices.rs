@@ -2,10 +2,9 @@
 //! key), optimistic updates with their audit events, the sparse retry index, and filtered lists.
 
 use crate::dynamo::{ENTITY_SK, entity_pk, from_item, list_pk, s, sdk_error};
-use crate::items::{self, PeriodClaim, period_claim_key};
-use crate::store::{Filter, HasId, IndexQuery, Store};
+use crate::items::{PeriodClaim, period_claim_key};
+use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use billy_core::DomainResult;
 use billy_core::ids::Id;
 use billy_core::invoice::Invoice;
@@ -13,7 +12,6 @@ use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{InvoiceFilter, InvoiceRepository};
 use billy_core::tenant::Scope;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 
 const ENTITY: &str = "invoice";
 
@@ -27,18 +25,12 @@ impl DynamoInvoices {
         Self { store: Store::new(client, tables) }
     }
 
-    fn period_filter(filter: &InvoiceFilter) -> (Vec<String>, HashMap<String, AttributeValue>) {
-        let mut clauses = Vec::new();
-        let mut values = HashMap::new();
-        if let Some(from) = &filter.period_from {
-            clauses.push("period_start_at >= :pfrom".to_owned());
-            values.insert(":pfrom".to_owned(), s(items::millis(from)));
-        }
-        if let Some(to) = &filter.period_to {
-            clauses.push("period_start_at < :pto".to_owned());
-            values.insert(":pto".to_owned(), s(items::millis(to)));
-        }
-        (clauses, values)
+    /// Whether an invoice meets the criteria of a list request.
+    fn matches(filter: &InvoiceFilter, inv: &Invoice) -> bool {
+        filter.status.is_none_or(|s| inv.status == s)
+            && filter.customer.as_ref().is_none_or(|c| &inv.customer == c)
+            && filter.period_from.is_none_or(|f| inv.period.is_some_and(|p| p.start >= f))
+            && filter.period_to.is_none_or(|t| inv.period.is_some_and(|p| p.start < t))
     }
 
     /// The ids of a subscription's invoices, from its period claims.
@@ -87,12 +79,7 @@ impl DynamoInvoices {
         for chunk in ids.chunks(page.limit + 1) {
             let keys: Vec<(Scope, Id)> = chunk.iter().map(|id| (scope.clone(), id.clone())).collect();
             let found: Vec<Invoice> = self.store.get_many(&keys).await?;
-            data.extend(found.into_iter().filter(|inv| {
-                filter.status.is_none_or(|s| inv.status == s)
-                    && filter.customer.as_ref().is_none_or(|c| &inv.customer == c)
-                    && filter.period_from.is_none_or(|f| inv.period.is_some_and(|p| p.start >= f))
-                    && filter.period_to.is_none_or(|t| inv.period.is_some_and(|p| p.start < t))
-            }));
+            data.extend(found.into_iter().filter(|inv| Self::matches(filter, inv)));
             if data.len() > page.limit {
                 break;
             }
@@ -138,26 +125,15 @@ impl InvoiceRepository for DynamoInvoices {
         if let Some(sub) = &filter.subscription {
             return self.list_for_subscription(scope, sub, filter, page).await;
         }
-        // The most selective index first; remaining criteria become a filter on that query.
-        let (mut clauses, mut values) = Self::period_filter(filter);
-        let mut names = HashMap::new();
+        // The most selective index first; the remaining criteria are checked on what it lists.
         let (index, partition) = if let Some(customer) = &filter.customer {
-            if let Some(status) = filter.status {
-                clauses.push("#st = :st".into());
-                names.insert("#st".to_owned(), "status".to_owned());
-                values.insert(":st".to_owned(), s(status.as_str()));
-            }
             ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))
         } else if let Some(status) = filter.status {
             ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str()))
         } else {
             ("GSI1", list_pk(scope, ENTITY))
         };
-        let mut query = IndexQuery::new(index, partition);
-        if !clauses.is_empty() {
-            query.filter = Some(Filter { expression: clauses.join(" AND "), values, names });
-        }
-        self.store.page(scope, &query, page).await
+        self.store.page_where(scope, &IndexQuery::new(index, partition), page, |inv| Self::matches(filter, inv)).await
     }
 
     async fn for_period(

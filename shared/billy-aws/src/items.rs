@@ -3,7 +3,7 @@
 
 use crate::dynamo::{
     DUE_SHARDS, ENTITY_SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK, GSI3PK, GSI3SK, GSI4PK, GSI4SK, Item, PK, SK, due_sk,
-    entity_pk, list_pk, s, shard_of, to_item,
+    entity_pk, list_pk, shard_of, to_item,
 };
 use crate::store::keyed;
 use billy_core::DomainResult;
@@ -109,12 +109,7 @@ pub fn invoice(scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
     keys.extend(by_status(scope, "invoice", inv.status.as_str(), &inv.id));
     keys.push((GSI2PK, retry.as_ref().map(|(p, _)| p.clone())));
     keys.push((GSI2SK, retry.map(|(_, s)| s)));
-    let mut item = keyed(inv, &keys)?;
-    // A fixed-width copy of the period start, so period filters compare strings correctly.
-    if let Some(period) = &inv.period {
-        item.insert("period_start_at".into(), s(millis(&period.start)));
-    }
-    Ok(item)
+    keyed(inv, &keys)
 }
 
 /// GSI2 holds a transaction while its outcome is unknown (`RECHECK#…`, by look-up time).

@@ -23,20 +23,13 @@ pub struct Store {
     pub tables: Tables,
 }
 
-/// A `FilterExpression` with its `:values` and `#names`.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub expression: String,
-    pub values: HashMap<String, AttributeValue>,
-    pub names: HashMap<String, String>,
-}
-
-/// A secondary index query: which index, its partition value, and an optional filter.
+/// A secondary index query: which index and its partition value. The list indexes (GSI1, GSI3,
+/// GSI4) project keys only, so an index is never rewritten when an entity changes without moving
+/// in it; the entities are read from the table by those keys.
 #[derive(Debug, Clone)]
 pub struct IndexQuery {
     pub index: &'static str,
     pub partition: String,
-    pub filter: Option<Filter>,
     /// Newest first (ids are time-ordered).
     pub newest_first: bool,
     /// Only sort keys in `[from, to)`: a key condition, so nothing outside is read at all.
@@ -45,7 +38,7 @@ pub struct IndexQuery {
 
 impl IndexQuery {
     pub fn new(index: &'static str, partition: String) -> Self {
-        Self { index, partition, filter: None, newest_first: true, sort_range: None }
+        Self { index, partition, newest_first: true, sort_range: None }
     }
 }
 
@@ -174,6 +167,30 @@ impl Store {
     /// Fetches items of the main table by (PK, SK), consistently, 100 keys per request, retrying
     /// what DynamoDB leaves unprocessed. Missing items are absent from the map.
     pub async fn get_items(&self, keys: &[(String, String)]) -> DomainResult<HashMap<(String, String), Item>> {
+        self.read_items(keys, true).await
+    }
+
+    /// The entities behind one page of index keys, in the index's order, read from the table (an
+    /// index read is eventually consistent, and so is this). One that is gone, or that has moved
+    /// out of the partition since the index listed it (an invoice paid meanwhile, say), is left
+    /// out.
+    pub(crate) async fn behind(&self, index: &str, partition: &str, keys: Vec<Item>) -> DomainResult<Vec<Item>> {
+        let key_of = |k: &Item| Some((k.get(PK)?.as_s().ok()?.clone(), k.get(SK)?.as_s().ok()?.clone()));
+        let wanted: Vec<(String, String)> = keys.iter().filter_map(key_of).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = self.read_items(&wanted, false).await?;
+        let pk_attr = format!("{index}PK");
+        let still_listed = |item: &Item| item.get(&pk_attr).and_then(|v| v.as_s().ok()).is_some_and(|p| p == partition);
+        Ok(wanted.iter().filter_map(|k| found.remove(k)).filter(still_listed).collect())
+    }
+
+    async fn read_items(
+        &self,
+        keys: &[(String, String)],
+        consistent: bool,
+    ) -> DomainResult<HashMap<(String, String), Item>> {
         let mut unique: Vec<&(String, String)> = keys.iter().collect();
         unique.sort();
         unique.dedup();
@@ -186,7 +203,7 @@ impl Store {
             let mut request = Some(
                 aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .consistent_read(true)
+                    .consistent_read(consistent)
                     .build()
                     .map_err(DomainError::unexpected)?,
             );
@@ -216,13 +233,25 @@ impl Store {
         Ok(found)
     }
 
-    /// One page of an index, newest first, resuming after the entity `starting_after`. Filters may
-    /// discard items, so the query continues until the page is full or the index is exhausted.
+    /// One page of an index, newest first, resuming after the entity `starting_after`.
     pub async fn page<T: DeserializeOwned + HasId>(
         &self,
         scope: &Scope,
         query: &IndexQuery,
         page: &PageRequest,
+    ) -> DomainResult<Page<T>> {
+        self.page_where(scope, query, page, |_: &T| true).await
+    }
+
+    /// One page of the entities of an index that `keep` keeps, newest first, resuming after the
+    /// entity `starting_after`. `keep` may discard entities, so the query continues until the
+    /// page is full or the index is exhausted.
+    pub async fn page_where<T: DeserializeOwned + HasId>(
+        &self,
+        scope: &Scope,
+        query: &IndexQuery,
+        page: &PageRequest,
+        keep: impl Fn(&T) -> bool,
     ) -> DomainResult<Page<T>> {
         let (pk_attr, sk_attr) = (format!("{}PK", query.index), format!("{}SK", query.index));
         let mut start = page.starting_after.as_ref().map(|after| {
@@ -236,7 +265,7 @@ impl Store {
         let mut data: Vec<T> = Vec::new();
         let (condition, key_values) = key_condition(query, &sk_attr);
         loop {
-            let mut req = self
+            let out = self
                 .client
                 .query()
                 .table_name(&self.tables.main)
@@ -246,19 +275,15 @@ impl Store {
                 .set_expression_attribute_values(Some(key_values.clone()))
                 .scan_index_forward(!query.newest_first)
                 .limit(i32::try_from(page.limit + 1).unwrap_or(101))
-                .set_exclusive_start_key(start.take());
-            if let Some(filter) = &query.filter {
-                req = req.filter_expression(&filter.expression);
-                for (k, v) in &filter.values {
-                    req = req.expression_attribute_values(k, v.clone());
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in self.behind(query.index, &query.partition, out.items.unwrap_or_default()).await? {
+                let entity: T = from_item(item)?;
+                if keep(&entity) {
+                    data.push(entity);
                 }
-                for (k, v) in &filter.names {
-                    req = req.expression_attribute_names(k, v);
-                }
-            }
-            let out = req.send().await.map_err(sdk_error)?;
-            for item in out.items.unwrap_or_default() {
-                data.push(from_item(item)?);
             }
             start = out.last_evaluated_key;
             if data.len() > page.limit || start.is_none() {
@@ -288,7 +313,7 @@ impl Store {
                 .send()
                 .await
                 .map_err(sdk_error)?;
-            for item in page.items.unwrap_or_default() {
+            for item in self.behind(query.index, &query.partition, page.items.unwrap_or_default()).await? {
                 out.push(from_item(item)?);
             }
             start = page.last_evaluated_key;

@@ -1,18 +1,16 @@
 //! Transactions: one item per money movement attempt, a claim per (invoice, kind, attempt) so a
 //! redelivered step reuses its transaction, a lookup from the gateway's reference, and filtered lists.
 
-use crate::dynamo::{ENTITY_SK, entity_pk, list_pk, s};
+use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
 use crate::items::{self, AttemptClaim, GatewayReference, attempt_claim_key, gateway_reference_pk};
-use crate::store::{Filter, HasId, IndexQuery, Store};
+use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use billy_core::DomainResult;
 use billy_core::ids::{Id, IdKind};
 use billy_core::page::{Page, PageRequest};
 use billy_core::ports::{TransactionFilter, TransactionRepository};
 use billy_core::tenant::Scope;
 use billy_core::transaction::{Transaction, TransactionType};
-use std::collections::HashMap;
 
 const ENTITY: &str = "transaction";
 
@@ -101,41 +99,17 @@ impl TransactionRepository for DynamoTransactions {
         filter: &TransactionFilter,
         page: &PageRequest,
     ) -> DomainResult<Page<Transaction>> {
-        let mut clauses: Vec<String> = Vec::new();
-        let mut values: HashMap<String, AttributeValue> = HashMap::new();
-        let mut names: HashMap<String, String> = HashMap::new();
-        let n = |v: i64| AttributeValue::N(v.to_string());
-        if let Some(kind) = filter.kind {
-            clauses.push("#ty = :ty".into());
-            names.insert("#ty".into(), "type".into());
-            values.insert(":ty".into(), s(format!("{kind:?}").to_lowercase()));
-        }
-        if let Some(min) = filter.amount_min {
-            clauses.push("amount >= :amin".into());
-            values.insert(":amin".into(), n(min));
-        }
-        if let Some(max) = filter.amount_max {
-            clauses.push("amount <= :amax".into());
-            values.insert(":amax".into(), n(max));
-        }
-        if let Some(invoice) = &filter.invoice {
-            clauses.push("invoice = :inv".into());
-            values.insert(":inv".into(), s(invoice.to_string()));
-        }
-        if let Some(item) = &filter.item {
-            clauses.push("contains(#items, :item)".into());
-            names.insert("#items".into(), "items".into());
-            values.insert(":item".into(), s(item.to_lowercase()));
-        }
+        let item = filter.item.as_ref().map(|i| i.to_lowercase());
+        let keep = |t: &Transaction| {
+            filter.kind.is_none_or(|k| t.kind == k)
+                && filter.status.is_none_or(|s| t.status == s)
+                && filter.amount_min.is_none_or(|min| t.amount >= min)
+                && filter.amount_max.is_none_or(|max| t.amount <= max)
+                && filter.invoice.as_ref().is_none_or(|i| &t.invoice == i)
+                && item.as_ref().is_none_or(|i| t.items.contains(i.as_str()))
+        };
         let (index, partition) = match (&filter.customer, filter.status) {
-            (Some(customer), status) => {
-                if let Some(status) = status {
-                    clauses.push("#st = :st".into());
-                    names.insert("#st".into(), "status".into());
-                    values.insert(":st".into(), s(status.as_str()));
-                }
-                ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))
-            }
+            (Some(customer), _) => ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer))),
             (None, Some(status)) => ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str())),
             (None, None) => ("GSI1", list_pk(scope, ENTITY)),
         };
@@ -149,10 +123,7 @@ impl TransactionRepository for DynamoTransactions {
                 filter.created_to.as_ref().map(id_floor),
             ));
         }
-        if !clauses.is_empty() {
-            query.filter = Some(Filter { expression: clauses.join(" AND "), values, names });
-        }
-        self.store.page(scope, &query, page).await
+        self.store.page_where(scope, &query, page, keep).await
     }
 }
 

@@ -416,6 +416,8 @@ impl UsageRepository for DynamoUsage {
             Some(AttributeValue::S(v)) => Some(v.clone()),
             _ => None,
         });
+        let items =
+            crate::store::Store::new(self.client.clone(), self.tables.clone()).behind("GSI3", &pk, items).await?;
         let events = items.into_iter().map(from_item).collect::<DomainResult<Vec<UsageEvent>>>()?;
         Ok((events, next))
     }
