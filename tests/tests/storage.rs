@@ -395,6 +395,43 @@ async fn invoice_lists_filter_by_status_and_period_and_paginate() {
     )
     .await;
     assert_eq!(second.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+    // WHEN two pending invoices are paid
+    for paid in [&ids[0], &ids[4]] {
+        let mut inv = r.invoices.get(&ctx.scope, paid).await.unwrap().unwrap();
+        let stored_version = inv.version;
+        inv.apply(InvoiceAction::Succeed, Utc::now()).unwrap();
+        r.update_invoice(&ctx, &inv, stored_version, inv.version).await.unwrap();
+    }
+    // THEN they are listed as paid, a page at a time, and no longer as pending
+    let paid = |starting_after| {
+        list(
+            InvoiceFilter { status: Some(InvoiceStatus::Paid), ..InvoiceFilter::default() },
+            PageRequest { limit: 1, starting_after },
+        )
+    };
+    let first_paid = paid(None).await;
+    assert_eq!((first_paid.data[0].id.clone(), first_paid.has_more), (ids[4].clone(), true));
+    let second_paid = paid(first_paid.next_cursor.map(Id::from_trusted)).await;
+    assert_eq!(second_paid.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+    let still_pending = list(
+        InvoiceFilter { status: Some(InvoiceStatus::Pending), ..InvoiceFilter::default() },
+        PageRequest::default(),
+    )
+    .await;
+    assert_eq!(still_pending.data.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone()]);
+    // AND a paid invoice has left the status index rather than moved in it
+    let stored = r
+        .res
+        .aws
+        .dynamodb
+        .get_item()
+        .table_name(r.res.tables().main)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(billy_aws::dynamo::entity_pk(&ctx.scope, &ids[0])))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(!stored.item.unwrap().contains_key("GSI4PK"));
     r.res.teardown().await;
 }
 

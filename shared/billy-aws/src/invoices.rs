@@ -2,7 +2,7 @@
 //! key), optimistic updates with their audit events, the sparse retry index, and filtered lists.
 
 use crate::dynamo::{ENTITY_SK, entity_pk, from_item, list_pk, s, sdk_error};
-use crate::items::{PeriodClaim, period_claim_key};
+use crate::items::{self, PeriodClaim, period_claim_key};
 use crate::store::{HasId, IndexQuery, Store};
 use async_trait::async_trait;
 use billy_core::DomainResult;
@@ -128,7 +128,7 @@ impl InvoiceRepository for DynamoInvoices {
         // The most selective index first; the remaining criteria are checked on what it lists.
         let (index, partition) = if let Some(customer) = &filter.customer {
             ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer)))
-        } else if let Some(status) = filter.status {
+        } else if let Some(status) = filter.status.filter(|s| *s != items::UNINDEXED_INVOICE_STATUS) {
             ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str()))
         } else {
             ("GSI1", list_pk(scope, ENTITY))

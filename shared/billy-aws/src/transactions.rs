@@ -110,8 +110,10 @@ impl TransactionRepository for DynamoTransactions {
         };
         let (index, partition) = match (&filter.customer, filter.status) {
             (Some(customer), _) => ("GSI3", format!("{}#{ENTITY}", entity_pk(scope, customer))),
-            (None, Some(status)) => ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str())),
-            (None, None) => ("GSI1", list_pk(scope, ENTITY)),
+            (None, Some(status)) if status != items::UNINDEXED_TRANSACTION_STATUS => {
+                ("GSI4", format!("{}#{}", list_pk(scope, ENTITY), status.as_str()))
+            }
+            (None, _) => ("GSI1", list_pk(scope, ENTITY)),
         };
         let mut query = IndexQuery::new(index, partition);
         // Ids are time-ordered: a creation-time range is a sort-key range of every list index.
