@@ -9,7 +9,9 @@
 //! keys only (then nothing changes in it). The meter remembers the index keys each item last had
 //! to tell these apart; projections are told by `project` (read from the tables' descriptions),
 //! else GSI2 projects keys only and every other index the whole item. An update is counted as a
-//! 1 KB item, since only its changes travel; Billy's updates never change index keys. Units are
+//! 1 KB item, since only its changes travel; Billy's updates never change index keys. A write
+//! whose condition fails is counted (DynamoDB bills it too) and its keys are remembered as if it
+//! had succeeded: Billy's failed writes are few, and most carry the keys already stored. Units are
 //! kept in thousandths.
 
 use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};

@@ -80,6 +80,9 @@ impl DynamoReports {
             .build()
             .map_err(DomainError::unexpected)?;
         let out = self.client.batch_get_item().request_items(&self.table, wanted).send().await.map_err(sdk_error)?;
+        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(DomainError::conflict("transaction_conflict", "report counters are busy; retry"));
+        }
         let item = out.responses.and_then(|mut r| r.remove(&self.table)).and_then(|mut items| items.pop());
         let versions = item.as_ref().and_then(|i| i.get(COUNTED)).and_then(|v| v.as_ns().ok());
         Ok(versions.into_iter().flatten().filter_map(|v| v.parse().ok()).collect())

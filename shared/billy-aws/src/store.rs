@@ -164,33 +164,24 @@ impl Store {
         keys.iter().filter_map(|k| found.get(k).cloned()).map(from_item).collect()
     }
 
-    /// Fetches items of the main table by (PK, SK), consistently, 100 keys per request, retrying
-    /// what DynamoDB leaves unprocessed. Missing items are absent from the map.
-    pub async fn get_items(&self, keys: &[(String, String)]) -> DomainResult<HashMap<(String, String), Item>> {
-        self.read_items(keys, true).await
-    }
-
-    /// The entities behind one page of index keys, in the index's order, read from the table (an
-    /// index read is eventually consistent, and so is this). One that is gone, or that has moved
-    /// out of the partition since the index listed it (an invoice paid meanwhile, say), is left
-    /// out.
+    /// The entities behind one page of index keys, in the index's order, read from the table
+    /// consistently (an entity the index lists is always found). One that has moved out of the
+    /// partition since the index listed it (an invoice paid meanwhile, say) is left out.
     pub(crate) async fn behind(&self, index: &str, partition: &str, keys: Vec<Item>) -> DomainResult<Vec<Item>> {
         let key_of = |k: &Item| Some((k.get(PK)?.as_s().ok()?.clone(), k.get(SK)?.as_s().ok()?.clone()));
         let wanted: Vec<(String, String)> = keys.iter().filter_map(key_of).collect();
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let mut found = self.read_items(&wanted, false).await?;
+        let mut found = self.get_items(&wanted).await?;
         let pk_attr = format!("{index}PK");
         let still_listed = |item: &Item| item.get(&pk_attr).and_then(|v| v.as_s().ok()).is_some_and(|p| p == partition);
         Ok(wanted.iter().filter_map(|k| found.remove(k)).filter(still_listed).collect())
     }
 
-    async fn read_items(
-        &self,
-        keys: &[(String, String)],
-        consistent: bool,
-    ) -> DomainResult<HashMap<(String, String), Item>> {
+    /// Fetches items of the main table by (PK, SK), consistently, 100 keys per request, retrying
+    /// what DynamoDB leaves unprocessed. Missing items are absent from the map.
+    pub async fn get_items(&self, keys: &[(String, String)]) -> DomainResult<HashMap<(String, String), Item>> {
         let mut unique: Vec<&(String, String)> = keys.iter().collect();
         unique.sort();
         unique.dedup();
@@ -203,7 +194,7 @@ impl Store {
             let mut request = Some(
                 aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                     .set_keys(Some(keys))
-                    .consistent_read(consistent)
+                    .consistent_read(true)
                     .build()
                     .map_err(DomainError::unexpected)?,
             );

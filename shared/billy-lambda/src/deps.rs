@@ -101,6 +101,7 @@ impl Deps {
                     .get("BILLY_KEY_CACHE_SECONDS")
                     .and_then(|s| s.parse().ok())
                     .map_or(billy_aws::tenants::KEY_CACHE_TTL, Duration::from_secs),
+                Arc::new(SystemClock),
             ),
             customers: DynamoCustomers::new(ddb(), tables.clone()),
             methods: DynamoPaymentMethods::new(ddb(), tables.clone()),

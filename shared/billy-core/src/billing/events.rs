@@ -51,19 +51,14 @@ fn context(scope: &Scope, event: &GatewayEvent) -> Context {
     Context::new(scope.clone(), Actor::Gateway { gateway: event.gateway.clone(), event_id: event.id.clone() }, None)
 }
 
-/// Whether an event names Billy's scope and transaction itself (from the metadata the gateway
-/// echoed), so no look-up by its reference is needed.
-fn names_ids(event: &GatewayEvent) -> bool {
-    event.scope.as_deref().and_then(Scope::parse_key).is_some() && event.transaction.is_some()
-}
-
-/// Which transaction an event is about: by the metadata the gateway echoed (a signed event), else
-/// by the recorded reference (an event that names only the payment, a dispute on some gateways).
-/// An event that came to a tenant's own account may only touch that tenant's transactions.
+/// Which transaction an event is about: by the reference Billy recorded for the gateway's payment,
+/// or, when there is none (a gateway that echoes Billy's ids keeps none; or the outcome overtook
+/// the recording, or the answer was lost), by the metadata the gateway echoed. An event that came
+/// to a tenant's own account may only touch that tenant's transactions.
 fn locate(event: &GatewayEvent, by_reference: Option<(Scope, Id)>) -> DomainResult<(Scope, Id)> {
     let found = match (by_reference, event.scope.as_deref().and_then(Scope::parse_key), &event.transaction) {
-        (_, Some(scope), Some(txn)) => (scope, Id::parse(IdKind::Transaction, txn, "transaction")?),
         (Some(found), _, _) => found,
+        (None, Some(scope), Some(txn)) => (scope, Id::parse(IdKind::Transaction, txn, "transaction")?),
         _ => {
             return Err(DomainError::conflict(
                 "reference_unknown",
@@ -87,14 +82,10 @@ pub async fn apply_gateway_events(p: &Ports<'_>, events: &[GatewayEvent]) -> Vec
 }
 
 async fn events_batch(p: &Ports<'_>, events: &[GatewayEvent]) -> DomainResult<Vec<DomainResult<EventOutcome>>> {
-    // Only the events that do not name the transaction themselves are looked up by reference.
-    let refs: Vec<(String, String)> =
-        events.iter().filter(|e| !names_ids(e)).map(|e| (e.gateway.clone(), e.reference.clone())).collect();
-    let mut by_reference = p.transactions.by_references(&refs).await?.into_iter();
+    let refs: Vec<(String, String)> = events.iter().map(|e| (e.gateway.clone(), e.reference.clone())).collect();
     let mut results: Vec<Option<DomainResult<EventOutcome>>> = events.iter().map(|_| None).collect();
     let mut located = Vec::new();
-    for (i, event) in events.iter().enumerate() {
-        let found = if names_ids(event) { None } else { by_reference.next().flatten() };
+    for (i, (event, found)) in events.iter().zip(p.transactions.by_references(&refs).await?).enumerate() {
         match locate(event, found) {
             Ok((scope, txn)) => located.push((i, scope, txn)),
             Err(e) => results[i] = Some(Err(e)),
@@ -365,9 +356,7 @@ async fn apply_dispute(p: &Ports<'_>, scope: &Scope, event: &GatewayEvent) -> Do
     if p.transactions.event_applied(&event.gateway, &event.id).await? {
         return Ok(EventOutcome::Duplicate);
     }
-    let found =
-        if names_ids(event) { None } else { p.transactions.by_reference(&event.gateway, &event.reference).await? };
-    let (_, txn_id) = locate(event, found)?;
+    let (_, txn_id) = locate(event, p.transactions.by_reference(&event.gateway, &event.reference).await?)?;
     let txn =
         p.transactions.get(scope, &txn_id).await?.ok_or_else(|| DomainError::unexpected("transaction vanished"))?;
     let mut inv =
