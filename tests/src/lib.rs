@@ -70,6 +70,26 @@ pub async fn item_count_in(aws: &billy_aws::AwsClients, table: &str) -> i32 {
         .count
 }
 
+/// The item stored under (`pk`, `sk`) in `table`, read consistently, as DynamoDB holds it.
+pub async fn stored_item(
+    aws: &billy_aws::AwsClients,
+    table: &str,
+    pk: &str,
+    sk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_owned());
+    aws.dynamodb
+        .get_item()
+        .table_name(table)
+        .key("PK", s(pk))
+        .key("SK", s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
 /// Asserts the SPEC error shape and returns the error's code.
 pub fn error_code(body: &Value) -> String {
     let error = &body["error"];

@@ -1611,18 +1611,9 @@ async fn a_lost_dispute_ends_in_a_chargeback_and_a_won_one_back_in_paid() {
     assert_eq!((chargebacks[0]["amount"].as_i64(), chargebacks[0]["status"].as_str()), (Some(1500), Some("succeeded")));
     // AND the dispute was found by the ids the sandbox echoes: no look-up item from its reference
     let gateway = s(&w.transactions_of(&lost).await[0]["gateway"]);
-    let reference = w
-        .stack
-        .aws
-        .dynamodb
-        .get_item()
-        .table_name(w.stack.tables().main)
-        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("GWREF#{gateway}#{charge}")))
-        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S("#".into()))
-        .send()
-        .await
-        .unwrap();
-    assert!(reference.item.is_none(), "a reference item for {gateway} {charge}");
+    let reference =
+        billy_e2e::stored_item(&w.stack.aws, &w.stack.tables().main, &format!("GWREF#{gateway}#{charge}"), "#").await;
+    assert!(reference.is_none(), "a reference item for {gateway} {charge}");
     // AND a contest the merchant opens (the sandbox plays the card network) that is won ends paid
     w.add_card("4242424242424242").await;
     let (_, methods) = w.api.get(&format!("/customers/{}/payment_methods", w.customer), &w.key).await;
