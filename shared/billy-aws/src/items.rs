@@ -50,17 +50,6 @@ pub const UNINDEXED_INVOICE_STATUS: InvoiceStatus = InvoiceStatus::Paid;
 pub const UNINDEXED_TRANSACTION_STATUS: billy_core::transaction::TransactionStatus =
     billy_core::transaction::TransactionStatus::Succeeded;
 
-/// The status index entry of an entity in `status`, none for the status left out of the index.
-fn listed_by_status(
-    scope: &Scope,
-    entity: &str,
-    status: &str,
-    unindexed: bool,
-    id: &Id,
-) -> [(&'static str, Option<String>); 2] {
-    if unindexed { [(GSI4PK, None), (GSI4SK, None)] } else { by_status(scope, entity, status, id) }
-}
-
 pub fn customer(scope: &Scope, c: &Customer) -> DomainResult<Item> {
     keyed(c, &base(scope, &c.id, "customer"))
 }
@@ -125,13 +114,9 @@ pub fn invoice(scope: &Scope, inv: &Invoice) -> DomainResult<Item> {
     };
     let mut keys = base(scope, &inv.id, "invoice");
     keys.extend(child_of(scope, &inv.customer, "invoice", &inv.id));
-    keys.extend(listed_by_status(
-        scope,
-        "invoice",
-        inv.status.as_str(),
-        inv.status == UNINDEXED_INVOICE_STATUS,
-        &inv.id,
-    ));
+    if inv.status != UNINDEXED_INVOICE_STATUS {
+        keys.extend(by_status(scope, "invoice", inv.status.as_str(), &inv.id));
+    }
     keys.push((GSI2PK, retry.as_ref().map(|(p, _)| p.clone())));
     keys.push((GSI2SK, retry.map(|(_, s)| s)));
     keyed(inv, &keys)
@@ -148,13 +133,9 @@ pub fn transaction(scope: &Scope, t: &Transaction) -> DomainResult<Item> {
     });
     let mut keys = base(scope, &t.id, "transaction");
     keys.extend(child_of(scope, &t.customer, "transaction", &t.id));
-    keys.extend(listed_by_status(
-        scope,
-        "transaction",
-        t.status.as_str(),
-        t.status == UNINDEXED_TRANSACTION_STATUS,
-        &t.id,
-    ));
+    if t.status != UNINDEXED_TRANSACTION_STATUS {
+        keys.extend(by_status(scope, "transaction", t.status.as_str(), &t.id));
+    }
     keys.push((GSI2PK, recheck.as_ref().map(|(p, _)| p.clone())));
     keys.push((GSI2SK, recheck.map(|(_, s)| s)));
     keyed(t, &keys)

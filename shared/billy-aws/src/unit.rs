@@ -100,7 +100,10 @@ impl DynamoUnitOfWork {
                         puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);
                     }
                 }
-                Write::TransactionReference { transaction, gateway, reference } => {
+                Write::TransactionReference { transaction, gateway, reference, lookup } => {
+                    if *lookup {
+                        puts.push(store.put_new(items::gateway_reference(gateway, reference, scope, transaction)?)?);
+                    }
                     updates.push(
                         Update::builder()
                             .table_name(&store.tables.main)
@@ -118,9 +121,6 @@ impl DynamoUnitOfWork {
                             .build()
                             .map_err(DomainError::unexpected)?,
                     );
-                }
-                Write::GatewayReference { gateway, reference, transaction } => {
-                    puts.push(store.put_new(items::gateway_reference(gateway, reference, scope, transaction)?)?);
                 }
                 Write::GatewayEventApplied { gateway, event_id } => {
                     let now = events.first().map_or_else(chrono::Utc::now, |e| e.at);

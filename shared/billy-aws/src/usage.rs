@@ -25,13 +25,12 @@ const CONFLICT_TRIES: u32 = 25;
 
 #[derive(Debug, Clone)]
 pub struct DynamoUsage {
-    client: aws_sdk_dynamodb::Client,
-    tables: crate::Tables,
+    store: crate::store::Store,
 }
 
 impl DynamoUsage {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { client, tables }
+        Self { store: crate::store::Store::new(client, tables) }
     }
 }
 
@@ -165,7 +164,7 @@ enum Try {
 
 impl DynamoUsage {
     async fn send(&self, items: Vec<TransactWriteItem>) -> DomainResult<Try> {
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self.store.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Try::Done),
             Err(SdkError::ServiceError(service)) => match service.err() {
                 TransactWriteItemsError::TransactionCanceledException(cancel) => Ok(Try::Cancelled(
@@ -191,7 +190,7 @@ impl DynamoUsage {
                 let mut items = Vec::new();
                 for &i in &chunk.events {
                     let put = Put::builder()
-                        .table_name(&self.tables.main)
+                        .table_name(&self.store.tables.main)
                         .set_item(Some(event_item(scope, &events[i])?))
                         .condition_expression("attribute_not_exists(PK)")
                         .build()
@@ -202,7 +201,7 @@ impl DynamoUsage {
                     let first = &events[total.members[0]];
                     let quantity: Decimal = total.members.iter().map(|&i| events[i].quantity).sum();
                     let update = add_to_total(
-                        &self.tables.main,
+                        &self.store.tables.main,
                         scope,
                         &first.subscription,
                         &first.metric,
@@ -255,7 +254,7 @@ impl DynamoUsage {
     }
 
     async fn stored_events(&self, scope: &Scope, ids: &[&str]) -> DomainResult<HashMap<String, (UsageEvent, String)>> {
-        let store = crate::store::Store::new(self.client.clone(), self.tables.clone());
+        let store = &self.store;
         let keys: Vec<(String, String)> = ids.iter().map(|id| (event_pk(scope, id), ENTITY_SK.to_owned())).collect();
         let found = store.get_items(&keys).await?;
         let mut out = HashMap::new();
@@ -379,7 +378,7 @@ impl UsageRepository for DynamoUsage {
     }
 
     async fn totals(&self, keys: &[UsageKey]) -> DomainResult<Vec<Option<UsageTotal>>> {
-        let store = crate::store::Store::new(self.client.clone(), self.tables.clone());
+        let store = &self.store;
         let wanted: Vec<(String, String)> = keys
             .iter()
             .map(|k| (total_pk(&k.scope, &k.subscription, &k.metric, k.period), ENTITY_SK.to_owned()))
@@ -396,9 +395,10 @@ impl UsageRepository for DynamoUsage {
     ) -> DomainResult<(Vec<UsageEvent>, Option<String>)> {
         let pk = total_pk(&key.scope, &key.subscription, &key.metric, key.period);
         let mut query = self
+            .store
             .client
             .query()
-            .table_name(&self.tables.main)
+            .table_name(&self.store.tables.main)
             .index_name("GSI3")
             .key_condition_expression("GSI3PK = :pk")
             .expression_attribute_values(":pk", s(pk.clone()))
@@ -416,8 +416,7 @@ impl UsageRepository for DynamoUsage {
             Some(AttributeValue::S(v)) => Some(v.clone()),
             _ => None,
         });
-        let items =
-            crate::store::Store::new(self.client.clone(), self.tables.clone()).behind("GSI3", &pk, items).await?;
+        let items = self.store.behind("GSI3", &pk, items).await?;
         let events = items.into_iter().map(from_item).collect::<DomainResult<Vec<UsageEvent>>>()?;
         Ok((events, next))
     }

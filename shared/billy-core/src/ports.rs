@@ -481,17 +481,14 @@ pub enum Write {
         expected: Option<u64>,
     },
     /// Records a pending transaction's gateway reference without a new version (it is not a state
-    /// change); fails as a conflict when the transaction already has one or is settled.
+    /// change); fails as a conflict when the transaction already has one or is settled. With
+    /// `lookup`, also maps the reference back to the transaction, for incoming events that name
+    /// only the gateway's payment (a gateway that echoes Billy's ids in every event needs none).
     TransactionReference {
         transaction: Id,
         gateway: String,
         reference: String,
-    },
-    /// Maps a gateway's reference to its transaction, for incoming webhooks.
-    GatewayReference {
-        gateway: String,
-        reference: String,
-        transaction: Id,
+        lookup: bool,
     },
     /// Marks a gateway event applied; a second application of the same event fails the unit.
     GatewayEventApplied {

@@ -460,18 +460,12 @@ fn reference_change(
     transaction.gateway = gateway.to_owned();
     transaction.gateway_reference = Some(reference.to_owned());
     let note = ctx.snapshot(p.ids, transaction.created, "transaction.requested", &transaction).as_note();
-    let mut writes = vec![Write::TransactionReference {
-        transaction: transaction.id.clone(),
+    let writes = vec![Write::TransactionReference {
+        transaction: transaction.id,
         gateway: gateway.to_owned(),
         reference: reference.to_owned(),
+        lookup: !echoes,
     }];
-    if !echoes {
-        writes.push(Write::GatewayReference {
-            gateway: gateway.to_owned(),
-            reference: reference.to_owned(),
-            transaction: transaction.id,
-        });
-    }
     Changeset { scope: ctx.scope.clone(), writes, events: vec![note] }
 }
 

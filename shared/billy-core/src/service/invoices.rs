@@ -347,18 +347,12 @@ pub async fn refund_invoice(
     };
     let settled = match gateway.refund(&reference, &movement).await {
         Ok(GatewayResponse::Accepted { reference }) => {
-            let mut writes = vec![Write::TransactionReference {
+            let writes = vec![Write::TransactionReference {
                 transaction: refund.id.clone(),
                 gateway: refund.gateway.clone(),
                 reference: reference.clone(),
+                lookup: !gateway.echoes_billy_ids(),
             }];
-            if !gateway.echoes_billy_ids() {
-                writes.push(Write::GatewayReference {
-                    gateway: refund.gateway.clone(),
-                    reference: reference.clone(),
-                    transaction: refund.id.clone(),
-                });
-            }
             refund.gateway_reference = Some(reference);
             let note = ctx.snapshot(p.ids, now, "transaction.requested", &refund).as_note();
             match p.unit.commit(&ctx.scope, writes, vec![note]).await {
