@@ -9,8 +9,9 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
 use billy_aws::AwsClients;
-use billy_aws::dynamo::audit_from_item;
+use billy_aws::dynamo::{audit_actions, audit_events_from_item};
 use billy_core::audit::AuditEvent;
 use billy_core::billing::ChargeRequest;
 use billy_core::events::EventType;
@@ -136,21 +137,21 @@ impl StreamFunction for App {
                 continue;
             }
             let sequence = record.change.sequence_number.clone();
-            let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = record.change.new_image.into();
+            let item: HashMap<String, AttributeValue> = record.change.new_image.into();
             let mut attributes: Vec<String> = item.keys().cloned().collect();
             attributes.sort();
-            let Some(action) = item.get("action").and_then(|a| a.as_s().ok()) else {
+            if !item.get("action").is_some_and(AttributeValue::is_s) {
                 // Nothing but audit events belongs on this table; a stray item must not hold up
                 // every announcement after it.
                 tracing::warn!(sequence = ?sequence, ?attributes, "not an audit event; skipped");
                 continue;
-            };
+            }
             // Most of the journal is never announced: skip it before inflating its snapshots.
-            if EventType::from_action(action).is_none() {
+            if audit_actions(&item).into_iter().all(|action| EventType::from_action(action).is_none()) {
                 continue;
             }
-            match audit_from_item(item) {
-                Ok(audit) => pending.extend(announcement(&audit).map(|e| (sequence, e))),
+            match audit_events_from_item(item) {
+                Ok(events) => pending.extend(events.iter().filter_map(announcement).map(|e| (sequence.clone(), e))),
                 Err(e) => {
                     // (Attribute names only: an audit event's values are never logged.)
                     tracing::error!(error = %e, sequence = ?sequence, ?attributes, "unreadable audit event; the stream retries it");

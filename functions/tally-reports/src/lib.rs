@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use billy_aws::AwsClients;
-use billy_aws::dynamo::audit_from_item;
+use billy_aws::dynamo::audit_events_from_item;
 use billy_core::report::{Tally, tally};
 use billy_core::service::reports::{chunks, record};
 use billy_lambda::StreamFunction;
@@ -56,13 +56,16 @@ impl StreamFunction for App {
             if entity_type.is_some_and(|t| !TALLIED.contains(&t.as_str())) {
                 continue;
             }
-            let counted = audit_from_item(item).and_then(|audit| tally(&audit));
+            // (An item may hold several events of one entity: each is tallied.)
+            let counted = audit_events_from_item(item)
+                .and_then(|events| events.iter().map(tally).collect::<billy_core::DomainResult<Vec<_>>>());
             match counted {
-                Ok(Some(t)) => {
-                    tallies.push(t);
-                    sequences.push(sequence);
+                Ok(counted) => {
+                    for t in counted.into_iter().flatten() {
+                        tallies.push(t);
+                        sequences.push(sequence.clone());
+                    }
                 }
-                Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, sequence = ?sequence, "audit event not tallied; the stream retries it");
                     unreadable = Some(sequence);

@@ -100,8 +100,8 @@ pub async fn measure(invoices: usize) -> Value {
                 items.push((main.clone(), billy_aws::items::invoice(&scope, invoice).expect("item")));
             }
         }
-        for e in &change.events {
-            items.push((audit.clone(), billy_aws::dynamo::audit_item(e).expect("audit item")));
+        for item in billy_aws::dynamo::audit_items(&change.events).expect("audit items") {
+            items.push((audit.clone(), item));
         }
     }
     let batches: Vec<Vec<(String, billy_aws::dynamo::Item)>> = items.chunks(25).map(<[_]>::to_vec).collect();

@@ -1,7 +1,7 @@
 //! The audit journal's read side. There is deliberately no update or delete path: events are
-//! appended only inside the repositories' transactions (`dynamo::audit_put`).
+//! appended only inside the repositories' transactions (`dynamo::audit_puts`).
 
-use crate::dynamo::{GSI1, audit_from_item, entity_pk, s, sdk_error};
+use crate::dynamo::{GSI1, audit_events_from_item, entity_pk, s, sdk_error};
 use async_trait::async_trait;
 use billy_core::DomainResult;
 use billy_core::audit::AuditEvent;
@@ -36,7 +36,7 @@ impl DynamoAudit {
                 .await
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
-                events.push(audit_from_item(item)?);
+                events.extend(audit_events_from_item(item)?);
             }
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -53,6 +53,10 @@ impl AuditJournal for DynamoAudit {
     }
 
     async fn for_account(&self, scope: &Scope, account: &Id) -> DomainResult<Vec<AuditEvent>> {
-        self.query(Some(GSI1), "GSI1PK", entity_pk(scope, account)).await
+        let mut events = self.query(Some(GSI1), "GSI1PK", entity_pk(scope, account)).await?;
+        // The index orders items by their last event's time; the events an item carries before
+        // it may be older (a stable sort keeps each item's own order, and the index's for ties).
+        events.sort_by_key(|e| e.at);
+        Ok(events)
     }
 }

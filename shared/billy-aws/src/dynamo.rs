@@ -98,15 +98,55 @@ pub fn audit_sk(event: &AuditEvent) -> String {
 /// 1 KB one write unit covers, and so do their copies in the account index.
 const AUDIT_SNAPSHOTS: &str = "snapshots";
 const SNAPSHOT_FIELDS: [&str; 3] = ["before", "after", "change"];
+/// The actions of the events an item carries before its own (see `audit_items`), in the clear so
+/// a stream consumer can tell what the item holds without inflating it.
+const AUDIT_EARLIER_ACTIONS: &str = "earlier_actions";
 
 #[derive(Serialize, serde::Deserialize)]
 struct Snapshots {
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
     change: Option<serde_json::Value>,
+    /// Whole events of the same entity at the versions just before this one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    earlier: Vec<AuditEvent>,
 }
 
+/// The items that store one change's `events`, in order. A run of events of one entity at
+/// consecutive versions (an invoice created and finalized in one step) is one item, keyed by the
+/// run's last version and carrying the earlier events inside its snapshots: one write and one
+/// account-index entry instead of one per event. Read back (`audit_events_from_item`), the item
+/// gives every event whole. The run's versions are claimed together: a writer of any of them
+/// also writes the entity at its version, on a condition only one writer can meet.
+pub fn audit_items(events: &[AuditEvent]) -> DomainResult<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start = 0;
+    for end in 1..=events.len() {
+        let continues = events.get(end).is_some_and(|next| events.get(end - 1).is_some_and(|prev| follows(prev, next)));
+        if !continues {
+            let (earlier, last) = events[start..end].split_at(end - start - 1);
+            items.push(packed_item(earlier, &last[0])?);
+            start = end;
+        }
+    }
+    Ok(items)
+}
+
+/// Whether `next` is the version right after `prev`, of the same entity and account.
+fn follows(prev: &AuditEvent, next: &AuditEvent) -> bool {
+    prev.version != 0
+        && next.version == prev.version + 1
+        && next.entity == prev.entity
+        && next.scope == prev.scope
+        && next.account == prev.account
+}
+
+/// One event's item, alone.
 pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
+    packed_item(&[], event)
+}
+
+fn packed_item(earlier: &[AuditEvent], event: &AuditEvent) -> DomainResult<Item> {
     use std::io::Write as _;
     let mut item = to_item(
         event,
@@ -126,8 +166,16 @@ pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
     for field in SNAPSHOT_FIELDS {
         item.remove(field);
     }
-    let snapshots =
-        Snapshots { before: event.before.clone(), after: event.after.clone(), change: event.change.clone() };
+    if !earlier.is_empty() {
+        let actions = earlier.iter().map(|e| AttributeValue::S(e.action.clone())).collect();
+        item.insert(AUDIT_EARLIER_ACTIONS.to_owned(), AttributeValue::L(actions));
+    }
+    let snapshots = Snapshots {
+        before: event.before.clone(),
+        after: event.after.clone(),
+        change: event.change.clone(),
+        earlier: earlier.to_vec(),
+    };
     let json = serde_json::to_vec(&snapshots).map_err(DomainError::unexpected)?;
     let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     deflate.write_all(&json).map_err(DomainError::unexpected)?;
@@ -136,31 +184,48 @@ pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
     Ok(item)
 }
 
-/// Reads an audit event back, inflating its snapshots (events stored before they were packed
-/// keep them as plain attributes and read as they are).
-pub fn audit_from_item(mut item: Item) -> DomainResult<AuditEvent> {
+/// The actions of the events an audit item holds, oldest first, read without inflating it.
+pub fn audit_actions(item: &Item) -> Vec<&str> {
+    let earlier = match item.get(AUDIT_EARLIER_ACTIONS) {
+        Some(AttributeValue::L(actions)) => actions.iter().filter_map(|a| a.as_s().ok()).map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    earlier.into_iter().chain(item.get("action").and_then(|a| a.as_s().ok()).map(String::as_str)).collect()
+}
+
+/// Reads the events an audit item holds back, oldest first, inflating their snapshots (events
+/// stored before they were packed keep them as plain attributes and read as they are).
+pub fn audit_events_from_item(mut item: Item) -> DomainResult<Vec<AuditEvent>> {
     use std::io::Read as _;
     let packed = match item.remove(AUDIT_SNAPSHOTS) {
         Some(AttributeValue::B(blob)) => Some(blob.into_inner()),
         _ => None,
     };
+    item.remove(AUDIT_EARLIER_ACTIONS);
     let mut event: AuditEvent = from_item(item)?;
-    if let Some(packed) = packed {
-        let mut json = Vec::new();
-        flate2::read::DeflateDecoder::new(packed.as_slice()).read_to_end(&mut json).map_err(DomainError::unexpected)?;
-        let snapshots: Snapshots = serde_json::from_slice(&json).map_err(DomainError::unexpected)?;
-        (event.before, event.after, event.change) = (snapshots.before, snapshots.after, snapshots.change);
-    }
-    Ok(event)
+    let Some(packed) = packed else { return Ok(vec![event]) };
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(packed.as_slice()).read_to_end(&mut json).map_err(DomainError::unexpected)?;
+    let snapshots: Snapshots = serde_json::from_slice(&json).map_err(DomainError::unexpected)?;
+    (event.before, event.after, event.change) = (snapshots.before, snapshots.after, snapshots.change);
+    let mut events = snapshots.earlier;
+    events.push(event);
+    Ok(events)
 }
 
-pub fn audit_put(audit_table: &str, event: &AuditEvent) -> DomainResult<Put> {
-    Put::builder()
-        .table_name(audit_table)
-        .set_item(Some(audit_item(event)?))
-        .condition_expression("attribute_not_exists(PK)")
-        .build()
-        .map_err(DomainError::unexpected)
+/// The appends of one change's `events`, each on the condition that its item is new.
+pub fn audit_puts(audit_table: &str, events: &[AuditEvent]) -> DomainResult<Vec<Put>> {
+    audit_items(events)?
+        .into_iter()
+        .map(|item| {
+            Put::builder()
+                .table_name(audit_table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(DomainError::unexpected)
+        })
+        .collect()
 }
 
 /// A cancelled transaction whose reasons include a failed condition is a concurrent change (or a
@@ -252,15 +317,54 @@ mod tests {
         let item = audit_item(&e).unwrap();
         assert!(SNAPSHOT_FIELDS.iter().all(|f| !item.contains_key(*f)), "snapshots are not plain attributes");
         assert!(matches!(item.get(AUDIT_SNAPSHOTS), Some(AttributeValue::B(_))));
-        let plain = serde_json::to_vec(&Snapshots { before: None, after: e.after.clone(), change: e.change.clone() });
+        let plain = serde_json::to_vec(&Snapshots {
+            before: None,
+            after: e.after.clone(),
+            change: e.change.clone(),
+            earlier: Vec::new(),
+        });
         assert!(stored_bytes(&item) < 1024 && plain.unwrap().len() > 2048, "a 2 KB+ snapshot fits one write unit");
-        assert_eq!(audit_from_item(item).unwrap(), e);
+        assert_eq!(audit_events_from_item(item).unwrap(), vec![e]);
+    }
+
+    /// The next version of the same invoice, as its finalization would record it.
+    fn next(e: &AuditEvent, action: &str) -> AuditEvent {
+        let mut n = e.clone();
+        n.id = Id::from_trusted(format!("{}x", e.id));
+        n.action = action.to_owned();
+        n.version = e.version + 1;
+        n.before = e.after.clone();
+        n.change = Some(serde_json::json!({"type": "finalized"}));
+        n
+    }
+
+    #[test]
+    fn consecutive_versions_of_one_entity_are_one_item_that_reads_back_as_each_event() {
+        let created = event();
+        let finalized = next(&created, "invoice.finalized");
+        let paid = next(&finalized, "invoice.paid");
+        let mut other = event();
+        other.entity = Id::from_trusted("inv_2".into());
+        let note = next(&created, "invoice.reminder_sent").as_note();
+
+        let items = audit_items(&[created.clone(), finalized.clone(), other.clone(), note.clone()]).unwrap();
+        assert_eq!(items.len(), 3, "created and finalized share one item; another entity and a note do not");
+        assert_eq!(items[0].get(SK), Some(&s("v000000000002")), "keyed by the run's last version");
+        assert_eq!(audit_actions(&items[0]), ["invoice.created", "invoice.finalized"]);
+        assert!(stored_bytes(&items[0]) < 1024, "both events still fit one write unit");
+        let read: Vec<AuditEvent> = items.into_iter().flat_map(|item| audit_events_from_item(item).unwrap()).collect();
+        assert_eq!(read, [created.clone(), finalized.clone(), other, note]);
+
+        // A version skipped, or a version of the same entity in another change, is its own item.
+        assert_eq!(audit_items(&[created.clone(), paid]).unwrap().len(), 2);
+        assert_eq!(audit_items(std::slice::from_ref(&finalized)).unwrap().len(), 1);
+        assert_eq!(audit_actions(&audit_item(&finalized).unwrap()), ["invoice.finalized"]);
     }
 
     #[test]
     fn audit_events_stored_with_plain_snapshots_still_read() {
         let e = event();
         let plain = to_item(&e, &[(PK, "p".into()), (SK, "v1".into())]).unwrap();
-        assert_eq!(audit_from_item(plain).unwrap(), e);
+        assert_eq!(audit_events_from_item(plain).unwrap(), vec![e]);
     }
 }

@@ -3,7 +3,7 @@
 //! say which keys an entity has.
 
 use crate::Tables;
-use crate::dynamo::{ENTITY_SK, Item, PK, SK, audit_put, from_item, map_transact_error, s, sdk_error, to_item};
+use crate::dynamo::{ENTITY_SK, Item, PK, SK, audit_puts, from_item, map_transact_error, s, sdk_error, to_item};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use billy_core::audit::AuditEvent;
 use billy_core::ids::Id;
@@ -121,8 +121,8 @@ impl Store {
         let mut items: Vec<TransactWriteItem> =
             puts.into_iter().map(|p| TransactWriteItem::builder().put(p).build()).collect();
         items.extend(updates.into_iter().map(|u| TransactWriteItem::builder().update(u).build()));
-        for event in events {
-            items.push(TransactWriteItem::builder().put(audit_put(&self.tables.audit, event)?).build());
+        for put in audit_puts(&self.tables.audit, events)? {
+            items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
     }

@@ -249,6 +249,12 @@ async fn three_months_of_a_monthly_subscription_are_billed_charged_and_paid() {
     // AND each audit trail shows every transition
     let trail = w.trail(&s(&invoices[1]["id"])).await;
     assert_eq!(trail, vec!["invoice.created", "invoice.finalized", "invoice.paid"]);
+    // AND created and finalized, the two facts of one step, are one journal item (one write)
+    let pk = format!("{}#test#{}", w.tenant, s(&invoices[1]["id"]));
+    let journal = &w.stack.tables().audit;
+    assert!(billy_e2e::stored_item(&w.stack.aws, journal, &pk, "v000000000001").await.is_none());
+    let both = billy_e2e::stored_item(&w.stack.aws, journal, &pk, "v000000000002").await.unwrap();
+    assert_eq!(billy_aws::dynamo::audit_actions(&both), ["invoice.created", "invoice.finalized"]);
     let first = w.api.get(&format!("/invoices/{}", s(&invoices[0]["id"])), &w.key).await.1;
     assert_eq!(first, invoices[0]);
     // AND the subscription is on its fourth period, the next bill in May

@@ -294,20 +294,27 @@ async fn a_live_endpoint_must_be_https_and_may_not_point_at_private_loopback_or_
 
 #[tokio::test]
 async fn a_renewal_is_announced_to_an_endpoint_three_days_ahead_on_the_test_clock() {
-    // GIVEN an endpoint that wants invoice.upcoming, and a monthly subscription from 1 May
+    // GIVEN an endpoint that wants invoice.upcoming and invoice.created, and a monthly
+    // subscription from 1 May
     let w = World::on(stack().await, "2026-05-01T00:00:00Z", "4242424242424242").await;
     let receiver = Receiver::start(200).await;
-    w.endpoint(&receiver.url, &["invoice.upcoming"]).await;
+    w.endpoint(&receiver.url, &["invoice.upcoming", "invoice.created"]).await;
     let sub = w.subscribe(&w.plan(1000).await).await;
     w.settled().await;
-    // WHEN the clock reaches 28 May, nothing is announced yet
+    // THEN the first invoice's creation is heard, as the draft it was before it was finalized in
+    // the same step (the journal stores both facts as one item)
+    let created = body(&receiver.has(1).await[0]);
+    assert_eq!(created["type"].as_str(), Some("invoice.created"), "{created}");
+    assert_eq!(created["data"]["object"]["subscription"], sub["id"], "{created}");
+    assert_eq!(created["data"]["object"]["status"].as_str(), Some("draft"), "{created}");
+    // WHEN the clock reaches 28 May, nothing more is announced yet
     w.advance("2026-05-28T12:00:00Z").await;
     w.queues_drained(&["DeliveryQueue"]).await;
-    assert!(receiver.hits().is_empty(), "announced too early");
+    assert_eq!(receiver.hits().len(), 1, "announced too early");
     // WHEN it reaches 29 May, three days before the 1 June renewal
     w.advance("2026-05-29T12:00:00Z").await;
     // THEN the endpoint hears invoice.upcoming for the subscription, dated 29 May 00:00
-    let event = body(&receiver.has(1).await[0]);
+    let event = body(&receiver.has(2).await[1]);
     assert_eq!(event["type"].as_str(), Some("invoice.upcoming"), "{event}");
     assert_eq!(event["data"]["object"]["id"], sub["id"]);
     let notice = chrono::DateTime::parse_from_rfc3339("2026-05-29T00:00:00Z").unwrap().timestamp();
