@@ -93,39 +93,38 @@ pub fn audit_sk(event: &AuditEvent) -> String {
     }
 }
 
-/// The attribute holding an audit event's snapshots (`before`, `after`, `change`), deflated JSON.
-/// Snapshots are most of an event and compress several times over, so most events stay under the
-/// 1 KB one write unit covers, and so do their copies in the account index.
-const AUDIT_SNAPSHOTS: &str = "snapshots";
-const SNAPSHOT_FIELDS: [&str; 3] = ["before", "after", "change"];
-/// The actions of the events an item carries before its own (see `audit_items`), in the clear so
-/// a stream consumer can tell what the item holds without inflating it.
+/// The attribute holding an audit item's events, whole, as deflated JSON (oldest first). Events
+/// are mostly snapshots and ids that repeat, and shrink several times over: most items, even an
+/// invoice's created and finalized events together, stay under the 1 KB one write unit covers, and
+/// so do their copies in the account index. Beside it in the clear: the keys, and the `action` and
+/// `entity_type` the stream consumers filter on.
+const AUDIT_EVENTS: &str = "events";
+/// The actions of the events an item carries before its last one, for the same filters.
 const AUDIT_EARLIER_ACTIONS: &str = "earlier_actions";
+/// How the previous format kept an event's snapshots (deflated), beside its other fields in the
+/// clear: such items still read.
+const AUDIT_SNAPSHOTS: &str = "snapshots";
 
-#[derive(Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Snapshots {
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
     change: Option<serde_json::Value>,
-    /// Whole events of the same entity at the versions just before this one, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    earlier: Vec<AuditEvent>,
 }
 
 /// The items that store one change's `events`, in order. A run of events of one entity at
 /// consecutive versions (an invoice created and finalized in one step) is one item, keyed by the
-/// run's last version and carrying the earlier events inside its snapshots: one write and one
-/// account-index entry instead of one per event. Read back (`audit_events_from_item`), the item
-/// gives every event whole. The run's versions are claimed together: a writer of any of them
-/// also writes the entity at its version, on a condition only one writer can meet.
+/// run's last version: one write and one account-index entry instead of one per event. Read back
+/// (`audit_events_from_item`), the item gives every event whole. The run's versions are claimed
+/// together: a writer of any of them also writes the entity at its version, on a condition only
+/// one writer can meet.
 pub fn audit_items(events: &[AuditEvent]) -> DomainResult<Vec<Item>> {
     let mut items = Vec::new();
     let mut start = 0;
     for end in 1..=events.len() {
         let continues = events.get(end).is_some_and(|next| events.get(end - 1).is_some_and(|prev| follows(prev, next)));
         if !continues {
-            let (earlier, last) = events[start..end].split_at(end - start - 1);
-            items.push(packed_item(earlier, &last[0])?);
+            items.push(packed_item(&events[start..end])?);
             start = end;
         }
     }
@@ -143,44 +142,34 @@ fn follows(prev: &AuditEvent, next: &AuditEvent) -> bool {
 
 /// One event's item, alone.
 pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
-    packed_item(&[], event)
+    packed_item(std::slice::from_ref(event))
 }
 
-fn packed_item(earlier: &[AuditEvent], event: &AuditEvent) -> DomainResult<Item> {
+/// The item of a run of events (at least one), keyed by the last.
+fn packed_item(run: &[AuditEvent]) -> DomainResult<Item> {
     use std::io::Write as _;
-    let mut item = to_item(
-        event,
-        &[
-            (PK, entity_pk(&event.scope, &event.entity)),
-            (SK, audit_sk(event)),
-            (
-                GSI1PK,
-                event
-                    .account
-                    .as_ref()
-                    .map_or_else(|| entity_pk(&event.scope, &event.entity), |a| entity_pk(&event.scope, a)),
-            ),
-            (GSI1SK, format!("{}#{}", event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), event.id)),
-        ],
-    )?;
-    for field in SNAPSHOT_FIELDS {
-        item.remove(field);
-    }
+    let (last, earlier) = run.split_last().ok_or_else(|| DomainError::unexpected("an audit item of no event"))?;
+    let account = last.account.as_ref().unwrap_or(&last.entity);
+    let mut item: Item = [
+        (PK, entity_pk(&last.scope, &last.entity)),
+        (SK, audit_sk(last)),
+        (GSI1PK, entity_pk(&last.scope, account)),
+        (GSI1SK, format!("{}#{}", last.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), last.id)),
+        ("action", last.action.clone()),
+        ("entity_type", last.entity_type.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+    .collect();
     if !earlier.is_empty() {
         let actions = earlier.iter().map(|e| AttributeValue::S(e.action.clone())).collect();
         item.insert(AUDIT_EARLIER_ACTIONS.to_owned(), AttributeValue::L(actions));
     }
-    let snapshots = Snapshots {
-        before: event.before.clone(),
-        after: event.after.clone(),
-        change: event.change.clone(),
-        earlier: earlier.to_vec(),
-    };
-    let json = serde_json::to_vec(&snapshots).map_err(DomainError::unexpected)?;
-    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let json = serde_json::to_vec(run).map_err(DomainError::unexpected)?;
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     deflate.write_all(&json).map_err(DomainError::unexpected)?;
     let packed = deflate.finish().map_err(DomainError::unexpected)?;
-    item.insert(AUDIT_SNAPSHOTS.to_owned(), AttributeValue::B(aws_smithy_types::Blob::new(packed)));
+    item.insert(AUDIT_EVENTS.to_owned(), AttributeValue::B(aws_smithy_types::Blob::new(packed)));
     Ok(item)
 }
 
@@ -193,24 +182,29 @@ pub fn audit_actions(item: &Item) -> Vec<&str> {
     earlier.into_iter().chain(item.get("action").and_then(|a| a.as_s().ok()).map(String::as_str)).collect()
 }
 
-/// Reads the events an audit item holds back, oldest first, inflating their snapshots (events
-/// stored before they were packed keep them as plain attributes and read as they are).
-pub fn audit_events_from_item(mut item: Item) -> DomainResult<Vec<AuditEvent>> {
+fn inflate(blob: &[u8]) -> DomainResult<Vec<u8>> {
     use std::io::Read as _;
-    let packed = match item.remove(AUDIT_SNAPSHOTS) {
+    let mut json = Vec::new();
+    flate2::read::DeflateDecoder::new(blob).read_to_end(&mut json).map_err(DomainError::unexpected)?;
+    Ok(json)
+}
+
+/// Reads the events an audit item holds back, oldest first (items of the earlier formats, one
+/// event with its snapshots deflated or in the clear, still read).
+pub fn audit_events_from_item(mut item: Item) -> DomainResult<Vec<AuditEvent>> {
+    if let Some(AttributeValue::B(blob)) = item.get(AUDIT_EVENTS) {
+        return serde_json::from_slice(&inflate(blob.as_ref())?).map_err(DomainError::unexpected);
+    }
+    let snapshots = match item.remove(AUDIT_SNAPSHOTS) {
         Some(AttributeValue::B(blob)) => Some(blob.into_inner()),
         _ => None,
     };
-    item.remove(AUDIT_EARLIER_ACTIONS);
     let mut event: AuditEvent = from_item(item)?;
-    let Some(packed) = packed else { return Ok(vec![event]) };
-    let mut json = Vec::new();
-    flate2::read::DeflateDecoder::new(packed.as_slice()).read_to_end(&mut json).map_err(DomainError::unexpected)?;
-    let snapshots: Snapshots = serde_json::from_slice(&json).map_err(DomainError::unexpected)?;
-    (event.before, event.after, event.change) = (snapshots.before, snapshots.after, snapshots.change);
-    let mut events = snapshots.earlier;
-    events.push(event);
-    Ok(events)
+    if let Some(blob) = snapshots {
+        let snapshots: Snapshots = serde_json::from_slice(&inflate(&blob)?).map_err(DomainError::unexpected)?;
+        (event.before, event.after, event.change) = (snapshots.before, snapshots.after, snapshots.change);
+    }
+    Ok(vec![event])
 }
 
 /// The appends of one change's `events`, each on the condition that its item is new.
@@ -312,18 +306,16 @@ mod tests {
     }
 
     #[test]
-    fn audit_events_read_back_whole_and_their_snapshots_travel_packed() {
+    fn audit_events_read_back_whole_and_travel_packed() {
         let e = event();
         let item = audit_item(&e).unwrap();
-        assert!(SNAPSHOT_FIELDS.iter().all(|f| !item.contains_key(*f)), "snapshots are not plain attributes");
-        assert!(matches!(item.get(AUDIT_SNAPSHOTS), Some(AttributeValue::B(_))));
-        let plain = serde_json::to_vec(&Snapshots {
-            before: None,
-            after: e.after.clone(),
-            change: e.change.clone(),
-            earlier: Vec::new(),
-        });
-        assert!(stored_bytes(&item) < 1024 && plain.unwrap().len() > 2048, "a 2 KB+ snapshot fits one write unit");
+        let clear: Vec<&str> = item.keys().map(String::as_str).filter(|k| *k != AUDIT_EVENTS).collect();
+        for k in clear {
+            assert!([PK, SK, GSI1PK, GSI1SK, "action", "entity_type"].contains(&k), "{k} in the clear");
+        }
+        assert!(matches!(item.get(AUDIT_EVENTS), Some(AttributeValue::B(_))));
+        let plain = serde_json::to_vec(&e).unwrap();
+        assert!(stored_bytes(&item) < 1024 && plain.len() > 2048, "a 2 KB+ event fits one write unit");
         assert_eq!(audit_events_from_item(item).unwrap(), vec![e]);
     }
 
@@ -362,9 +354,24 @@ mod tests {
     }
 
     #[test]
-    fn audit_events_stored_with_plain_snapshots_still_read() {
+    fn audit_events_stored_in_the_earlier_formats_still_read() {
+        use std::io::Write as _;
         let e = event();
+        // Every field in the clear
         let plain = to_item(&e, &[(PK, "p".into()), (SK, "v1".into())]).unwrap();
-        assert_eq!(audit_events_from_item(plain).unwrap(), vec![e]);
+        assert_eq!(audit_events_from_item(plain).unwrap(), vec![e.clone()]);
+        // Only the snapshots deflated
+        let mut item = to_item(&e, &[(PK, "p".into()), (SK, "v1".into())]).unwrap();
+        for field in ["before", "after", "change"] {
+            item.remove(field);
+        }
+        let snapshots = serde_json::json!({"before": e.before, "after": e.after, "change": e.change});
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflate.write_all(&serde_json::to_vec(&snapshots).unwrap()).unwrap();
+        item.insert(
+            AUDIT_SNAPSHOTS.to_owned(),
+            AttributeValue::B(aws_smithy_types::Blob::new(deflate.finish().unwrap())),
+        );
+        assert_eq!(audit_events_from_item(item).unwrap(), vec![e]);
     }
 }
