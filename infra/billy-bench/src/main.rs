@@ -4,7 +4,8 @@
 //! 2. the AWS requests per invoice (counted by an SDK interceptor) and their modelled cost;
 //! 3. the ceiling: the same DynamoDB Local taking one invoice's minimal write set (state + audit
 //!    event in one transaction) from a bare client at the same concurrency;
-//! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates;
+//! 4. API latency, open loop at fixed rates, against bare DynamoDB Local at the same rates (run
+//!    first, on a fresh stack and a tenant of its own);
 //! 5. a 100,000-row CSV export of the ledger (`BENCH_EXPORT_ROWS`): its time and, run in a process
 //!    of its own, its peak resident memory;
 //! 6. usage: 100,000 events reported in batches, then priced at period close
@@ -163,8 +164,39 @@ fn per(n: u64, invoices: u64) -> f64 {
     round2(n as f64 / invoices.max(1) as f64 * 100.0) / 100.0
 }
 
-/// Writes `total` invoices' minimal write sets (the invoice and one audit event, each with a
-/// 600-byte body, created conditionally) from a bare client, `per_transaction` sets to a
+/// A transaction of `sets` invoices' minimal write sets: the invoice and one audit event, each
+/// with a 600-byte body, created conditionally.
+fn minimal_write_set(
+    ddb: &aws_sdk_dynamodb::Client,
+    tables: &billy_aws::Tables,
+    sets: u64,
+) -> aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder {
+    let put = |table: &str, pk: &str, sk: &str| {
+        let mut item = std::collections::HashMap::new();
+        item.insert("PK".to_owned(), AttributeValue::S(pk.to_owned()));
+        item.insert("SK".to_owned(), AttributeValue::S(sk.to_owned()));
+        item.insert("body".to_owned(), AttributeValue::S("x".repeat(600)));
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().put(put).build()
+    };
+    let mut request = ddb.transact_write_items();
+    for _ in 0..sets {
+        let key = format!("bench#{}", uuid::Uuid::new_v4().simple());
+        request = request.transact_items(put(&tables.main, &key, "#")).transact_items(put(
+            &tables.audit,
+            &key,
+            "v000000000001",
+        ));
+    }
+    request
+}
+
+/// Writes `total` invoices' minimal write sets from a bare client, `per_transaction` sets to a
 /// transaction, `concurrency` transactions in flight. Returns sets per second.
 async fn minimal_write_sets(
     ddb: &aws_sdk_dynamodb::Client,
@@ -175,39 +207,8 @@ async fn minimal_write_sets(
 ) -> f64 {
     let start = Instant::now();
     stream::iter(0..total.div_ceil(per_transaction))
-        .for_each_concurrent(concurrency, |_| {
-            let (main, audit) = (tables.main.clone(), tables.audit.clone());
-            async move {
-                let item = |pk: &str, sk: &str| {
-                    let mut m = std::collections::HashMap::new();
-                    m.insert("PK".to_owned(), AttributeValue::S(pk.to_owned()));
-                    m.insert("SK".to_owned(), AttributeValue::S(sk.to_owned()));
-                    m.insert("body".to_owned(), AttributeValue::S("x".repeat(600)));
-                    m
-                };
-                let put = |table: &str, pk: &str, sk: &str| {
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(table)
-                                .set_item(Some(item(pk, sk)))
-                                .condition_expression("attribute_not_exists(PK)")
-                                .build()
-                                .unwrap(),
-                        )
-                        .build()
-                };
-                let mut request = ddb.transact_write_items();
-                for _ in 0..per_transaction {
-                    let key = format!("bench#{}", uuid::Uuid::new_v4().simple());
-                    request = request.transact_items(put(&main, &key, "#")).transact_items(put(
-                        &audit,
-                        &key,
-                        "v000000000001",
-                    ));
-                }
-                request.send().await.expect("ceiling transaction");
-            }
+        .for_each_concurrent(concurrency, |_| async move {
+            minimal_write_set(ddb, tables, per_transaction).send().await.expect("ceiling transaction");
         })
         .await;
     total as f64 / start.elapsed().as_secs_f64()
@@ -266,9 +267,102 @@ async fn main() {
         }
     }
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-
-    // --- setup (not measured) ---------------------------------------------------------------
     let admin = Client { base: stack.url.clone(), http: http.clone(), key: stack.admin_token.clone() };
+
+    // --- API latency, open loop, and bare DynamoDB Local at the same rates ---------------------
+    // First, on a fresh stack and a tenant of its own: measured after the billing run, the stream
+    // consumers still draining it and the emulator grown by it made the ratios noise.
+    let latency_tenant = admin.post("/tenants", json!({"name": "Bench latency"})).await;
+    let latency_api = Arc::new(Client {
+        base: stack.url.clone(),
+        http: http.clone(),
+        key: latency_tenant["api_keys"]["test"].as_str().unwrap().to_owned(),
+    });
+    let cus = id(&latency_api.post("/customers", json!({"name": "Latency"})).await);
+    let created = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let post_lat = {
+        let (api, created) = (Arc::clone(&latency_api), Arc::clone(&created));
+        open_loop(post_rate, api_secs, move |_| {
+            let (api, created, cus) = (Arc::clone(&api), Arc::clone(&created), cus.clone());
+            async move {
+                let body = json!({"customer": cus, "currency": "usd", "items": [{"description": "Seat", "quantity": 2, "unit_amount": 1999}]});
+                let (status, v) = api.call(reqwest::Method::POST, "/invoices", Some(&body)).await;
+                if let Some(id) = v["id"].as_str() {
+                    created.lock().await.push(id.to_owned());
+                }
+                status == 201
+            }
+        })
+        .await
+    };
+    let ids = Arc::new(created.lock().await.clone());
+    let get_lat = {
+        let (api, ids) = (Arc::clone(&latency_api), Arc::clone(&ids));
+        open_loop(get_rate, api_secs, move |i| {
+            let (api, ids) = (Arc::clone(&api), Arc::clone(&ids));
+            async move {
+                !ids.is_empty()
+                    && api.call(reqwest::Method::GET, &format!("/invoices/{}", ids[i % ids.len()]), None).await.0 == 200
+            }
+        })
+        .await
+    };
+    let bare_put = {
+        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
+        open_loop(post_rate, api_secs, move |i| {
+            let (ddb, table) = (ddb.clone(), table.clone());
+            async move {
+                ddb.put_item()
+                    .table_name(table)
+                    .item("PK", AttributeValue::S(format!("lat#{i}")))
+                    .item("SK", AttributeValue::S("#".into()))
+                    .item("body", AttributeValue::S("x".repeat(600)))
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    };
+    // What a write needs at least: a consistent read (the key, the customer) and a transaction of
+    // the entity and its audit event, from a bare client at the same rate.
+    let bare_transaction = {
+        let (ddb, tables) = (bare.dynamodb.clone(), tables.clone());
+        open_loop(post_rate, api_secs, move |i| {
+            let (ddb, tables) = (ddb.clone(), tables.clone());
+            async move {
+                let read = ddb
+                    .get_item()
+                    .table_name(&tables.main)
+                    .key("PK", AttributeValue::S(format!("lat#{i}")))
+                    .key("SK", AttributeValue::S("#".into()))
+                    .consistent_read(true)
+                    .send()
+                    .await;
+                read.is_ok() && minimal_write_set(&ddb, &tables, 1).send().await.is_ok()
+            }
+        })
+        .await
+    };
+    let bare_get = {
+        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
+        let puts = (post_rate * api_secs) as usize;
+        open_loop(get_rate, api_secs, move |i| {
+            let (ddb, table) = (ddb.clone(), table.clone());
+            async move {
+                ddb.get_item()
+                    .table_name(table)
+                    .key("PK", AttributeValue::S(format!("lat#{}", i % puts)))
+                    .key("SK", AttributeValue::S("#".into()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    };
+    // --- setup (not measured) ---------------------------------------------------------------
     let tenant = admin.post("/tenants", json!({"name": "Bench"})).await;
     let api = Client {
         base: stack.url.clone(),
@@ -377,72 +471,6 @@ async fn main() {
     // and the same sets packed 25 to a transaction, as Billy packs its own changes
     let ceiling_packed = minimal_write_sets(&bare.dynamodb, &tables, ceiling_n, 25, concurrency).await;
 
-    // --- 4. API latency, open loop, and bare DynamoDB Local at the same rates -----------------
-    let api = Arc::new(api);
-    let cus = id(&customer);
-    let created = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let post_lat = {
-        let (api, created) = (Arc::clone(&api), Arc::clone(&created));
-        open_loop(post_rate, api_secs, move |_| {
-            let (api, created, cus) = (Arc::clone(&api), Arc::clone(&created), cus.clone());
-            async move {
-                let body = json!({"customer": cus, "currency": "usd", "items": [{"description": "Seat", "quantity": 2, "unit_amount": 1999}]});
-                let (status, v) = api.call(reqwest::Method::POST, "/invoices", Some(&body)).await;
-                if let Some(id) = v["id"].as_str() {
-                    created.lock().await.push(id.to_owned());
-                }
-                status == 201
-            }
-        })
-        .await
-    };
-    let ids = Arc::new(created.lock().await.clone());
-    let get_lat = {
-        let (api, ids) = (Arc::clone(&api), Arc::clone(&ids));
-        open_loop(get_rate, api_secs, move |i| {
-            let (api, ids) = (Arc::clone(&api), Arc::clone(&ids));
-            async move {
-                !ids.is_empty()
-                    && api.call(reqwest::Method::GET, &format!("/invoices/{}", ids[i % ids.len()]), None).await.0 == 200
-            }
-        })
-        .await
-    };
-    let bare_put = {
-        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
-        open_loop(post_rate, api_secs, move |i| {
-            let (ddb, table) = (ddb.clone(), table.clone());
-            async move {
-                ddb.put_item()
-                    .table_name(table)
-                    .item("PK", AttributeValue::S(format!("lat#{i}")))
-                    .item("SK", AttributeValue::S("#".into()))
-                    .item("body", AttributeValue::S("x".repeat(600)))
-                    .send()
-                    .await
-                    .is_ok()
-            }
-        })
-        .await
-    };
-    let bare_get = {
-        let (ddb, table) = (bare.dynamodb.clone(), tables.main.clone());
-        let puts = (post_rate * api_secs) as usize;
-        open_loop(get_rate, api_secs, move |i| {
-            let (ddb, table) = (ddb.clone(), table.clone());
-            async move {
-                ddb.get_item()
-                    .table_name(table)
-                    .key("PK", AttributeValue::S(format!("lat#{}", i % puts)))
-                    .key("SK", AttributeValue::S("#".into()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .is_ok()
-            }
-        })
-        .await
-    };
     let p99_of = |l: &(Vec<f64>, usize)| percentile(&l.0, 99.0);
     eprintln!("[bench] the dashboard's overview of {n} invoices");
     let overview = dashboard::overview(&api, n, 1000, env("BENCH_OVERVIEW_LOADS", 30)).await;
@@ -474,7 +502,9 @@ async fn main() {
         "api": {
             "post_invoices": summary(&post_lat), "get_invoice": summary(&get_lat),
             "bare_put_item": summary(&bare_put), "bare_get_item": summary(&bare_get),
+            "bare_read_and_transaction": summary(&bare_transaction),
             "post_p99_ratio": round2(p99_of(&post_lat) / p99_of(&bare_put)), "get_p99_ratio": round2(p99_of(&get_lat) / p99_of(&bare_get)),
+            "post_p99_ratio_to_bare_read_and_transaction": round2(p99_of(&post_lat) / p99_of(&bare_transaction)),
             "post_rate": post_rate, "get_rate": get_rate, "seconds": api_secs,
         },
     });
