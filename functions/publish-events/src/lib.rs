@@ -47,6 +47,15 @@ pub fn announcement(audit: &AuditEvent) -> Option<DomainEvent> {
     Some(DomainEvent { id: audit.id.clone(), kind, scope: audit.scope.clone(), occurred_at: audit.at, data })
 }
 
+/// The announcements of the events one audit item holds, oldest first. Most of the journal is
+/// never announced: an item none of whose actions is gets skipped before it is inflated.
+pub fn announced(item: HashMap<String, AttributeValue>) -> billy_core::DomainResult<Vec<DomainEvent>> {
+    if audit_actions(&item).into_iter().all(|action| EventType::from_action(action).is_none()) {
+        return Ok(Vec::new());
+    }
+    Ok(audit_events_from_item(item)?.iter().filter_map(announcement).collect())
+}
+
 fn first_bill_due(audit: &AuditEvent) -> bool {
     let sub =
         audit.after.clone().and_then(|a| serde_json::from_value::<billy_core::subscription::Subscription>(a).ok());
@@ -146,12 +155,8 @@ impl StreamFunction for App {
                 tracing::warn!(sequence = ?sequence, ?attributes, "not an audit event; skipped");
                 continue;
             }
-            // Most of the journal is never announced: skip it before inflating its snapshots.
-            if audit_actions(&item).into_iter().all(|action| EventType::from_action(action).is_none()) {
-                continue;
-            }
-            match audit_events_from_item(item) {
-                Ok(events) => pending.extend(events.iter().filter_map(announcement).map(|e| (sequence.clone(), e))),
+            match announced(item) {
+                Ok(events) => pending.extend(events.into_iter().map(|e| (sequence.clone(), e))),
                 Err(e) => {
                     // (Attribute names only: an audit event's values are never logged.)
                     tracing::error!(error = %e, sequence = ?sequence, ?attributes, "unreadable audit event; the stream retries it");
@@ -281,6 +286,53 @@ mod tests {
             livemode: false,
             version: 1,
         }
+    }
+
+    /// One journal item of an invoice's consecutive versions, with these actions.
+    fn journal_item(actions: &[&'static str]) -> HashMap<String, AttributeValue> {
+        let ctx = billy_core::audit::Context::new(
+            scope("j"),
+            billy_core::audit::Actor::System { function: "generate-invoice".into() },
+            None,
+        );
+        let ids = billy_core::ids::RandomIds::new(billy_core::clock::SystemClock);
+        let invoice = Id::derived(IdKind::Invoice, Utc::now(), "j");
+        let events: Vec<AuditEvent> = (1..)
+            .zip(actions)
+            .map(|(version, action)| {
+                ctx.record(
+                    &ids,
+                    Utc::now(),
+                    billy_core::audit::Change::<serde_json::Value> {
+                        entity: &invoice,
+                        entity_type: "invoice",
+                        account: None,
+                        action,
+                        version,
+                        reason: None,
+                        before: None,
+                        after: None,
+                        change: None,
+                    },
+                )
+            })
+            .collect();
+        let mut items = billy_aws::dynamo::audit_items(&events).unwrap();
+        assert_eq!(items.len(), 1);
+        items.remove(0)
+    }
+
+    #[test]
+    fn an_item_is_announced_for_each_announced_event_it_holds_even_when_its_last_is_not() {
+        // An invoice created and put into its month's settlement in one step: only the creation
+        // is announced, though the item is keyed (and its action named) by the settlement.
+        let kinds = |item| announced(item).unwrap().into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(journal_item(&["invoice.created", "invoice.in_settlement"])), [EventType::InvoiceCreated]);
+        assert_eq!(
+            kinds(journal_item(&["invoice.created", "invoice.finalized"])),
+            [EventType::InvoiceCreated, EventType::InvoiceFinalized]
+        );
+        assert!(kinds(journal_item(&["invoice.in_settlement"])).is_empty());
     }
 
     #[tokio::test]

@@ -119,12 +119,33 @@ struct Snapshots {
 /// together: a writer of any of them also writes the entity at its version, on a condition only
 /// one writer can meet.
 pub fn audit_items(events: &[AuditEvent]) -> DomainResult<Vec<Item>> {
+    audit_items_within(events, MAX_PACKED_BYTES)
+}
+
+/// The most a run's deflated events may take in one item; a larger run (an invoice of hundreds of
+/// long lines, whose copies deflate cannot share beyond its 32 KB window) is stored one event per
+/// item instead, well within DynamoDB's 400 KB per item.
+const MAX_PACKED_BYTES: usize = 256 * 1024;
+
+fn audit_items_within(events: &[AuditEvent], max_packed: usize) -> DomainResult<Vec<Item>> {
     let mut items = Vec::new();
     let mut start = 0;
     for end in 1..=events.len() {
         let continues = events.get(end).is_some_and(|next| events.get(end - 1).is_some_and(|prev| follows(prev, next)));
         if !continues {
-            items.push(packed_item(&events[start..end])?);
+            let run = &events[start..end];
+            let packed = packed_item(run)?;
+            let size = match packed.get(AUDIT_EVENTS) {
+                Some(AttributeValue::B(blob)) => blob.as_ref().len(),
+                _ => 0,
+            };
+            if run.len() > 1 && size > max_packed {
+                for event in run {
+                    items.push(audit_item(event)?);
+                }
+            } else {
+                items.push(packed);
+            }
             start = end;
         }
     }
@@ -346,6 +367,12 @@ mod tests {
         assert!(stored_bytes(&items[0]) < 1024, "both events still fit one write unit");
         let read: Vec<AuditEvent> = items.into_iter().flat_map(|item| audit_events_from_item(item).unwrap()).collect();
         assert_eq!(read, [created.clone(), finalized.clone(), other, note]);
+
+        // A run too large for one item is stored one event per item, and reads the same.
+        let alone = audit_items_within(&[created.clone(), finalized.clone()], 100).unwrap();
+        assert_eq!(alone.len(), 2);
+        let read: Vec<AuditEvent> = alone.into_iter().flat_map(|item| audit_events_from_item(item).unwrap()).collect();
+        assert_eq!(read, [created.clone(), finalized.clone()]);
 
         // A version skipped, or a version of the same entity in another change, is its own item.
         assert_eq!(audit_items(&[created.clone(), paid]).unwrap().len(), 2);

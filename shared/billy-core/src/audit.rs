@@ -33,7 +33,8 @@ pub struct AuditEvent {
     /// What happened, e.g. `customer.created`, `invoice.paid`.
     pub action: String,
     /// The entity's version after the change: one event per version, so two writers of the same
-    /// version cannot both append.
+    /// version cannot both append (the journal may store consecutive versions one change records
+    /// in one item; the entity's own conditional write in that change guards them).
     pub version: u64,
     pub at: DateTime<Utc>,
     pub actor: Actor,
