@@ -170,18 +170,22 @@ pub fn audit_item(event: &AuditEvent) -> DomainResult<Item> {
 fn packed_item(run: &[AuditEvent]) -> DomainResult<Item> {
     use std::io::Write as _;
     let (last, earlier) = run.split_last().ok_or_else(|| DomainError::unexpected("an audit item of no event"))?;
-    let account = last.account.as_ref().unwrap_or(&last.entity);
     let mut item: Item = [
         (PK, entity_pk(&last.scope, &last.entity)),
         (SK, audit_sk(last)),
-        (GSI1PK, entity_pk(&last.scope, account)),
-        (GSI1SK, format!("{}#{}", last.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), last.id)),
         ("action", last.action.clone()),
         ("entity_type", last.entity_type.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
     .collect();
+    // Only a customer account's events enter its history index: the others' history is their
+    // entity's own partition, which the table already serves.
+    if let Some(account) = &last.account {
+        let at = last.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        item.insert(GSI1PK.to_owned(), s(entity_pk(&last.scope, account)));
+        item.insert(GSI1SK.to_owned(), s(format!("{at}#{}", last.id)));
+    }
     if !earlier.is_empty() {
         let actions = earlier.iter().map(|e| AttributeValue::S(e.action.clone())).collect();
         item.insert(AUDIT_EARLIER_ACTIONS.to_owned(), AttributeValue::L(actions));
@@ -335,6 +339,11 @@ mod tests {
             assert!([PK, SK, GSI1PK, GSI1SK, "action", "entity_type"].contains(&k), "{k} in the clear");
         }
         assert!(matches!(item.get(AUDIT_EVENTS), Some(AttributeValue::B(_))));
+        assert!(!item.contains_key(GSI1PK), "an event of no customer account has no account-index entry");
+        let mut owned = e.clone();
+        owned.account = Some(Id::from_trusted("cus_1".into()));
+        let indexed = audit_item(&owned).unwrap();
+        assert_eq!(indexed.get(GSI1PK), Some(&s(format!("{}#cus_1", e.scope.key()))));
         let plain = serde_json::to_vec(&e).unwrap();
         assert!(stored_bytes(&item) < 1024 && plain.len() > 2048, "a 2 KB+ event fits one write unit");
         assert_eq!(audit_events_from_item(item).unwrap(), vec![e]);
