@@ -6,8 +6,10 @@
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use aws_sdk_dynamodb::types::AttributeValue;
 use billy_aws::AwsClients;
 use billy_aws::dynamo::audit_events_from_item;
+use billy_core::DomainResult;
 use billy_core::report::{Tally, tally};
 use billy_core::service::reports::{chunks, record};
 use billy_lambda::StreamFunction;
@@ -31,6 +33,18 @@ impl App {
     }
 }
 
+/// The tallies of the events one audit item holds (several, when it holds consecutive versions of
+/// one entity), oldest first. Most of the journal moves no counter: an item of another entity type
+/// is skipped before it is inflated.
+pub fn tallied(item: HashMap<String, AttributeValue>) -> DomainResult<Vec<Tally>> {
+    let entity_type = item.get("entity_type").and_then(|a| a.as_s().ok());
+    if entity_type.is_some_and(|t| !TALLIED.contains(&t.as_str())) {
+        return Ok(Vec::new());
+    }
+    let tallies = audit_events_from_item(item)?.iter().map(tally).collect::<DomainResult<Vec<_>>>()?;
+    Ok(tallies.into_iter().flatten().collect())
+}
+
 #[async_trait]
 impl StreamFunction for App {
     async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
@@ -44,24 +58,16 @@ impl StreamFunction for App {
                 continue;
             }
             let sequence = record.change.sequence_number.clone();
-            let item: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = record.change.new_image.into();
+            let item: HashMap<String, AttributeValue> = record.change.new_image.into();
             if !item.contains_key("action") {
                 // Nothing but audit events belongs on this table; a stray item must not hold up
                 // the counting of every event after it.
                 tracing::warn!(sequence = ?sequence, "not an audit event; skipped");
                 continue;
             }
-            // Most of the journal moves no counter: skip it before inflating its snapshots.
-            let entity_type = item.get("entity_type").and_then(|a| a.as_s().ok());
-            if entity_type.is_some_and(|t| !TALLIED.contains(&t.as_str())) {
-                continue;
-            }
-            // (An item may hold several events of one entity: each is tallied.)
-            let counted = audit_events_from_item(item)
-                .and_then(|events| events.iter().map(tally).collect::<billy_core::DomainResult<Vec<_>>>());
-            match counted {
+            match tallied(item) {
                 Ok(counted) => {
-                    for t in counted.into_iter().flatten() {
+                    for t in counted {
                         tallies.push(t);
                         sequences.push(sequence.clone());
                     }
@@ -82,5 +88,58 @@ impl StreamFunction for App {
             done += chunk.len();
         }
         Ok(unreadable.map_or_else(DynamoDbEventResponse::default, resume_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use billy_core::audit::{Actor, Context};
+    use billy_core::ids::{IdGenerator, IdKind, RandomIds};
+    use billy_core::invoice::{Invoice, InvoiceAction, InvoiceItem};
+    use billy_core::journal::{InvoiceChange, transition};
+    use billy_core::report::Guard;
+    use billy_core::tenant::{Mode, Scope};
+
+    #[test]
+    fn an_invoice_created_and_finalized_in_one_item_is_tallied_as_both_events() {
+        let ids = RandomIds::new(billy_core::clock::SystemClock);
+        let ctx = Context::new(
+            Scope::new(ids.next(IdKind::Tenant), Mode::Test),
+            Actor::System { function: "generate-invoice".into() },
+            None,
+        );
+        let at = chrono::Utc::now();
+        let usd = billy_core::money::Currency::parse("usd", "currency").unwrap();
+        let draft = Invoice::draft(
+            ids.next(IdKind::Invoice),
+            ids.next(IdKind::Customer),
+            None,
+            billy_core::plan::Direction::Debit,
+            usd,
+            None,
+            at,
+            false,
+        );
+        let mut inv = draft.with_items(vec![InvoiceItem::new("Seat", 1, 1000).unwrap()]).unwrap();
+        inv.version = 1;
+        let mut created = ctx.snapshot(&ids, at, "invoice.created", &inv);
+        created.change = serde_json::to_value(InvoiceChange::Created { invoice: Box::new(inv.clone()) }).ok();
+        let change = transition(&mut inv, InvoiceAction::Finalize, at).unwrap();
+        let mut finalized = ctx.snapshot(&ids, at, "invoice.finalized", &inv);
+        finalized.change = serde_json::to_value(change).ok();
+        let items = billy_aws::dynamo::audit_items(&[created.clone(), finalized.clone()]).unwrap();
+        assert_eq!(items.len(), 1);
+
+        let tallies = tallied(items.into_iter().next().unwrap()).unwrap();
+        // Each event is counted under its own version, as when they were two items
+        let guards: Vec<&Guard> = tallies.iter().map(|t| &t.guard).collect();
+        let version = |version| Guard::Version { entity: inv.id.clone(), version };
+        assert_eq!(guards, [&version(1), &version(2)]);
+        let events: Vec<_> = tallies.iter().map(|t| t.event.clone()).collect();
+        assert_eq!(events, [created.id.clone(), finalized.id.clone()]);
+        let one_by_one: Vec<Tally> = [created, finalized].iter().filter_map(|e| tally(e).unwrap()).collect();
+        assert_eq!(tallies, one_by_one);
     }
 }
