@@ -205,6 +205,17 @@ pub struct EventWatch {
 
 impl EventWatch {
     pub async fn start(aws: &AwsClients, bus: &str, detail_type: &str) -> Result<Self, String> {
+        Self::start_matching(aws, bus, detail_type, None).await
+    }
+
+    /// A watch on the events of `detail_type` whose `detail` also matches `detail` (an EventBridge
+    /// pattern), e.g. a sample of them by the suffix of an id.
+    pub async fn start_matching(
+        aws: &AwsClients,
+        bus: &str,
+        detail_type: &str,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Self, String> {
         let err = |e: &dyn std::fmt::Debug| format!("{e:?}");
         let name = format!("{}-watch", unique_prefix());
         let queue_url = aws
@@ -228,7 +239,10 @@ impl EventWatch {
             .attributes
             .and_then(|mut a| a.remove(&arn_attribute))
             .ok_or("no queue arn")?;
-        let pattern = serde_json::json!({"source": [billy_aws::events::SOURCE], "detail-type": [detail_type]});
+        let mut pattern = serde_json::json!({"source": [billy_aws::events::SOURCE], "detail-type": [detail_type]});
+        if let Some(detail) = detail {
+            pattern["detail"] = detail;
+        }
         aws.eventbridge
             .put_rule()
             .name(&name)
@@ -252,24 +266,34 @@ impl EventWatch {
     /// The `detail` of the next events (waiting up to a second for some). They are not deleted but
     /// hidden for an hour, so each is seen once.
     pub async fn receive(&self, aws: &AwsClients) -> Vec<serde_json::Value> {
-        let Ok(out) = aws
+        self.receive_within(aws, std::time::Duration::from_secs(1)).await
+    }
+
+    /// As `receive`, waiting up to `wait` (under a second: one look, then the rest of `wait` if
+    /// there was nothing).
+    pub async fn receive_within(&self, aws: &AwsClients, wait: std::time::Duration) -> Vec<serde_json::Value> {
+        let seconds = i32::try_from(wait.as_secs().min(20)).unwrap_or(20);
+        let out = aws
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(1)
+            .wait_time_seconds(seconds)
             .visibility_timeout(3600)
             .send()
-            .await
-        else {
-            return Vec::new();
-        };
-        out.messages
+            .await;
+        let details: Vec<serde_json::Value> = out
+            .ok()
+            .and_then(|out| out.messages)
             .unwrap_or_default()
             .iter()
             .filter_map(|m| serde_json::from_str::<serde_json::Value>(m.body.as_deref()?).ok())
             .map(|mut envelope| envelope["detail"].take())
-            .collect()
+            .collect();
+        if details.is_empty() && seconds == 0 {
+            tokio::time::sleep(wait).await;
+        }
+        details
     }
 
     pub async fn remove(&self, aws: &AwsClients) {
