@@ -471,17 +471,27 @@ async fn main() {
     }
     let wall = run.elapsed().as_secs_f64();
     let cpu_used = cpu::between(&cpu_before, &cpu::sample());
-    // (the sample's last few may still be on their way)
-    for detail in watch.receive_within(&bare, Duration::from_secs(1)).await {
-        if let Some(invoice) = detail["data"]["object"]["id"].as_str()
-            && seen.insert(invoice.to_owned())
-        {
-            paid_at.push(run.elapsed().as_secs_f64().min(wall));
+    // The sample's last events may still be on their way (they were paid by `wall`): taken until
+    // a second passes without one, for at most half a minute.
+    let draining = Instant::now();
+    while draining.elapsed() < Duration::from_secs(30) {
+        let details = watch.receive_within(&bare, Duration::from_secs(1)).await;
+        if details.is_empty() {
+            break;
+        }
+        for detail in details {
+            if let Some(invoice) = detail["data"]["object"]["id"].as_str()
+                && seen.insert(invoice.to_owned())
+            {
+                paid_at.push(wall);
+            }
         }
     }
     watch.remove(&bare).await;
     paid_at.sort_by(f64::total_cmp);
-    let (p50, p99) = (percentile(&paid_at, 50.0), percentile(&paid_at, 99.0));
+    // (none when the sample is empty, as it may be for a small N)
+    let sampled = |p: f64| (!paid_at.is_empty()).then(|| round2(percentile(&paid_at, p)));
+    let (p50, p99) = (sampled(50.0), sampled(99.0));
     let measured: Meter = meter.snapshot();
     let calls: BTreeMap<String, u64> = stack.calls().snapshot();
     let invoices = count(&bare.dynamodb, &tables.main, "GSI1", &format!("{scope}#invoice")).await;
@@ -522,7 +532,7 @@ async fn main() {
     let report = json!({
         "n": n,
         "billing_run": {
-            "wall_s": round2(wall), "invoices_per_s": round2(rate), "due_to_paid_p50_s": round2(p50), "due_to_paid_p99_s": round2(p99),
+            "wall_s": round2(wall), "invoices_per_s": round2(rate), "due_to_paid_p50_s": p50, "due_to_paid_p99_s": p99,
             "due_to_paid_sample": paid_at.len(),
             "cpu_cores_used": cpu_used,
             "ratio_to_ceiling": round2(rate / ceiling), "ratio_to_packed_ceiling": round2(rate / ceiling_packed),

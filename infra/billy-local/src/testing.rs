@@ -269,8 +269,8 @@ impl EventWatch {
         self.receive_within(aws, std::time::Duration::from_secs(1)).await
     }
 
-    /// As `receive`, waiting up to `wait` (under a second: one look, then the rest of `wait` if
-    /// there was nothing).
+    /// As `receive`, waiting up to `wait` in whole seconds; under a second, one look and then a
+    /// pause of `wait` if there was nothing.
     pub async fn receive_within(&self, aws: &AwsClients, wait: std::time::Duration) -> Vec<serde_json::Value> {
         let seconds = i32::try_from(wait.as_secs().min(20)).unwrap_or(20);
         let out = aws
