@@ -18,22 +18,22 @@ const OVERVIEW: [&str; 5] = [
 ];
 
 /// How many of a scope's invoices the dashboard's counters show paid in `currency`: what the billing
-/// run watches, read straight from the counters' table (one small consistent read, not metered as
-/// Billy's, through a client of the bench's own).
-pub async fn paid_count(ddb: &aws_sdk_dynamodb::Client, table: &str, scope: &str, currency: &str) -> u64 {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let currency = billy_core::money::Currency::parse(currency, "currency").expect("a currency");
-    let bucket = billy_core::report::Bucket::Status { status: billy_core::invoice::InvoiceStatus::Paid, currency };
-    let found = ddb
-        .get_item()
-        .table_name(table)
-        .key("PK", AttributeValue::S(billy_aws::reports::report_pk(scope)))
-        .key("SK", AttributeValue::S(bucket.key()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("the counters read");
-    found.item.and_then(|i| i.get("count").and_then(|c| c.as_n().ok()).and_then(|c| c.parse().ok())).unwrap_or(0)
+/// run watches, read through the counters' own repository on a client of the bench's own (not
+/// metered as Billy's).
+pub async fn paid_count(
+    reports: &billy_aws::reports::DynamoReports,
+    scope: &billy_core::tenant::Scope,
+    currency: billy_core::money::Currency,
+) -> u64 {
+    use billy_core::ports::ReportRepository as _;
+    use billy_core::report::{Bucket, Counter};
+    let paid = Bucket::Status { status: billy_core::invoice::InvoiceStatus::Paid, currency };
+    let key = paid.key();
+    let (_, within) = key.split_once('#').expect("a bucket key starts with its kind");
+    let found = reports.buckets(scope, Bucket::STATUS, within, within).await.expect("the counters read");
+    let count =
+        found.into_iter().find(|(bucket, _)| *bucket == paid).and_then(|(_, c)| c.get(&Counter::Count).copied());
+    count.map_or(0, |c| u64::try_from(c).unwrap_or(0))
 }
 
 /// The overview's figures: each invoice counted once, the data time of `loads` overview loads,

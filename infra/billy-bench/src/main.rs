@@ -433,7 +433,10 @@ async fn main() {
     // sample, one invoice in sixteen (its id ends in 0 or g), watched through Billy's own
     // `invoice.paid` events by a rule on its bus to a bench queue: watching every invoice that way
     // cost the emulator about 3 ms of CPU per invoice, on the same two cores as the run.
-    let report_table = stack.provisioned.tables.get("ReportTable").expect("the template declares ReportTable").clone();
+    let report_table = stack.provisioned.tables.get("ReportTable").expect("the template declares ReportTable");
+    let reports = billy_aws::reports::DynamoReports::new(bare.dynamodb.clone(), report_table);
+    let bench_scope = billy_core::tenant::Scope::parse_key(&scope).expect("the bench tenant's scope");
+    let usd = billy_core::money::Currency::parse("usd", "currency").expect("a currency");
     let bus = stack.event_bus("BillyEventBus").expect("the template declares BillyEventBus").to_owned();
     let sample = json!({"data": {"object": {"id": [{"suffix": "0"}, {"suffix": "g"}]}}});
     let watch =
@@ -465,7 +468,7 @@ async fn main() {
         }
         if read_at.elapsed() >= Duration::from_millis(200) {
             read_at = Instant::now();
-            counted = dashboard::paid_count(&bare.dynamodb, &report_table, &scope, "usd").await;
+            counted = dashboard::paid_count(&reports, &bench_scope, usd).await;
             assert!(counted <= n, "the counters show {counted} paid of {n} invoices: counted twice");
         }
     }
