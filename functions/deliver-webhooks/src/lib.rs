@@ -17,7 +17,7 @@ use billy_core::{DomainError, DomainResult};
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{DeadLetters, Decoding, for_batch};
+use billy_lambda::sqs::{ConsumedQueue, Decoding, Queues, for_batch};
 use futures::StreamExt;
 use std::collections::HashMap;
 
@@ -29,8 +29,7 @@ pub struct App {
     deps: Deps,
     sender: HttpWebhookSender,
     schedule: RetrySchedule,
-    queue: String,
-    dead_letters: String,
+    queue: ConsumedQueue,
 }
 
 impl App {
@@ -48,8 +47,7 @@ impl App {
             deps: Deps::new(config, aws)?,
             sender: HttpWebhookSender::from_setting(config.get("WEBHOOK_LOCAL_ENDPOINTS")),
             schedule,
-            queue: config.require("DELIVERY_QUEUE_URL")?.to_owned(),
-            dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
+            queue: ConsumedQueue::from_config(config)?,
         })
     }
 
@@ -84,7 +82,7 @@ impl App {
                 };
                 let messages = service::fan_out(&p, wanted, event).await?;
                 if !messages.is_empty() {
-                    self.deps.queue.send(&self.queue, &messages).await?;
+                    self.deps.queue.send(&self.queue.url, &messages).await?;
                 }
             }
             DeliveryStep::Attempt { scope, delivery, attempt } => {
@@ -103,12 +101,14 @@ impl App {
 #[async_trait]
 impl SqsFunction for App {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
-        let outcome =
-            for_batch(event, Decoding::new(DELIVER_WEBHOOK, &[1]), Some(dead), |steps: Vec<DeliveryStep>| async move {
-                self.run_batch(steps).await
-            })
-            .await;
+        let queues = Queues { publisher: &self.deps.queue, queue: &self.queue };
+        let outcome = for_batch(
+            event,
+            Decoding::new(DELIVER_WEBHOOK, &[1]),
+            Some(queues),
+            |steps: Vec<DeliveryStep>| async move { self.run_batch(steps).await },
+        )
+        .await;
         Ok(outcome.response)
     }
 }

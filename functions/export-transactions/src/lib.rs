@@ -10,22 +10,18 @@ use billy_files::S3Files;
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{DeadLetters, Decoding, for_batch};
+use billy_lambda::sqs::{ConsumedQueue, Decoding, Queues, for_batch};
 
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
     files: S3Files,
-    dead_letters: String,
+    queue: ConsumedQueue,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients, files: S3Files) -> Result<Self, MissingVariable> {
-        Ok(Self {
-            deps: Deps::new(config, aws)?,
-            files,
-            dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
-        })
+        Ok(Self { deps: Deps::new(config, aws)?, files, queue: ConsumedQueue::from_config(config)? })
     }
 }
 
@@ -35,9 +31,9 @@ impl SqsFunction for App {
         let p = self.deps.ports();
         let p = &p;
         let files = &self.files;
-        let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
+        let queues = Queues { publisher: &self.deps.queue, queue: &self.queue };
         let decoding = Decoding::new(RUN_EXPORT, &[1]);
-        let outcome = for_batch(event, decoding, Some(dead), |runs: Vec<RunExport>| async move {
+        let outcome = for_batch(event, decoding, Some(queues), |runs: Vec<RunExport>| async move {
             let mut results = Vec::with_capacity(runs.len());
             // One at a time: each streams its own file.
             for run in &runs {

@@ -9,17 +9,17 @@ use billy_core::billing::{BILL_PERIOD, BillPeriod, MESSAGE_VERSION, generate_inv
 use billy_lambda::SqsFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
-use billy_lambda::sqs::{DeadLetters, Decoding, for_batch};
+use billy_lambda::sqs::{ConsumedQueue, Decoding, Queues, for_batch};
 
 #[derive(Debug)]
 pub struct App {
     deps: Deps,
-    dead_letters: String,
+    queue: ConsumedQueue,
 }
 
 impl App {
     pub fn new(config: &Config, aws: &AwsClients) -> Result<Self, MissingVariable> {
-        Ok(Self { deps: Deps::new(config, aws)?, dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned() })
+        Ok(Self { deps: Deps::new(config, aws)?, queue: ConsumedQueue::from_config(config)? })
     }
 }
 
@@ -28,9 +28,9 @@ impl SqsFunction for App {
     async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let p = self.deps.ports();
         let p = &p;
-        let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
+        let queues = Queues { publisher: &self.deps.queue, queue: &self.queue };
         let decoding = Decoding::new(BILL_PERIOD, &[MESSAGE_VERSION]);
-        let outcome = for_batch(event, decoding, Some(dead), |periods: Vec<BillPeriod>| async move {
+        let outcome = for_batch(event, decoding, Some(queues), |periods: Vec<BillPeriod>| async move {
             generate_invoices(p, &periods).await.into_iter().map(|r| r.map(|_| ())).collect()
         })
         .await;

@@ -151,7 +151,7 @@ struct AccessRecorder {
 }
 
 /// The IAM actions and logical resources a request needs (a transaction needs each item's action
-/// on each item's table; a batch send needs `sqs:SendMessage`; a multipart upload `s3:PutObject`).
+/// on each item's table; a batch send needs `sqs:SendMessage`, a batch visibility change `sqs:ChangeMessageVisibility`; a multipart upload `s3:PutObject`).
 fn accesses(
     service: &str,
     operation: &str,
@@ -229,6 +229,10 @@ fn accesses(
         }
         ("sqs", "SendMessageBatch") => {
             input!(sqs::send_message_batch::SendMessageBatchInput).map(|i| one("sqs:SendMessage", queue(i.queue_url())))
+        }
+        ("sqs", "ChangeMessageVisibilityBatch") => {
+            input!(sqs::change_message_visibility_batch::ChangeMessageVisibilityBatchInput)
+                .map(|i| one("sqs:ChangeMessageVisibility", queue(i.queue_url())))
         }
         ("sqs", "GetQueueAttributes") => input!(sqs::get_queue_attributes::GetQueueAttributesInput)
             .map(|i| one("sqs:GetQueueAttributes", queue(i.queue_url()))),

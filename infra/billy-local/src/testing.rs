@@ -356,6 +356,39 @@ impl Drop for DelayProxy {
     }
 }
 
+/// A DynamoDB interceptor that fails the first request it sees before sending it, as a store call
+/// that timed out would; later requests pass. On one function's clients, it makes that function's
+/// next step fail once for a passing reason.
+#[derive(Debug, Clone, Default)]
+pub struct FailFirstStoreCall {
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FailFirstStoreCall {
+    pub fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for FailFirstStoreCall {
+    fn name(&self) -> &'static str {
+        "FailFirstStoreCall"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        if target.starts_with("DynamoDB_") && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err("injected: the store did not answer in time".into());
+        }
+        Ok(())
+    }
+}
+
 /// A DynamoDB interceptor that lets the first transaction carrying `marker` commit and then fails
 /// its answer, as a function that died right after its commit would: the change is stored, the
 /// caller sees an error. Later transactions pass.

@@ -3,7 +3,7 @@
 
 use crate::dynamo::sdk_error;
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
 use billy_core::ports::{QueueMessage, QueuePublisher};
 use billy_core::{DomainError, DomainResult};
 
@@ -68,6 +68,37 @@ impl SqsPublisher {
             .await
             .map_err(sdk_error)?;
         Ok(())
+    }
+
+    /// Makes received messages visible again on `queue` after their own number of seconds
+    /// (`ChangeMessageVisibilityBatch`, ten a call): `messages` are (receipt handle, seconds).
+    /// Returns how many the service did not change (a receipt handle that expired, say).
+    pub async fn show_again_after(&self, queue: &str, messages: &[(String, i32)]) -> DomainResult<usize> {
+        let mut unchanged = 0;
+        for chunk in messages.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (receipt, seconds))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(*seconds)
+                        .build()
+                        .map_err(DomainError::unexpected)
+                })
+                .collect::<DomainResult<Vec<_>>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(queue)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            unchanged += out.failed.len();
+        }
+        Ok(unchanged)
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::SqsFunction;
 use crate::config::{Config, MissingVariable};
 use crate::deps::Deps;
-use crate::sqs::{DeadLetters, Decoding, for_batch};
+use crate::sqs::{ConsumedQueue, Decoding, Queues, for_batch};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use billy_aws::AwsClients;
@@ -20,17 +20,13 @@ use billy_core::ports::InvoiceRepository;
 #[derive(Debug)]
 pub struct MoneyStep {
     deps: Deps,
-    dead_letters: String,
+    queue: ConsumedQueue,
     direction: Direction,
 }
 
 impl MoneyStep {
     pub fn new(config: &Config, aws: &AwsClients, direction: Direction) -> Result<Self, MissingVariable> {
-        Ok(Self {
-            deps: Deps::new(config, aws)?,
-            dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
-            direction,
-        })
+        Ok(Self { deps: Deps::new(config, aws)?, queue: ConsumedQueue::from_config(config)?, direction })
     }
 
     const fn names(&self) -> (&'static str, &'static str) {
@@ -48,9 +44,9 @@ impl SqsFunction for MoneyStep {
         let p = &p;
         let (kind, function) = self.names();
         let direction = self.direction;
-        let dead = DeadLetters { publisher: &self.deps.queue, queue: &self.dead_letters };
+        let queues = Queues { publisher: &self.deps.queue, queue: &self.queue };
         let decoding = Decoding::new(kind, &[MESSAGE_VERSION]);
-        let outcome = for_batch(event, decoding, Some(dead), |requests: Vec<ChargeRequest>| async move {
+        let outcome = for_batch(event, decoding, Some(queues), |requests: Vec<ChargeRequest>| async move {
             let outcomes = match direction {
                 Direction::Debit => charge_invoices(p, &requests).await,
                 Direction::Payout => pay_out_invoices(p, &requests).await,

@@ -1,9 +1,12 @@
 //! The SQS batch helper every queue consumer uses: decode each message's versioned envelope, hand
 //! the decodable ones to the use case together, and
 //! report exactly the failed ones (partial batch failure), so one bad message never makes a whole
-//! batch redeliver. A message that can never succeed (undecodable, or failing for good, or failing
-//! on its last delivery) is moved to the dead-letter queue at once with its reason.
+//! batch redeliver. A message that failed for a passing reason comes back after a short wait that
+//! grows with each delivery, not after the queue's whole visibility timeout; one that can never
+//! succeed (undecodable, or failing for good, or failing on its last delivery) is moved to the
+//! dead-letter queue at once with its reason.
 
+use crate::config::{Config, MissingVariable};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use billy_aws::sqs::SqsPublisher;
 use billy_core::DomainError;
@@ -15,6 +18,21 @@ use std::future::Future;
 /// `maxReceiveCount` in template.yaml (a test checks they agree).
 pub const MAX_RECEIVES: u32 = 5;
 
+/// The longest wait before a failed message comes back: about the queues' own visibility timeout
+/// (181 s for the billing queues), so no retry waits longer than it did before.
+const LONGEST_RETRY_SECS: i32 = 180;
+
+/// How long a message that failed for a passing reason (a throttled or timed-out store call, a
+/// conflict, a gateway that did not answer) stays hidden after its `receives`-th delivery:
+/// 5 s after the first, 30 s after the second, then 3 minutes. Each wait is shortened by up to a
+/// fifth, by the message's id, so a batch that failed together does not come back together.
+pub fn retry_delay(receives: u32, message_id: &str) -> i32 {
+    let base = 6_i32.saturating_pow(receives.saturating_sub(1)).saturating_mul(5).min(LONGEST_RETRY_SECS);
+    let spread = message_id.bytes().fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let stretch = i32::try_from(spread % u32::try_from(base / 5 + 1).unwrap_or(1)).unwrap_or(0);
+    base - stretch
+}
+
 /// Why one message was not handled.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -24,11 +42,28 @@ pub enum MessageError {
     Failed(String),
 }
 
-/// Where a consumer's hopeless messages go.
+/// The queue a consumer reads (`QUEUE_URL`) and its dead-letter queue (`DEAD_LETTER_QUEUE_URL`).
+#[derive(Debug, Clone)]
+pub struct ConsumedQueue {
+    pub url: String,
+    pub dead_letters: String,
+}
+
+impl ConsumedQueue {
+    pub fn from_config(config: &Config) -> Result<Self, MissingVariable> {
+        Ok(Self {
+            url: config.require("QUEUE_URL")?.to_owned(),
+            dead_letters: config.require("DEAD_LETTER_QUEUE_URL")?.to_owned(),
+        })
+    }
+}
+
+/// Where a consumer's failed messages go: back to its queue after a short wait, or, when hopeless,
+/// to its dead-letter queue.
 #[derive(Debug, Clone, Copy)]
-pub struct DeadLetters<'a> {
+pub struct Queues<'a> {
     pub publisher: &'a SqsPublisher,
-    pub queue: &'a str,
+    pub queue: &'a ConsumedQueue,
 }
 
 /// How to read one consumer's messages: their kind, and the body versions it understands.
@@ -77,11 +112,12 @@ fn receives(record: &SqsMessage) -> u32 {
 
 /// Decodes every message of `event` and hands the decodable ones to `handle` together, which
 /// answers one result per body, in order. Failures that may pass later are reported for
-/// redelivery; hopeless ones are dead-lettered with their reason (when `dead_letters` is given).
+/// redelivery, each after its [`retry_delay`]; hopeless ones are dead-lettered with their reason
+/// (when `queues` is given; without, everything failed returns after the queue's timeout).
 pub async fn for_batch<T, F, Fut>(
     event: SqsEvent,
     decoding: Decoding<T>,
-    dead_letters: Option<DeadLetters<'_>>,
+    queues: Option<Queues<'_>>,
     handle: F,
 ) -> BatchOutcome<T>
 where
@@ -90,6 +126,7 @@ where
     Fut: Future<Output = Vec<Result<(), DomainError>>>,
 {
     let mut failures = Vec::new();
+    let mut retries: Vec<(String, i32)> = Vec::new();
     let mut hopeless: Vec<(SqsMessage, Option<T>, String)> = Vec::new();
     let (mut records, mut bodies) = (Vec::new(), Vec::new());
     for record in event.records {
@@ -113,15 +150,32 @@ where
         if !error.is_retryable() || receives(&record) >= MAX_RECEIVES {
             hopeless.push((record, Some(body), error.to_string()));
         } else {
-            failures
-                .push(failure(record.message_id.clone().unwrap_or_default(), &MessageError::Failed(error.to_string())));
+            let id = record.message_id.clone().unwrap_or_default();
+            if let Some(receipt) = record.receipt_handle.clone() {
+                retries.push((receipt, retry_delay(receives(&record), &id)));
+            }
+            failures.push(failure(id, &MessageError::Failed(error.to_string())));
+        }
+    }
+    if let Some(q) = queues
+        && !retries.is_empty()
+    {
+        // Not shortened: the message still comes back, after the queue's own timeout.
+        match q.publisher.show_again_after(&q.queue.url, &retries).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(unchanged = n, "some failed messages wait out the queue's visibility timeout"),
+            Err(e) => tracing::warn!(error = %e, "failed messages wait out the queue's visibility timeout"),
         }
     }
     let mut dead = Vec::new();
     for (record, body, reason) in hopeless {
         let id = record.message_id.clone().unwrap_or_default();
-        let moved = match dead_letters {
-            Some(dl) => dl.publisher.dead_letter(dl.queue, record.body.as_deref().unwrap_or_default(), &reason).await,
+        let moved = match queues {
+            Some(q) => {
+                q.publisher
+                    .dead_letter(&q.queue.dead_letters, record.body.as_deref().unwrap_or_default(), &reason)
+                    .await
+            }
             None => Err(DomainError::unexpected("no dead-letter queue configured")),
         };
         match moved {
@@ -196,5 +250,17 @@ mod tests {
         assert_eq!(failed, vec!["b", "c", "d", "f", "g"]);
         assert_eq!(*seen.lock().unwrap(), vec![1, 13, 3, 13, 7], "decodable bodies are handled together, in order");
         assert!(outcome.dead.is_empty());
+    }
+
+    #[test]
+    fn a_failed_message_comes_back_after_5_then_30_seconds_then_3_minutes_spread_by_its_id() {
+        let ids: Vec<String> = (0..200).map(|i| format!("{i:08x}-message")).collect();
+        for (receives, (low, high)) in [(1, (4, 5)), (2, (24, 30)), (3, (144, 180)), (4, (144, 180))] {
+            let delays: std::collections::BTreeSet<i32> = ids.iter().map(|id| retry_delay(receives, id)).collect();
+            assert!(delays.iter().all(|d| (low..=high).contains(d)), "after delivery {receives}: {delays:?}");
+            assert!(delays.len() > 1, "a batch's messages do not all come back at once: {delays:?}");
+        }
+        assert_eq!(retry_delay(3, "m"), retry_delay(3, "m"), "the same message, the same wait");
+        assert!(retry_delay(u32::MAX, "m") <= LONGEST_RETRY_SECS);
     }
 }

@@ -13,6 +13,7 @@ mod changes;
 mod dashboard;
 mod gateways;
 mod payouts;
+mod retries;
 mod runtime;
 mod settlements;
 mod usage;

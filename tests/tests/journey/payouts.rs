@@ -18,7 +18,7 @@ impl World {
         pd
     }
 
-    async fn payout_plan(&self, amount: i64, frequency: &str) -> String {
+    pub(super) async fn payout_plan(&self, amount: i64, frequency: &str) -> String {
         let body = json!({"name": "Payroll", "amount": amount, "currency": "usd", "frequency": frequency, "kind": "fixed_payout"});
         let (status, plan) = self.api.post("/plans", &self.key, &body).await;
         assert_eq!(status, StatusCode::CREATED, "{plan}");

@@ -245,6 +245,9 @@ async fn every_function_binary_answers_its_kind_of_event_under_the_lambda_runtim
                 assert!(dead_letters, "{} consumes a queue without a dead-letter queue", def.name);
                 let config = function_config(def, &world.stack.provisioned).unwrap();
                 let dlq = config.get("DEAD_LETTER_QUEUE_URL").unwrap().to_owned();
+                // It is told the queue it consumes, whose failed messages it shows again early.
+                let consumed = world.stack.provisioned.queue_url(queue).unwrap();
+                assert_eq!(config.get("QUEUE_URL"), Some(consumed), "{}: QUEUE_URL is its own queue", def.name);
                 assert_dead_lettered(&world, &dlq, &poison).await;
             }
             Some(EventSource::Schedule { .. } | EventSource::Rule { .. }) => {

@@ -16,22 +16,22 @@ use std::time::{Duration, Instant};
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(super) struct Hit {
     at: Instant,
     signature: String,
     body: String,
 }
 
 /// A tenant's webhook receiver on 127.0.0.1, answering with a status the test sets.
-struct Receiver {
-    url: String,
+pub(super) struct Receiver {
+    pub(super) url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
     status: Arc<AtomicU16>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(status: u16) -> Self {
+    pub(super) async fn start(status: u16) -> Self {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(status));
         let (h, st) = (hits.clone(), status.clone());
@@ -55,12 +55,12 @@ impl Receiver {
         Self { url, hits, status, server }
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(super) fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
 
     /// Waits (bounded) until the receiver has had `n` requests.
-    async fn has(&self, n: usize) -> Vec<Hit> {
+    pub(super) async fn has(&self, n: usize) -> Vec<Hit> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let hits = self.hits();
@@ -86,7 +86,7 @@ async fn stack() -> TestStack {
 }
 
 impl World {
-    async fn endpoint(&self, url: &str, events: &[&str]) -> Value {
+    pub(super) async fn endpoint(&self, url: &str, events: &[&str]) -> Value {
         let (status, e) =
             self.api.post("/webhook_endpoints", &self.key, &json!({"url": url, "enabled_events": events})).await;
         assert_eq!(status, StatusCode::CREATED, "{e}");
@@ -100,7 +100,7 @@ impl World {
     }
 }
 
-fn body(hit: &Hit) -> Value {
+pub(super) fn body(hit: &Hit) -> Value {
     serde_json::from_str(&hit.body).unwrap()
 }
 
