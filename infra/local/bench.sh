@@ -26,6 +26,12 @@ mkdir -p target/bench
 export BENCH_RENDER_SCRIPT="${BENCH_RENDER_SCRIPT-$BILLY_ROOT/tests/browser/render.mjs}"
 export CHROMIUM=/usr/bin/chromium PLAYWRIGHT_CORE_HOME="$BROWSER_HOME"
 RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
+# A DynamoDB Local this run reused (and so leaves running) now holds a big run's stream history in
+# memory; stack.sh will not reuse it for tests or another bench until it is restarted.
+if [ "${BENCH_N:-10000}" -ge 2000 ] && ! grep -qx dynamodb "$STARTED_FILE"; then
+  echo "make bench, ${BENCH_N:-10000} invoices, $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$BILLY_STATE/dynamodb-$DYNAMODB_PORT.benched"
+  log "the reused DynamoDB Local now holds this run's data: 'make stack-stop' before 'make test'"
+fi
 log "billing run and API figures (target/bench/last.json):"
 cat target/bench/last.json
 

@@ -8,6 +8,9 @@
 . "$(dirname "$0")/common.sh"
 
 pidfile() { echo "$BILLY_STATE/$1-$(port_of "$1").pid"; }
+# Left by `make bench` on a DynamoDB Local it reused (bench.sh): a big run's stream history stays in
+# its memory and slows every later call, so that process is not reused for anything else.
+benched() { echo "$BILLY_STATE/$1-$(port_of "$1").benched"; }
 logfile() { echo "$BILLY_LOGS/$1-$(port_of "$1").log"; }
 port_of() { case "$1" in localstack) echo "$LOCALSTACK_PORT" ;; dynamodb) echo "$DYNAMODB_PORT" ;; esac; }
 
@@ -43,11 +46,18 @@ launch() {
       ;;
   esac
   echo $! > "$(pidfile "$svc")"
+  rm -f "$(benched "$svc")"
 }
 
 start_one() {
   local svc="$1" pf; pf="$(pidfile "$svc")"
   if healthy "$svc"; then
+    if [ -f "$(benched "$svc")" ] && [ "${BILLY_REUSE_BENCHED_STACK:-0}" != "1" ]; then
+      log "$svc on port $(port_of "$svc") ran a benchmark ($(cat "$(benched "$svc")")) and keeps its data in"
+      log "memory, which slows every later call (a whole test run on it takes four times as long and"
+      log "times out); stop it with 'make stack-stop' and start again, or set BILLY_REUSE_BENCHED_STACK=1"
+      exit 1
+    fi
     log "$svc already healthy on port $(port_of "$svc"); reusing it"
     return 1
   fi
@@ -88,7 +98,7 @@ stop_one() {
     kill -KILL -- "-$pid" 2>/dev/null || true
     log "stopped $svc (pid $pid)"
   fi
-  rm -f "$pf"
+  rm -f "$pf" "$(benched "$svc")"
 }
 
 cmd="${1:-}"; shift || true
