@@ -151,7 +151,8 @@ struct AccessRecorder {
 }
 
 /// The IAM actions and logical resources a request needs (a transaction needs each item's action
-/// on each item's table; a batch send needs `sqs:SendMessage`, a batch visibility change `sqs:ChangeMessageVisibility`; a multipart upload `s3:PutObject`).
+/// on each item's table; a batch send needs `sqs:SendMessage`, a batch visibility change
+/// `sqs:ChangeMessageVisibility`; a multipart upload `s3:PutObject`).
 fn accesses(
     service: &str,
     operation: &str,

@@ -72,9 +72,10 @@ impl SqsPublisher {
 
     /// Makes received messages visible again on `queue` after their own number of seconds
     /// (`ChangeMessageVisibilityBatch`, ten a call): `messages` are (receipt handle, seconds).
-    /// Returns how many the service did not change (a receipt handle that expired, say).
-    pub async fn show_again_after(&self, queue: &str, messages: &[(String, i32)]) -> DomainResult<usize> {
-        let mut unchanged = 0;
+    /// Every call is tried; the answer is how many messages were not changed (a receipt handle
+    /// that expired, say) and the first error met, if any.
+    pub async fn show_again_after(&self, queue: &str, messages: &[(String, i32)]) -> (usize, Option<DomainError>) {
+        let (mut unchanged, mut first_error) = (0, None);
         for chunk in messages.chunks(BATCH) {
             let entries = chunk
                 .iter()
@@ -87,18 +88,27 @@ impl SqsPublisher {
                         .build()
                         .map_err(DomainError::unexpected)
                 })
-                .collect::<DomainResult<Vec<_>>>()?;
-            let out = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(queue)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            unchanged += out.failed.len();
+                .collect::<DomainResult<Vec<_>>>();
+            let sent = match entries {
+                Ok(entries) => self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(queue)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(sdk_error),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(out) => unchanged += out.failed.len(),
+                Err(e) => {
+                    unchanged += chunk.len();
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(unchanged)
+        (unchanged, first_error)
     }
 }
 

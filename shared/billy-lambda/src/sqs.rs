@@ -1,8 +1,9 @@
 //! The SQS batch helper every queue consumer uses: decode each message's versioned envelope, hand
 //! the decodable ones to the use case together, and
 //! report exactly the failed ones (partial batch failure), so one bad message never makes a whole
-//! batch redeliver. A message that failed for a passing reason comes back after a short wait that
-//! grows with each delivery, not after the queue's whole visibility timeout; one that can never
+//! batch redeliver. A message that failed for a passing reason on Billy's side comes back after a
+//! short wait that grows with each delivery, not after the queue's whole visibility timeout; one
+//! that can never
 //! succeed (undecodable, or failing for good, or failing on its last delivery) is moved to the
 //! dead-letter queue at once with its reason.
 
@@ -22,15 +23,20 @@ pub const MAX_RECEIVES: u32 = 5;
 /// (181 s for the billing queues), so no retry waits longer than it did before.
 const LONGEST_RETRY_SECS: i32 = 180;
 
-/// How long a message that failed for a passing reason (a throttled or timed-out store call, a
-/// conflict, a gateway that did not answer) stays hidden after its `receives`-th delivery:
-/// 5 s after the first, 30 s after the second, then 3 minutes. Each wait is shortened by up to a
-/// fifth, by the message's id, so a batch that failed together does not come back together.
-pub fn retry_delay(receives: u32, message_id: &str) -> i32 {
+/// How long a message that failed for a passing reason stays hidden after its `receives`-th
+/// delivery, when the reason is on Billy's side (a throttled or timed-out store call, a
+/// conflict): 5 s after the first, 30 s after the second, then 3 minutes. Each wait is shortened
+/// by up to a fifth, by the message's id, so a batch that failed together does not come back
+/// together. `None` for a gateway that could not be reached or refused (rate limited, or paused
+/// by its breaker for a minute): it is not asked again sooner, the queue's own timeout spaces it.
+pub fn retry_delay(error: &DomainError, receives: u32, message_id: &str) -> Option<i32> {
+    if matches!(error, DomainError::Unavailable(_)) {
+        return None;
+    }
     let base = 6_i32.saturating_pow(receives.saturating_sub(1)).saturating_mul(5).min(LONGEST_RETRY_SECS);
     let spread = message_id.bytes().fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let stretch = i32::try_from(spread % u32::try_from(base / 5 + 1).unwrap_or(1)).unwrap_or(0);
-    base - stretch
+    Some(base - stretch)
 }
 
 /// Why one message was not handled.
@@ -151,8 +157,10 @@ where
             hopeless.push((record, Some(body), error.to_string()));
         } else {
             let id = record.message_id.clone().unwrap_or_default();
-            if let Some(receipt) = record.receipt_handle.clone() {
-                retries.push((receipt, retry_delay(receives(&record), &id)));
+            if let (Some(receipt), Some(delay)) =
+                (record.receipt_handle.clone(), retry_delay(&error, receives(&record), &id))
+            {
+                retries.push((receipt, delay));
             }
             failures.push(failure(id, &MessageError::Failed(error.to_string())));
         }
@@ -161,10 +169,10 @@ where
         && !retries.is_empty()
     {
         // Not shortened: the message still comes back, after the queue's own timeout.
-        match q.publisher.show_again_after(&q.queue.url, &retries).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(unchanged = n, "some failed messages wait out the queue's visibility timeout"),
-            Err(e) => tracing::warn!(error = %e, "failed messages wait out the queue's visibility timeout"),
+        let (unchanged, error) = q.publisher.show_again_after(&q.queue.url, &retries).await;
+        if unchanged > 0 {
+            let error = error.map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(unchanged, %error, "some failed messages wait out the queue's visibility timeout");
         }
     }
     let mut dead = Vec::new();
@@ -254,13 +262,18 @@ mod tests {
 
     #[test]
     fn a_failed_message_comes_back_after_5_then_30_seconds_then_3_minutes_spread_by_its_id() {
+        let stall = DomainError::unexpected("the store did not answer in time");
         let ids: Vec<String> = (0..200).map(|i| format!("{i:08x}-message")).collect();
         for (receives, (low, high)) in [(1, (4, 5)), (2, (24, 30)), (3, (144, 180)), (4, (144, 180))] {
-            let delays: std::collections::BTreeSet<i32> = ids.iter().map(|id| retry_delay(receives, id)).collect();
+            let delays: std::collections::BTreeSet<i32> =
+                ids.iter().map(|id| retry_delay(&stall, receives, id).unwrap()).collect();
             assert!(delays.iter().all(|d| (low..=high).contains(d)), "after delivery {receives}: {delays:?}");
             assert!(delays.len() > 1, "a batch's messages do not all come back at once: {delays:?}");
         }
-        assert_eq!(retry_delay(3, "m"), retry_delay(3, "m"), "the same message, the same wait");
-        assert!(retry_delay(u32::MAX, "m") <= LONGEST_RETRY_SECS);
+        assert_eq!(retry_delay(&stall, 3, "m"), retry_delay(&stall, 3, "m"), "the same message, the same wait");
+        assert!(retry_delay(&stall, u32::MAX, "m").is_some_and(|d| d <= LONGEST_RETRY_SECS));
+        // A gateway that could not be reached is left to the queue's own, longer timeout.
+        let unreachable = DomainError::Unavailable("no gateway could be reached".into());
+        assert_eq!(retry_delay(&unreachable, 1, "m"), None);
     }
 }

@@ -545,7 +545,9 @@ async fn record_answer(
                     .commit(&ctx.scope, vec![Write::Transaction { transaction, expected: Some(expected) }], vec![event])
                     .await?;
             }
-            Err(DomainError::unexpected(format!("no gateway could be reached ({reason}); the attempt goes again")))
+            // Unavailable, not unexpected: the queue's own timeout spaces its next tries, beyond a
+            // gateway's pause and a rate limit's window.
+            Err(DomainError::Unavailable(format!("no gateway could be reached ({reason}); the attempt goes again")))
         }
     }
 }
