@@ -268,7 +268,26 @@ async fn main() {
         capture_logs: false,
         ..StackOptions::default()
     };
-    let stack = TestStack::start_custom(options).await;
+    // `BENCH_FAIL_ONCE=<function>`: that function's first store call goes unanswered, as in an
+    // emulator stall, so one batch of the billing run (for generate-invoice, its first 100 invoices)
+    // fails for a passing reason: what such a batch costs the run is measured, not waited for.
+    let fail_once = std::env::var("BENCH_FAIL_ONCE").ok().filter(|f| !f.is_empty());
+    let fault = billy_local::testing::FailFirstStoreCall::default();
+    let template = billy_local::Template::load(&billy_local::default_template_path()).expect("template.yaml loads");
+    let (faulty, wrapped) = (fail_once.clone(), fault.clone());
+    let stack = TestStack::start_with_options(
+        &template,
+        move |def, config, aws| {
+            let aws = if faulty.as_deref() == Some(def.name.as_str()) {
+                aws.with_interceptor(wrapped.interceptor())
+            } else {
+                aws.clone()
+            };
+            billy_local::functions::build(&def.name, config, &aws)
+        },
+        options,
+    )
+    .await;
     assert!(stack.url.starts_with("http://127.0.0.1:"), "load only ever targets loopback");
     let bare = AwsClients::local(&LocalEndpoints::from_env()).await;
     let tables = stack.tables();
@@ -474,6 +493,9 @@ async fn main() {
     }
     let wall = run.elapsed().as_secs_f64();
     let cpu_used = cpu::between(&cpu_before, &cpu::sample());
+    if let Some(function) = &fail_once {
+        assert!(fault.fired(), "{function}'s injected failure never fired during the billing run");
+    }
     // The sample's last events may still be on their way (they were paid by `wall`): taken until
     // a second passes without one, for at most half a minute.
     let draining = Instant::now();
@@ -540,6 +562,7 @@ async fn main() {
             "cpu_cores_used": cpu_used,
             "ratio_to_ceiling": round2(rate / ceiling), "ratio_to_packed_ceiling": round2(rate / ceiling_packed),
             "ratio_to_python_peer_44_per_s": round2(rate / 44.0),
+            "failed_once": fail_once,
         },
         "dashboard_overview": overview,
         "per_invoice": {

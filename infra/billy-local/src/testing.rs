@@ -109,7 +109,7 @@ impl TestStack {
         Self::start_with_options(template, make, StackOptions::default()).await
     }
 
-    async fn start_with_options(
+    pub async fn start_with_options(
         template: &Template,
         make: impl Fn(&FunctionDef, &Config, &AwsClients) -> Result<Handler, String>,
         options: StackOptions,
@@ -367,6 +367,11 @@ pub struct FailFirstStoreCall {
 impl FailFirstStoreCall {
     pub fn fired(&self) -> bool {
         self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// This fault, to add to a function's clients (`AwsClients::with_interceptor`).
+    pub fn interceptor(&self) -> aws_smithy_runtime_api::client::interceptors::SharedInterceptor {
+        aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(self.clone())
     }
 }
 

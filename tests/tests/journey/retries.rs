@@ -4,7 +4,6 @@
 
 use super::webhooks::{Receiver, body};
 use super::{World, finished_export, s};
-use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use billy_e2e::TestStack;
 use billy_local::testing::FailFirstStoreCall;
 use reqwest::StatusCode;
@@ -31,7 +30,7 @@ async fn a_step_that_fails_once_for_a_passing_reason_is_tried_again_within_secon
     let stack = TestStack::start_with(&template, move |def, config, aws| {
         // (Over the function's own clients, so what it does is still recorded.)
         let aws = match wiring.get(def.name.as_str()) {
-            Some(fault) => aws.with_interceptor(SharedInterceptor::new(fault.clone())),
+            Some(fault) => aws.with_interceptor(fault.interceptor()),
             None => aws.clone(),
         };
         billy_local::functions::build(&def.name, config, &aws)
