@@ -25,13 +25,14 @@ mkdir -p target/bench
 # The overview's render time in Debian's Chromium, driven by playwright-core (install.sh browser).
 export BENCH_RENDER_SCRIPT="${BENCH_RENDER_SCRIPT-$BILLY_ROOT/tests/browser/render.mjs}"
 export CHROMIUM=/usr/bin/chromium PLAYWRIGHT_CORE_HOME="$BROWSER_HOME"
-RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
-# A DynamoDB Local this run reused (and so leaves running) now holds a big run's stream history in
-# memory; stack.sh will not reuse it for tests or another bench until it is restarted.
-if [ "${BENCH_N:-10000}" -ge 2000 ] && ! grep -qx dynamodb "$STARTED_FILE"; then
-  echo "make bench, ${BENCH_N:-10000} invoices, $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$BILLY_STATE/dynamodb-$DYNAMODB_PORT.benched"
-  log "the reused DynamoDB Local now holds this run's data: 'make stack-stop' before 'make test'"
+# A DynamoDB Local this run reuses (and so leaves running) will hold the run's data and stream
+# history in memory, whatever part of the bench fails or is cut short; stack.sh will not reuse it
+# for tests or another bench until it is restarted.
+if ! grep -qx dynamodb "$STARTED_FILE"; then
+  echo "make bench, started $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$BILLY_STATE/dynamodb-$DYNAMODB_PORT.benched"
+  log "this run loads the reused DynamoDB Local: 'make stack-stop' and start again before 'make test'"
 fi
+RUST_LOG="${RUST_LOG:-error}" target/release/billy-bench > target/bench/last.json
 log "billing run and API figures (target/bench/last.json):"
 cat target/bench/last.json
 

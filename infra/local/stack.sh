@@ -5,6 +5,7 @@
 #                                    in FILE so the caller can stop exactly that
 #   stack.sh stop [SERVICE...]       stop by pid (default: both)
 #   stack.sh status
+#   stack.sh preflight               fail at once if start would refuse to reuse a running service
 . "$(dirname "$0")/common.sh"
 
 pidfile() { echo "$BILLY_STATE/$1-$(port_of "$1").pid"; }
@@ -49,15 +50,22 @@ launch() {
   rm -f "$(benched "$svc")"
 }
 
+# Fails, saying why, when a healthy `svc` is one a benchmark left loaded.
+reusable() {
+  local svc="$1"
+  if healthy "$svc" && [ -f "$(benched "$svc")" ] && [ "${BILLY_REUSE_BENCHED_STACK:-0}" != "1" ]; then
+    log "$svc on port $(port_of "$svc") ran a benchmark ($(cat "$(benched "$svc")")) and keeps its data in"
+    log "memory, which slows every later call (a whole test run on it takes four times as long and"
+    log "times out); stop it ('make stack-stop', if these scripts started it) and start again, or set"
+    log "BILLY_REUSE_BENCHED_STACK=1 to reuse it anyway"
+    return 1
+  fi
+}
+
 start_one() {
   local svc="$1" pf; pf="$(pidfile "$svc")"
   if healthy "$svc"; then
-    if [ -f "$(benched "$svc")" ] && [ "${BILLY_REUSE_BENCHED_STACK:-0}" != "1" ]; then
-      log "$svc on port $(port_of "$svc") ran a benchmark ($(cat "$(benched "$svc")")) and keeps its data in"
-      log "memory, which slows every later call (a whole test run on it takes four times as long and"
-      log "times out); stop it with 'make stack-stop' and start again, or set BILLY_REUSE_BENCHED_STACK=1"
-      exit 1
-    fi
+    reusable "$svc" || exit 1
     log "$svc already healthy on port $(port_of "$svc"); reusing it"
     return 1
   fi
@@ -118,10 +126,13 @@ case "$cmd" in
     if [ "$#" -eq 0 ]; then set -- localstack dynamodb; fi
     for svc in "$@"; do stop_one "$svc"; done
     ;;
+  preflight)
+    for svc in dynamodb localstack; do reusable "$svc" || exit 1; done
+    ;;
   status)
     for svc in dynamodb localstack; do
       if healthy "$svc"; then echo "$svc: healthy on 127.0.0.1:$(port_of "$svc")"; else echo "$svc: down"; fi
     done
     ;;
-  *) die "usage: stack.sh start [--record FILE] | stop [localstack|dynamodb...] | status" ;;
+  *) die "usage: stack.sh start [--record FILE] | stop [localstack|dynamodb...] | status | preflight" ;;
 esac

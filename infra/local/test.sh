@@ -14,7 +14,9 @@ step "installing the local stack and tools (cached under $BILLY_CACHE)"
 bash "$BILLY_LOCAL_DIR/install.sh" all
 step "the dashboard's web bundle (npm; embedded in the dashboard function at compile time)"
 bash "$BILLY_LOCAL_DIR/dashboard-assets.sh"
-# The stack starts in the background while the code compiles and is linted.
+# The stack starts in the background while the code compiles and is linted (a running one a
+# benchmark left loaded is refused first, not after the builds).
+bash "$BILLY_LOCAL_DIR/stack.sh" preflight
 bash "$BILLY_LOCAL_DIR/stack.sh" start --record "$STARTED_FILE" > "$BILLY_LOGS/stack-start.log" 2>&1 &
 stack_pid=$!
 

@@ -268,11 +268,17 @@ async fn main() {
         capture_logs: false,
         ..StackOptions::default()
     };
-    // `BENCH_FAIL_ONCE=<function>`: that function's first store call goes unanswered, as in an
-    // emulator stall, so one batch of the billing run (for generate-invoice, its first 100 invoices)
-    // fails for a passing reason: what such a batch costs the run is measured, not waited for.
+    // `BENCH_FAIL_ONCE=<function>`: that function's first store call of the billing run fails, as
+    // in an emulator stall (at once, where a real stall first waits out the 10 s timeout), so one
+    // of its batches (up to 100 invoices) fails for a passing reason: what such a batch costs the
+    // run is measured, not left to chance. Only the run's own queue consumers can be named: their
+    // first call of the run is that batch's.
     let fail_once = std::env::var("BENCH_FAIL_ONCE").ok().filter(|f| !f.is_empty());
-    let fault = billy_local::testing::FailFirstStoreCall::default();
+    if let Some(function) = &fail_once {
+        let consumers = ["generate-invoice", "charge-invoice", "webhook-processor"];
+        assert!(consumers.contains(&function.as_str()), "BENCH_FAIL_ONCE names one of {consumers:?}, not {function}");
+    }
+    let fault = billy_local::testing::FailFirstStoreCall::disarmed();
     let template = billy_local::Template::load(&billy_local::default_template_path()).expect("template.yaml loads");
     let (faulty, wrapped) = (fail_once.clone(), fault.clone());
     let stack = TestStack::start_with_options(
@@ -461,6 +467,7 @@ async fn main() {
     let watch =
         EventWatch::start_matching(&bare, &bus, "invoice.paid", Some(sample)).await.expect("a watch on the bus");
     let cpu_before = cpu::sample();
+    fault.arm();
     let run = Instant::now();
     api.post(
         &format!("/test_clocks/{}/advance", id(&clock)),

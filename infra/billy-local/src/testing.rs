@@ -356,15 +356,33 @@ impl Drop for DelayProxy {
     }
 }
 
-/// A DynamoDB interceptor that fails the first request it sees before sending it, as a store call
-/// that timed out would; later requests pass. On one function's clients, it makes that function's
-/// next step fail once for a passing reason.
-#[derive(Debug, Clone, Default)]
+/// A DynamoDB interceptor that fails the first request it sees once armed, before sending it, as
+/// a store call that timed out would (at once, where a real stall first waits out the client's
+/// timeout); later requests pass. On one function's clients, it makes that function's next step
+/// fail once for a passing reason. `default()` is armed; `disarmed()` waits for `arm()`.
+#[derive(Debug, Clone)]
 pub struct FailFirstStoreCall {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+impl Default for FailFirstStoreCall {
+    fn default() -> Self {
+        let fault = Self::disarmed();
+        fault.arm();
+        fault
+    }
+}
+
 impl FailFirstStoreCall {
+    pub fn disarmed() -> Self {
+        Self { armed: std::sync::Arc::default(), fired: std::sync::Arc::default() }
+    }
+
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn fired(&self) -> bool {
         self.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -387,7 +405,10 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for FailFirstStoreC
         _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         let target = context.request().headers().get("x-amz-target").unwrap_or_default();
-        if target.starts_with("DynamoDB_") && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if target.starts_with("DynamoDB_")
+            && self.armed.load(std::sync::atomic::Ordering::SeqCst)
+            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             return Err("injected: the store did not answer in time".into());
         }
         Ok(())

@@ -1,11 +1,10 @@
 //! The SQS batch helper every queue consumer uses: decode each message's versioned envelope, hand
-//! the decodable ones to the use case together, and
-//! report exactly the failed ones (partial batch failure), so one bad message never makes a whole
-//! batch redeliver. A message that failed for a passing reason on Billy's side comes back after a
-//! short wait that grows with each delivery, not after the queue's whole visibility timeout; one
-//! that can never
-//! succeed (undecodable, or failing for good, or failing on its last delivery) is moved to the
-//! dead-letter queue at once with its reason.
+//! the decodable ones to the use case together, and report exactly the failed ones (partial batch
+//! failure), so one bad message never makes a whole batch redeliver. A message that failed for a
+//! passing reason on Billy's side comes back after a short wait that grows with each delivery, not
+//! after the queue's whole visibility timeout; one that can never succeed (undecodable, or failing
+//! for good, or failing on its last delivery) is moved to the dead-letter queue at once with its
+//! reason.
 
 use crate::config::{Config, MissingVariable};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -27,8 +26,9 @@ const LONGEST_RETRY_SECS: i32 = 180;
 /// delivery, when the reason is on Billy's side (a throttled or timed-out store call, a
 /// conflict): 5 s after the first, 30 s after the second, then 3 minutes. Each wait is shortened
 /// by up to a fifth, by the message's id, so a batch that failed together does not come back
-/// together. `None` for a gateway that could not be reached or refused (rate limited, or paused
-/// by its breaker for a minute): it is not asked again sooner, the queue's own timeout spaces it.
+/// together. `None` when no gateway took a charge or payout (unreachable, refusing, rate limited,
+/// or paused by its breaker, a minute by default): it is not asked again sooner, the queue's own
+/// timeout spaces the tries.
 pub fn retry_delay(error: &DomainError, receives: u32, message_id: &str) -> Option<i32> {
     if matches!(error, DomainError::Unavailable(_)) {
         return None;

