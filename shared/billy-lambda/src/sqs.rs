@@ -35,8 +35,8 @@ pub fn retry_delay(error: &DomainError, receives: u32, message_id: &str) -> Opti
     }
     let base = 6_i32.saturating_pow(receives.saturating_sub(1)).saturating_mul(5).min(LONGEST_RETRY_SECS);
     let spread = message_id.bytes().fold(0_u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    let stretch = i32::try_from(spread % u32::try_from(base / 5 + 1).unwrap_or(1)).unwrap_or(0);
-    Some(base - stretch)
+    let shortened_by = i32::try_from(spread % u32::try_from(base / 5 + 1).unwrap_or(1)).unwrap_or(0);
+    Some(base - shortened_by)
 }
 
 /// Why one message was not handled.
@@ -168,7 +168,8 @@ where
     if let Some(q) = queues
         && !retries.is_empty()
     {
-        // Not shortened: the message still comes back, after the queue's own timeout.
+        // A wait not shortened is no loss: the message still comes back, after the queue's own
+        // timeout.
         let (unchanged, error) = q.publisher.show_again_after(&q.queue.url, &retries).await;
         if unchanged > 0 {
             let error = error.map(|e| e.to_string()).unwrap_or_default();
