@@ -77,29 +77,23 @@ impl SqsPublisher {
     pub async fn show_again_after(&self, queue: &str, messages: &[(String, i32)]) -> (usize, Option<DomainError>) {
         let (mut unchanged, mut first_error) = (0, None);
         for chunk in messages.chunks(BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (receipt, seconds))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(receipt)
-                        .visibility_timeout(*seconds)
-                        .build()
-                        .map_err(DomainError::unexpected)
-                })
-                .collect::<DomainResult<Vec<_>>>();
-            let sent = match entries {
-                Ok(entries) => self
-                    .client
-                    .change_message_visibility_batch()
-                    .queue_url(queue)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(sdk_error),
-                Err(e) => Err(e),
-            };
+            let sent = async {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (receipt, seconds))| {
+                        ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(receipt)
+                            .visibility_timeout(*seconds)
+                            .build()
+                            .map_err(DomainError::unexpected)
+                    })
+                    .collect::<DomainResult<Vec<_>>>()?;
+                let call = self.client.change_message_visibility_batch().queue_url(queue).set_entries(Some(entries));
+                call.send().await.map_err(sdk_error)
+            }
+            .await;
             match sent {
                 Ok(out) => unchanged += out.failed.len(),
                 Err(e) => {

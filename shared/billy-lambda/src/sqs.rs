@@ -153,13 +153,12 @@ where
             Some(Err(e)) => e.clone(),
             None => DomainError::unexpected(format!("no result ({} of {expected})", results.len())),
         };
-        if !error.is_retryable() || receives(&record) >= MAX_RECEIVES {
+        let delivery = receives(&record);
+        if !error.is_retryable() || delivery >= MAX_RECEIVES {
             hopeless.push((record, Some(body), error.to_string()));
         } else {
             let id = record.message_id.clone().unwrap_or_default();
-            if let (Some(receipt), Some(delay)) =
-                (record.receipt_handle.clone(), retry_delay(&error, receives(&record), &id))
-            {
+            if let (Some(receipt), Some(delay)) = (record.receipt_handle.clone(), retry_delay(&error, delivery, &id)) {
                 retries.push((receipt, delay));
             }
             failures.push(failure(id, &MessageError::Failed(error.to_string())));

@@ -17,8 +17,8 @@ const CONSUMERS: [&str; 6] =
 
 /// Well under the shortest visibility timeout of the queues (181 s): a step retried only after
 /// that timeout cannot meet it. Four retries in a row took 23 s here; the rest is room for a busy
-/// machine. (That each consumer really shortened it, `make test`'s least
-/// privilege check shows: each one's `sqs:ChangeMessageVisibility` grant must be seen used.)
+/// machine. (That each consumer really shortened it, `make test`'s least privilege check shows:
+/// each one's `sqs:ChangeMessageVisibility` grant must be seen used.)
 const WITHIN: Duration = Duration::from_secs(90);
 
 #[tokio::test]
