@@ -1,5 +1,6 @@
-//! Transactions: one item per money movement attempt, a claim per (invoice, kind, attempt) so a
-//! redelivered step reuses its transaction, a lookup from the gateway's reference, and filtered lists.
+//! Transactions: one item per money movement attempt, whose id its invoice names (so a redelivered
+//! step finds and reuses it; attempts counted before invoices named them have a claim per
+//! (invoice, kind, attempt) instead), a lookup from the gateway's reference, and filtered lists.
 
 use crate::dynamo::{ENTITY_SK, entity_pk, list_pk};
 use crate::items::{self, AttemptClaim, GatewayReference, attempt_claim_key, gateway_reference_pk};
@@ -129,7 +130,7 @@ impl TransactionRepository for DynamoTransactions {
     }
 }
 
-/// Where a transaction's own items live, for the unit of work.
+/// The claim of an attempt whose id its invoice does not name, for the unit of work.
 pub(crate) fn claim(scope: &Scope, t: &Transaction) -> DomainResult<crate::dynamo::Item> {
     items::attempt_claim(scope, t)
 }

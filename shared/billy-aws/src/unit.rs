@@ -96,9 +96,9 @@ impl DynamoUnitOfWork {
                 }
                 Write::Transaction { transaction, expected } => {
                     puts.push(put(items::transaction(scope, transaction)?, *expected)?);
-                    if expected.is_none() {
-                        puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);
-                    }
+                }
+                Write::AttemptClaim { transaction } => {
+                    puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);
                 }
                 Write::TransactionReference { transaction, gateway, reference, lookup } => {
                     if *lookup {

@@ -263,6 +263,13 @@ pub struct Invoice {
     pub refunds_requested: u32,
     pub period: Option<Period>,
     pub attempt_count: u32,
+    /// The id of the transaction its current collection attempt makes, named when the attempt is
+    /// counted (at finalization, at a retry): every step that makes, voids or looks up the attempt
+    /// uses this id, so the transaction's own creation is the attempt's claim and no second
+    /// transaction for it can exist. `None` on invoices whose attempt was counted before ids were
+    /// named this way: theirs is found through its attempt claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_transaction: Option<Id>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When it was finalized: the time its first collection attempt is made.
     #[serde(default)]
@@ -325,6 +332,7 @@ impl Invoice {
             refunds_requested: 0,
             period,
             attempt_count: 0,
+            attempt_transaction: None,
             next_attempt_at: None,
             finalized_at: None,
             paid_at: None,
@@ -412,7 +420,10 @@ impl Invoice {
                 };
                 self.paid_at = Some(at);
             }
-            A::Finalize | A::Retry => self.attempt_count += 1,
+            A::Finalize | A::Retry => {
+                self.attempt_count += 1;
+                self.attempt_transaction = Some(self.attempt_id(at));
+            }
             A::Succeed => {
                 self.amount_paid = self.total;
                 self.paid_at = Some(at);
@@ -455,6 +466,13 @@ impl Invoice {
             1 => self.finalized_at.or(Some(self.created)),
             _ => self.next_attempt_at,
         }
+    }
+
+    /// The transaction id of the attempt counted at `at`: the attempt's time and a hash of the
+    /// invoice and the attempt's number, so a step computed again names the same transaction.
+    fn attempt_id(&self, at: DateTime<Utc>) -> Id {
+        let seed = format!("{}:attempt:{}", self.id, self.attempt_count);
+        Id::derived(crate::ids::IdKind::Transaction, at, &seed)
     }
 
     /// The kind of transaction that collects (or pays out) this invoice.
@@ -732,6 +750,40 @@ mod tests {
         assert_eq!((inv.status, inv.attempt_count), (S::Pending, 2));
         inv.apply(A::Succeed, t(4, 1)).unwrap();
         assert_eq!((inv.status, inv.amount_paid, inv.failure_reason.clone()), (S::Paid, 1000, None));
+    }
+
+    #[test]
+    fn each_counted_attempt_names_its_own_transaction_the_same_way_every_time() {
+        let mut inv = invoice(Direction::Debit);
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        assert_eq!(inv.attempt_transaction, None, "a draft has no attempt");
+        let draft = inv.clone();
+        inv.apply(A::Finalize, t(1, 0)).unwrap();
+        let first = inv.attempt_transaction.clone().expect("the first attempt is named at finalization");
+        // A step computed again from the same state names the same transaction.
+        let mut again = draft.clone();
+        again.apply(A::Finalize, t(1, 0)).unwrap();
+        assert_eq!(again.attempt_transaction.as_ref(), Some(&first));
+        assert!(first.as_str().starts_with("txn_"));
+        assert!(first.as_str() >= crate::ids::time_floor(crate::ids::IdKind::Transaction, t(1, 0)).as_str());
+        // A failure keeps it (the attempt was made); a retry names the next one.
+        inv.fail("card_declined", Some(t(4, 0)), t(1, 1)).unwrap();
+        assert_eq!(inv.attempt_transaction.as_ref(), Some(&first));
+        inv.apply(A::Retry, t(4, 0)).unwrap();
+        let second = inv.attempt_transaction.clone().unwrap();
+        assert_ne!(second, first);
+        // Another invoice's attempt of the same number at the same time is another transaction.
+        let mut other = invoice(Direction::Debit);
+        other.id = Id::from_trusted("in_other".into());
+        other.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        other.apply(A::Finalize, t(1, 0)).unwrap();
+        assert_ne!(other.attempt_transaction.as_ref(), Some(&first));
+        // A zero total is settled at finalization: no attempt, no transaction named.
+        let mut free = draft;
+        free.items.clear();
+        free.total = 0;
+        free.apply(A::Finalize, t(1, 0)).unwrap();
+        assert_eq!((free.attempt_count, free.attempt_transaction), (0, None));
     }
 
     #[test]

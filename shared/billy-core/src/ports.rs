@@ -402,7 +402,8 @@ pub trait TransactionRepository: Send + Sync + std::fmt::Debug {
     async fn get(&self, scope: &Scope, id: &Id) -> DomainResult<Option<Transaction>>;
     /// Several at once, whatever their scopes (missing ones are left out).
     async fn get_many(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<Transaction>>;
-    /// The transaction of one attempt of one kind on one invoice, if it exists.
+    /// The transaction of one attempt of one kind on one invoice, through its attempt claim (an
+    /// attempt whose id its invoice does not name), if it exists.
     async fn for_attempt(
         &self,
         scope: &Scope,
@@ -475,10 +476,16 @@ pub enum Write {
         invoice: Invoice,
         expected: Option<u64>,
     },
-    /// A new transaction also claims (invoice, kind, attempt).
+    /// A new transaction is created only if its id is new: an attempt's transaction, whose id the
+    /// invoice names, is its own claim.
     Transaction {
         transaction: Transaction,
         expected: Option<u64>,
+    },
+    /// Claims (invoice, kind, attempt) for a transaction whose id its invoice does not name (an
+    /// attempt counted before invoices named them): a second transaction for it cannot exist.
+    AttemptClaim {
+        transaction: Transaction,
     },
     /// Records a pending transaction's gateway reference without a new version (it is not a state
     /// change); fails as a conflict when the transaction already has one or is settled. With

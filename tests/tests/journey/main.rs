@@ -1336,6 +1336,73 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
 }
 
 #[tokio::test]
+async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_when_its_step_runs_four_times_at_once() {
+    use billy_core::billing::{ChargeRequest, charge_invoices};
+    use billy_core::page::PageRequest;
+    use billy_core::ports::{TransactionFilter, TransactionRepository, Write};
+    use billy_core::transaction::TransactionType;
+    // GIVEN a pending invoice, whose first attempt's transaction was named when it was finalized
+    let (deps_res, mut deps) = direct_deps().await;
+    let (gateway, key, secret) = sandbox().await;
+    deps.gateways.set_deployment(registry(vec![billy_aws::sandbox::SandboxGateway::named(
+        "sandbox",
+        &gateway.url(),
+        &key,
+        &secret,
+        Duration::from_secs(5),
+    )]));
+    let ctx = test_context();
+    let inv = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let named = inv.attempt_transaction.clone().expect("the attempt is named at finalization");
+    let p = deps.ports();
+    let attempts_of = |invoice: billy_core::ids::Id| {
+        let filter = TransactionFilter { invoice: Some(invoice), ..TransactionFilter::default() };
+        let (transactions, scope) = (&deps.transactions, ctx.scope.clone());
+        async move { transactions.list(&scope, &filter, &PageRequest::default()).await.unwrap().data }
+    };
+    // WHEN its charge step runs four times at once (one request redelivered while it runs)
+    let request = ChargeRequest { scope: ctx.scope.clone(), invoice: inv.id.clone(), attempt: 1 };
+    let runs = (0..4).map(|_| charge_invoices(&p, std::slice::from_ref(&request)));
+    for outcome in futures::future::join_all(runs).await {
+        outcome.into_iter().for_each(|o| drop(o.unwrap()));
+    }
+    // THEN the gateway was asked once, and the attempt has one transaction: the one the invoice names
+    assert_eq!(gateway.movements(), 1);
+    let made = attempts_of(inv.id.clone()).await;
+    assert_eq!(made.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
+    // AND no claim item was written beside it: its creation was the claim
+    let tables = &deps_res.provisioned.tables;
+    let (claim_pk, claim_sk) = billy_aws::items::attempt_claim_key(&ctx.scope, &inv.id, TransactionType::Charge, 1);
+    assert!(billy_e2e::stored_item(&deps_res.aws, &tables["BillyTable"], &claim_pk, &claim_sk).await.is_none());
+
+    // GIVEN an invoice whose attempt was counted before invoices named theirs (stored as it was then)
+    let named = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let mut old = named.clone();
+    old.attempt_transaction = None;
+    old.version += 1;
+    let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &old);
+    let write = Write::Invoice { invoice: old.clone(), expected: Some(named.version) };
+    p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
+    // WHEN its charge step runs twice at once, then once more
+    let request = ChargeRequest { scope: ctx.scope.clone(), invoice: old.id.clone(), attempt: 1 };
+    let runs = (0..2).map(|_| charge_invoices(&p, std::slice::from_ref(&request)));
+    for outcome in futures::future::join_all(runs).await {
+        outcome.into_iter().for_each(|o| drop(o.unwrap()));
+    }
+    charge_invoices(&p, std::slice::from_ref(&request)).await.remove(0).unwrap();
+    // THEN it too has one transaction, found through the attempt claim written with it
+    assert_eq!(gateway.movements(), 2, "one more");
+    let made = attempts_of(old.id.clone()).await;
+    assert_eq!(made.len(), 1);
+    let (claim_pk, claim_sk) = billy_aws::items::attempt_claim_key(&ctx.scope, &old.id, TransactionType::Charge, 1);
+    assert!(billy_e2e::stored_item(&deps_res.aws, &tables["BillyTable"], &claim_pk, &claim_sk).await.is_some());
+    let found = deps.transactions.for_attempt(&ctx.scope, &old.id, TransactionType::Charge, 1).await.unwrap();
+    assert_eq!(found.map(|t| t.id), Some(made[0].id.clone()));
+    gateway.shutdown().await;
+    deps_res.teardown().await;
+}
+
+#[tokio::test]
 async fn a_charge_whose_answer_and_webhook_are_lost_is_settled_by_a_look_up_and_made_once() {
     // GIVEN a gateway that takes the next charge but whose answer is lost on its way back, and
     // whose webhooks do not arrive

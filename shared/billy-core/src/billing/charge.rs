@@ -12,11 +12,14 @@
 //! gateway, so it is treated the same way: Billy's guard against a double charge does not rely on
 //! the gateway honouring idempotency keys.
 
-use super::{BatchTime, ChargeRequest, invoice_event, per_item, settings_for, system, uncollectible_consequence};
+use super::{
+    BatchTime, ChargeRequest, attempt_made, attempt_transaction, create_attempt, invoice_event, per_item, settings_for,
+    system, uncollectible_consequence,
+};
 use crate::audit::Context;
 use crate::error::{DomainError, DomainResult};
 use crate::gateway::{GatewayError, GatewayResponse, MoneyMovement};
-use crate::ids::{Id, IdKind};
+use crate::ids::Id;
 use crate::invoice::{Invoice, InvoiceAction, InvoiceStatus};
 use crate::journal;
 use crate::money::Money;
@@ -118,10 +121,6 @@ async fn payment_method_for(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> Doma
     Ok(methods_for(p, &[(scope, inv)]).await?.remove(&inv.id))
 }
 
-fn new_transaction(p: &Ports<'_>, inv: &Invoice, attempt: u32, at: DateTime<Utc>) -> Transaction {
-    Transaction::for_invoice(p.ids.next(IdKind::Transaction), inv, inv.transaction_type(), attempt, inv.total, at)
-}
-
 /// A new attempt, ready to commit: the transaction (and a retry's invoice transition).
 struct NewAttempt {
     index: usize,
@@ -150,9 +149,9 @@ fn plan_attempt(
         let change = journal::transition(&mut inv, InvoiceAction::Retry, at)?;
         events.push(invoice_event(&ctx, p.ids, at, &inv, "invoice.retry_started", &change)?);
     }
-    let transaction = new_transaction(p, &inv, req.attempt, at);
+    let transaction = attempt_transaction(p, &inv, at);
     events.push(ctx.snapshot(p.ids, at, "transaction.created", &transaction));
-    let mut writes = vec![Write::Transaction { transaction: transaction.clone(), expected: None }];
+    let mut writes = create_attempt(&inv, transaction.clone());
     if retrying {
         writes.push(Write::Invoice { invoice: inv.clone(), expected: Some(expected) });
     }
@@ -207,7 +206,7 @@ async fn charge_batch(
             continue;
         }
         // (`get`, not `remove`: a request delivered twice in one batch is decided like any other
-        // duplicate, by its attempt's claim.)
+        // duplicate, by its attempt's transaction already existing.)
         let Some(inv) = invoices.get(&req.invoice).cloned() else {
             results[i] = Some(Err(DomainError::conflict(
                 "invoice_not_visible",
@@ -320,7 +319,8 @@ async fn charge_one(p: &Ports<'_>, req: &ChargeRequest) -> DomainResult<ChargeOu
     let at = time.step_time(inv.test_clock.as_ref(), inv.attempt_time(req.attempt))?;
     let settings = p.settings.get(scope).await?;
     let Attempt::New { retrying } = attempt_of(&inv, req, now) else { return Ok(ChargeOutcome::Skipped) };
-    if let Some(existing) = p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), req.attempt).await? {
+    // (`attempt_of` said the invoice is pending with this very attempt: it is the current one.)
+    if !retrying && let Some(existing) = attempt_made(p, scope, &inv).await? {
         if existing.gateway_reference.is_some() || existing.status != TransactionStatus::Pending {
             return Ok(ChargeOutcome::Skipped);
         }

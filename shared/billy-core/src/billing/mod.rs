@@ -194,6 +194,32 @@ impl BatchTime {
     }
 }
 
+/// The transaction of the invoice's current collection attempt, if it was made: the one the
+/// invoice names, or, for an attempt counted before invoices named theirs, the one its claim names.
+pub(crate) async fn attempt_made(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<Option<Transaction>> {
+    if inv.attempt_count == 0 {
+        return Ok(None);
+    }
+    match &inv.attempt_transaction {
+        Some(id) => p.transactions.get(scope, id).await,
+        None => p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await,
+    }
+}
+
+/// A new transaction for the invoice's current collection attempt, created at `at`, under the id
+/// the invoice names (an attempt counted before invoices named theirs gets a new one).
+pub(crate) fn attempt_transaction(p: &Ports<'_>, inv: &Invoice, at: DateTime<Utc>) -> Transaction {
+    let id = inv.attempt_transaction.clone().unwrap_or_else(|| p.ids.next(crate::ids::IdKind::Transaction));
+    Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, at)
+}
+
+/// The writes that create the invoice's attempt `transaction`: under the id the invoice names, its
+/// creation is the attempt's claim; otherwise a claim goes with it.
+pub(crate) fn create_attempt(inv: &Invoice, transaction: Transaction) -> Vec<Write> {
+    let claim = inv.attempt_transaction.is_none().then(|| Write::AttemptClaim { transaction: transaction.clone() });
+    std::iter::once(Write::Transaction { transaction, expected: None }).chain(claim).collect()
+}
+
 /// Per-item results of a batch step; a failure of the batch as a whole is every item's failure.
 fn per_item<T>(len: usize, batch: DomainResult<Vec<DomainResult<T>>>) -> Vec<DomainResult<T>> {
     batch.unwrap_or_else(|e| (0..len).map(|_| Err(e.clone())).collect())
@@ -608,8 +634,7 @@ fn lookup_event(scope: &Scope, txn: &Transaction, found: LookupResult, now: Date
 /// settle it first). Such an invoice does not hold its clock: holding it would stop the very
 /// advance that brings the look-up.
 async fn outcome_unknown(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<bool> {
-    let attempt = p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await?;
-    Ok(attempt.is_some_and(|t| t.recheck_at().is_some()))
+    Ok(attempt_made(p, scope, inv).await?.is_some_and(|t| t.recheck_at().is_some()))
 }
 
 /// A clock is ready when nothing due up to its frozen time is still on its way: every due period
@@ -688,6 +713,29 @@ mod tests {
             Some(plan) => (plan.events.iter().map(|e| (e.action.clone(), e.at)).collect(), plan.subscription),
             None => (Vec::new(), sub),
         }
+    }
+
+    #[test]
+    fn an_attempt_the_invoice_names_is_created_without_a_claim_an_older_one_with_its_claim() {
+        use crate::invoice::{InvoiceAction, InvoiceItem, test_draft};
+        let mut inv = test_draft(Direction::Debit, crate::money::Currency::parse("usd", "c").unwrap(), day(1, 1));
+        inv.add_items(vec![InvoiceItem::new("Pro", 1, 1000).unwrap()]).unwrap();
+        inv.apply(InvoiceAction::Finalize, day(1, 1)).unwrap();
+        let named = inv.attempt_transaction.clone().unwrap();
+        let made = Transaction::for_invoice(named.clone(), &inv, inv.transaction_type(), 1, inv.total, day(1, 1));
+        // GIVEN an invoice that names its attempt: the transaction alone, under that id
+        let writes = create_attempt(&inv, made.clone());
+        assert!(
+            matches!(&writes[..], [Write::Transaction { transaction, expected: None }] if transaction.id == named),
+            "{writes:?}"
+        );
+        // GIVEN one whose attempt was counted before invoices named theirs: the claim goes with it
+        inv.attempt_transaction = None;
+        let writes = create_attempt(&inv, made);
+        assert!(
+            matches!(&writes[..], [Write::Transaction { .. }, Write::AttemptClaim { transaction }] if transaction.attempt == 1),
+            "{writes:?}"
+        );
     }
 
     #[test]

@@ -193,10 +193,7 @@ fn gateway_unavailable(gateway: &str, e: &crate::gateway::GatewayError) -> Domai
 
 /// The transaction of the invoice's current collection attempt, if it was made.
 async fn current_attempt(p: &Ports<'_>, ctx: &Context, inv: &Invoice) -> DomainResult<Option<Transaction>> {
-    if inv.attempt_count == 0 {
-        return Ok(None);
-    }
-    p.transactions.for_attempt(&ctx.scope, &inv.id, inv.transaction_type(), inv.attempt_count).await
+    crate::billing::attempt_made(p, &ctx.scope, inv).await
 }
 
 /// A note on the invoice's trail that changes nothing (a request the gateway will answer).
@@ -233,15 +230,11 @@ pub async fn cancel_invoice(p: &Ports<'_>, ctx: &Context, raw: &str, reason: Opt
     match current_attempt(p, ctx, &inv).await? {
         None => {
             // Not sent yet: a voided transaction takes the attempt, so the charge step skips it.
-            let id = p.ids.next(IdKind::Transaction);
-            let mut voided =
-                Transaction::for_invoice(id, &inv, inv.transaction_type(), inv.attempt_count, inv.total, now);
+            let mut voided = crate::billing::attempt_transaction(p, &inv, now);
             voided.settle(TransactionStatus::Canceled, now, Some("invoice canceled before the attempt was sent"))?;
+            let mut writes = crate::billing::create_attempt(&inv, voided.clone());
             let events = vec![ctx.snapshot(p.ids, now, "transaction.canceled", &voided), cancel_now(&mut inv)?];
-            let writes = vec![
-                Write::Transaction { transaction: voided, expected: None },
-                Write::Invoice { invoice: inv.clone(), expected: Some(expected) },
-            ];
+            writes.push(Write::Invoice { invoice: inv.clone(), expected: Some(expected) });
             p.unit.commit(&ctx.scope, writes, events).await.map_err(|e| match e {
                 DomainError::Conflict { .. } => {
                     DomainError::conflict("charge_in_flight", "the charge is being sent right now; retry in a moment")
