@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use billy_core::audit::AuditEvent;
 use billy_core::ports::{Changeset, UnitOfWork, Write};
 use billy_core::tenant::Scope;
+use billy_core::transaction::TransactionType;
 use billy_core::{DomainError, DomainResult};
 use futures::stream::{self, StreamExt};
 use std::collections::HashSet;
@@ -19,11 +20,36 @@ use std::collections::HashSet;
 #[derive(Debug, Clone)]
 pub struct DynamoUnitOfWork {
     store: Store,
+    attempt_claims: AttemptClaims,
+}
+
+/// Whether a collection attempt whose id its invoice names is also claimed the earlier way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttemptClaims {
+    /// Its transaction's creation is its only claim (a new stack, or the second step of an update).
+    #[default]
+    Named,
+    /// An attempt claim is written with it as well, so that functions of an earlier version, which
+    /// know only claims, still find it: the first step of updating a stack made before attempts
+    /// were named (docs/table-design.md, "Deploying named attempts over an earlier version").
+    AlsoWrite,
+}
+
+impl AttemptClaims {
+    /// From the `BILLY_ATTEMPT_CLAIMS` setting: `write` (the first step of an update), else named.
+    pub fn from_setting(value: Option<&str>) -> Self {
+        if value == Some("write") { Self::AlsoWrite } else { Self::Named }
+    }
 }
 
 impl DynamoUnitOfWork {
     pub fn new(client: aws_sdk_dynamodb::Client, tables: crate::Tables) -> Self {
-        Self { store: Store::new(client, tables) }
+        Self { store: Store::new(client, tables), attempt_claims: AttemptClaims::Named }
+    }
+
+    pub fn with_attempt_claims(mut self, claims: AttemptClaims) -> Self {
+        self.attempt_claims = claims;
+        self
     }
 }
 
@@ -96,6 +122,13 @@ impl DynamoUnitOfWork {
                 }
                 Write::Transaction { transaction, expected } => {
                     puts.push(put(items::transaction(scope, transaction)?, *expected)?);
+                    let attempt = matches!(transaction.kind, TransactionType::Charge | TransactionType::Payout);
+                    let claimed = writes
+                        .iter()
+                        .any(|w| matches!(w, Write::AttemptClaim { transaction: t } if t.id == transaction.id));
+                    if self.attempt_claims == AttemptClaims::AlsoWrite && expected.is_none() && attempt && !claimed {
+                        puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);
+                    }
                 }
                 Write::AttemptClaim { transaction } => {
                     puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);

@@ -24,7 +24,7 @@ use billy_aws::subscriptions::DynamoSubscriptions;
 use billy_aws::tenants::DynamoTenants;
 use billy_aws::test_clocks::DynamoTestClocks;
 use billy_aws::transactions::DynamoTransactions;
-use billy_aws::unit::DynamoUnitOfWork;
+use billy_aws::unit::{AttemptClaims, DynamoUnitOfWork};
 use billy_aws::usage::DynamoUsage;
 use billy_aws::verifications::DynamoVerifications;
 use billy_aws::webhooks::DynamoWebhooks;
@@ -119,7 +119,8 @@ impl Deps {
             coupons: DynamoCoupons::new(ddb(), tables.clone()),
             settlements: DynamoSettlements::new(ddb(), tables.clone()),
             verifications: DynamoVerifications::new(ddb(), tables.clone()),
-            unit: DynamoUnitOfWork::new(ddb(), tables.clone()),
+            unit: DynamoUnitOfWork::new(ddb(), tables.clone())
+                .with_attempt_claims(AttemptClaims::from_setting(config.get("BILLY_ATTEMPT_CLAIMS"))),
             idempotency: DynamoIdempotency::new(ddb(), tables.clone()),
             queue: SqsPublisher::new(aws.sqs.clone()),
             queues: QueueUrls {

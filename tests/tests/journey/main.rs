@@ -1335,12 +1335,21 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
     deps_res.teardown().await;
 }
 
+/// Runs the charge step for one request `times` times at once, each as its own batch.
+async fn charge_at_once(p: &billy_core::ports::Ports<'_>, request: &billy_core::billing::ChargeRequest, times: usize) {
+    let runs = (0..times).map(|_| billy_core::billing::charge_invoices(p, std::slice::from_ref(request)));
+    for outcome in futures::future::join_all(runs).await {
+        outcome.into_iter().for_each(|o| drop(o.unwrap()));
+    }
+}
+
 #[tokio::test]
 async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_when_its_step_runs_four_times_at_once() {
-    use billy_core::billing::{ChargeRequest, charge_invoices};
+    use billy_aws::unit::{AttemptClaims, DynamoUnitOfWork};
+    use billy_core::billing::ChargeRequest;
     use billy_core::page::PageRequest;
     use billy_core::ports::{TransactionFilter, TransactionRepository, Write};
-    use billy_core::transaction::TransactionType;
+    use billy_core::transaction::{Transaction, TransactionType};
     // GIVEN a pending invoice, whose first attempt's transaction was named when it was finalized
     let (deps_res, mut deps) = direct_deps().await;
     let (gateway, key, secret) = sandbox().await;
@@ -1360,44 +1369,83 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
         let (transactions, scope) = (&deps.transactions, ctx.scope.clone());
         async move { transactions.list(&scope, &filter, &PageRequest::default()).await.unwrap().data }
     };
+    let claim_of = |invoice: &billy_core::ids::Id| {
+        let (pk, sk) = billy_aws::items::attempt_claim_key(&ctx.scope, invoice, TransactionType::Charge, 1);
+        let (aws, table) = (&deps_res.aws, deps_res.provisioned.tables["BillyTable"].clone());
+        async move { billy_e2e::stored_item(aws, &table, &pk, &sk).await }
+    };
+    let first = |invoice: &billy_core::ids::Id| ChargeRequest {
+        scope: ctx.scope.clone(),
+        invoice: invoice.clone(),
+        attempt: 1,
+    };
     // WHEN its charge step runs four times at once (one request redelivered while it runs)
-    let request = ChargeRequest { scope: ctx.scope.clone(), invoice: inv.id.clone(), attempt: 1 };
-    let runs = (0..4).map(|_| charge_invoices(&p, std::slice::from_ref(&request)));
-    for outcome in futures::future::join_all(runs).await {
-        outcome.into_iter().for_each(|o| drop(o.unwrap()));
-    }
-    // THEN the gateway was asked once, and the attempt has one transaction: the one the invoice names
-    assert_eq!(gateway.movements(), 1);
+    charge_at_once(&p, &first(&inv.id), 4).await;
+    // THEN the gateway was asked once, and the attempt has one transaction: the one the invoice
+    // names, dated when the attempt was counted (its id's time), so creation ranges are id ranges
+    assert_eq!(gateway.movement_requests(), 1);
     let made = attempts_of(inv.id.clone()).await;
     assert_eq!(made.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
+    assert_eq!(Some(made[0].created), named.time());
+    assert_eq!((inv.finalized_at.unwrap() - made[0].created).num_milliseconds(), 0, "counted at finalization");
     // AND no claim item was written beside it: its creation was the claim
-    let tables = &deps_res.provisioned.tables;
-    let (claim_pk, claim_sk) = billy_aws::items::attempt_claim_key(&ctx.scope, &inv.id, TransactionType::Charge, 1);
-    assert!(billy_e2e::stored_item(&deps_res.aws, &tables["BillyTable"], &claim_pk, &claim_sk).await.is_none());
+    assert!(claim_of(&inv.id).await.is_none());
 
     // GIVEN an invoice whose attempt was counted before invoices named theirs (stored as it was then)
-    let named = pending_invoice(&deps, &ctx, "4242424242424242").await;
-    let mut old = named.clone();
+    let named_one = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let mut old = named_one.clone();
     old.attempt_transaction = None;
     old.version += 1;
     let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &old);
-    let write = Write::Invoice { invoice: old.clone(), expected: Some(named.version) };
+    let write = Write::Invoice { invoice: old.clone(), expected: Some(named_one.version) };
     p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
     // WHEN its charge step runs twice at once, then once more
-    let request = ChargeRequest { scope: ctx.scope.clone(), invoice: old.id.clone(), attempt: 1 };
-    let runs = (0..2).map(|_| charge_invoices(&p, std::slice::from_ref(&request)));
-    for outcome in futures::future::join_all(runs).await {
-        outcome.into_iter().for_each(|o| drop(o.unwrap()));
-    }
-    charge_invoices(&p, std::slice::from_ref(&request)).await.remove(0).unwrap();
-    // THEN it too has one transaction, found through the attempt claim written with it
-    assert_eq!(gateway.movements(), 2, "one more");
+    charge_at_once(&p, &first(&old.id), 2).await;
+    charge_at_once(&p, &first(&old.id), 1).await;
+    // THEN it too has one transaction, asked of the gateway once, found through the claim made with it
+    assert_eq!(gateway.movement_requests(), 2, "one more");
     let made = attempts_of(old.id.clone()).await;
     assert_eq!(made.len(), 1);
-    let (claim_pk, claim_sk) = billy_aws::items::attempt_claim_key(&ctx.scope, &old.id, TransactionType::Charge, 1);
-    assert!(billy_e2e::stored_item(&deps_res.aws, &tables["BillyTable"], &claim_pk, &claim_sk).await.is_some());
+    assert!(claim_of(&old.id).await.is_some());
     let found = deps.transactions.for_attempt(&ctx.scope, &old.id, TransactionType::Charge, 1).await.unwrap();
     assert_eq!(found.map(|t| t.id), Some(made[0].id.clone()));
+
+    // GIVEN the first deployment over a stack of the earlier version (`BILLY_ATTEMPT_CLAIMS=write`)
+    let also_claims = DynamoUnitOfWork::new(deps_res.aws.dynamodb.clone(), deps_res.tables())
+        .with_attempt_claims(AttemptClaims::AlsoWrite);
+    let mut updating = deps.ports();
+    updating.unit = &also_claims;
+    // WHEN an invoice's attempt is made
+    let both = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    charge_at_once(&updating, &first(&both.id), 1).await;
+    // THEN its transaction is the named one, and a claim names it too, for the earlier version
+    let claimed = deps.transactions.for_attempt(&ctx.scope, &both.id, TransactionType::Charge, 1).await.unwrap();
+    assert_eq!(claimed.map(|t| t.id), both.attempt_transaction.clone());
+    assert_eq!(gateway.movement_requests(), 3);
+
+    // GIVEN, meanwhile, an invoice that names its attempt, whose attempt a function of the earlier
+    // version made (under an id of its own, with a claim)
+    let raced = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let earlier = Transaction::for_invoice(
+        p.ids.next(billy_core::ids::IdKind::Transaction),
+        &raced,
+        TransactionType::Charge,
+        1,
+        raced.total,
+        chrono::Utc::now(),
+    );
+    let writes = vec![
+        Write::Transaction { transaction: earlier.clone(), expected: None },
+        Write::AttemptClaim { transaction: earlier.clone() },
+    ];
+    let event = ctx.snapshot(p.ids, earlier.created, "transaction.created", &earlier);
+    p.unit.commit(&ctx.scope, writes, vec![event]).await.unwrap();
+    // WHEN this version's charge step runs for it (a redelivery)
+    charge_at_once(&updating, &first(&raced.id), 1).await;
+    // THEN it meets that claim, finds the transaction through it, and makes no second one, nor a
+    // gateway call
+    assert_eq!(gateway.movement_requests(), 3, "no new request");
+    assert_eq!(attempts_of(raced.id.clone()).await.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&earlier.id]);
     gateway.shutdown().await;
     deps_res.teardown().await;
 }

@@ -195,22 +195,30 @@ impl BatchTime {
 }
 
 /// The transaction of the invoice's current collection attempt, if it was made: the one the
-/// invoice names, or, for an attempt counted before invoices named theirs, the one its claim names.
+/// invoice names, else the one its attempt claim names (an attempt counted before invoices named
+/// theirs, or made by an earlier version while a stack was being updated).
 pub(crate) async fn attempt_made(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainResult<Option<Transaction>> {
     if inv.attempt_count == 0 {
         return Ok(None);
     }
-    match &inv.attempt_transaction {
-        Some(id) => p.transactions.get(scope, id).await,
-        None => p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await,
+    if let Some(id) = &inv.attempt_transaction
+        && let Some(named) = p.transactions.get(scope, id).await?
+    {
+        return Ok(Some(named));
     }
+    p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await
 }
 
-/// A new transaction for the invoice's current collection attempt, created at `at`, under the id
-/// the invoice names (an attempt counted before invoices named theirs gets a new one).
+/// A new transaction for the invoice's current collection attempt, under the id the invoice names
+/// and dated by it: when the attempt was counted (its finalization, its retry), so a creation-time
+/// range of transactions is exactly a range of their ids. An attempt counted before invoices named
+/// theirs gets a new id, dated `at`.
 pub(crate) fn attempt_transaction(p: &Ports<'_>, inv: &Invoice, at: DateTime<Utc>) -> Transaction {
-    let id = inv.attempt_transaction.clone().unwrap_or_else(|| p.ids.next(crate::ids::IdKind::Transaction));
-    Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, at)
+    let (id, created) = match &inv.attempt_transaction {
+        Some(id) => (id.clone(), id.time().unwrap_or(at)),
+        None => (p.ids.next(crate::ids::IdKind::Transaction), at),
+    };
+    Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, created)
 }
 
 /// The writes that create the invoice's attempt `transaction`: under the id the invoice names, its
@@ -642,8 +650,8 @@ async fn outcome_unknown(p: &Ports<'_>, scope: &Scope, inv: &Invoice) -> DomainR
 /// outcome was lost waits for a look-up, made as the clock moves on: see `outcome_unknown`), and
 /// no retry is due. Once the rest has settled, a step at its current time that failed for good makes it
 /// `internal_failure`, with the reasons.
-/// Two queries per customer, however many subscriptions it has, one for its journal, and two
-/// reads per pending invoice.
+/// Two queries per customer, however many subscriptions it has, one for its journal, and one read
+/// per pending invoice whose attempt was made (two until then: its attempt claim is read too).
 pub async fn clock_status(
     p: &Ports<'_>,
     scope: &Scope,
