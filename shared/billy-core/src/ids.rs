@@ -124,19 +124,6 @@ impl Id {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The time a time-ordered id carries, to the millisecond; `None` for one not made that way.
-    pub fn time(&self) -> Option<DateTime<Utc>> {
-        let body = self.0.rsplit_once('_')?.1;
-        if body.len() != BODY_LEN {
-            return None;
-        }
-        let value = body.bytes().try_fold(0u128, |value, c| {
-            let digit = ALPHABET.iter().position(|&a| a == c)?;
-            Some((value << 5) | u128::try_from(digit).ok()?)
-        })?;
-        DateTime::from_timestamp_millis(i64::try_from(value >> 80).ok()?)
-    }
 }
 
 impl fmt::Display for Id {
@@ -207,16 +194,6 @@ mod tests {
         assert_ne!(a, Id::derived(IdKind::Event, at, "sandbox:evt_2:invoice.paid"));
         assert_eq!(Id::parse(IdKind::Event, a.as_str(), "id").unwrap(), a);
         assert!(a.as_str() >= time_floor(IdKind::Event, at).as_str());
-    }
-
-    #[test]
-    fn an_id_gives_back_the_time_it_carries() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 59).unwrap() + chrono::Duration::milliseconds(987);
-        assert_eq!(Id::derived(IdKind::Transaction, at, "seed").time(), Some(at));
-        let made = RandomIds::new(FixedClock::new(at)).next(IdKind::Invoice);
-        assert_eq!(made.time(), Some(at));
-        assert_eq!(Id::from_trusted("txn_1".into()).time(), None, "not a time-ordered id");
-        assert_eq!(Id::from_trusted("txn_!!!!!!!!!!!!!!!!!!!!!!!!!!".into()).time(), None, "not our alphabet");
     }
 
     #[test]

@@ -1335,6 +1335,14 @@ async fn a_gateway_that_refuses_connections_fails_over_to_the_next_holding_a_tok
     deps_res.teardown().await;
 }
 
+/// The code of a refusal.
+fn error_code_of<T: std::fmt::Debug>(result: billy_core::DomainResult<T>) -> &'static str {
+    match result {
+        Err(billy_core::DomainError::Conflict { code, .. }) => code,
+        other => panic!("not a conflict: {other:?}"),
+    }
+}
+
 /// Runs the charge step for one request `times` times at once, each as its own batch.
 async fn charge_at_once(p: &billy_core::ports::Ports<'_>, request: &billy_core::billing::ChargeRequest, times: usize) {
     let runs = (0..times).map(|_| billy_core::billing::charge_invoices(p, std::slice::from_ref(request)));
@@ -1379,15 +1387,20 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
         invoice: invoice.clone(),
         attempt: 1,
     };
-    // WHEN its charge step runs four times at once (one request redelivered while it runs)
+    // WHEN its charge step runs four times at once (one request redelivered while it runs), a
+    // little after the invoice counted the attempt
+    tokio::time::sleep(Duration::from_millis(20)).await;
     charge_at_once(&p, &first(&inv.id), 4).await;
-    // THEN the gateway was asked once, and the attempt has one transaction: the one the invoice
-    // names, dated when the attempt was counted (its id's time), so creation ranges are id ranges
+    // THEN the gateway was asked once, and the attempt has one transaction: the one the invoice names
     assert_eq!(gateway.movement_requests(), 1);
     let made = attempts_of(inv.id.clone()).await;
     assert_eq!(made.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
-    assert_eq!(Some(made[0].created), named.time());
-    assert_eq!((inv.finalized_at.unwrap() - made[0].created).num_milliseconds(), 0, "counted at finalization");
+    // AND a filter from the moment it was made finds it, though its id carries the earlier time
+    // the attempt was counted
+    assert!(made[0].created > inv.finalized_at.unwrap() + chrono::Duration::milliseconds(10));
+    let since = TransactionFilter { created_from: Some(made[0].created), ..TransactionFilter::default() };
+    let listed = deps.transactions.list(&ctx.scope, &since, &PageRequest::default()).await.unwrap().data;
+    assert_eq!(listed.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
     // AND no claim item was written beside it: its creation was the claim
     assert!(claim_of(&inv.id).await.is_none());
 
@@ -1440,12 +1453,32 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
     ];
     let event = ctx.snapshot(p.ids, earlier.created, "transaction.created", &earlier);
     p.unit.commit(&ctx.scope, writes, vec![event]).await.unwrap();
-    // WHEN this version's charge step runs for it (a redelivery)
+    // WHEN it is canceled through this version (whose functions write no claims)
+    let canceled = billy_core::service::invoices::cancel_invoice(&p, &ctx, raced.id.as_str(), None).await;
+    // THEN the cancel finds that attempt through its claim: it waits for it, and voids nothing
+    assert_eq!(error_code_of(canceled), "charge_in_flight");
+    // AND WHEN this version's charge step runs for it (a redelivery)
     charge_at_once(&updating, &first(&raced.id), 1).await;
     // THEN it meets that claim, finds the transaction through it, and makes no second one, nor a
     // gateway call
     assert_eq!(gateway.movement_requests(), 3, "no new request");
     assert_eq!(attempts_of(raced.id.clone()).await.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&earlier.id]);
+
+    // GIVEN, during the same update, an invoice whose attempt was counted before it (named none)
+    let named_two = pending_invoice(&deps, &ctx, "4242424242424242").await;
+    let mut unnamed = named_two.clone();
+    unnamed.attempt_transaction = None;
+    unnamed.version += 1;
+    let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &unnamed);
+    let write = Write::Invoice { invoice: unnamed.clone(), expected: Some(named_two.version) };
+    p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
+    // WHEN its attempt is made
+    charge_at_once(&updating, &first(&unnamed.id), 1).await;
+    // THEN it is made once, with one claim (the step's own, not a second one from the setting)
+    assert_eq!(gateway.movement_requests(), 4);
+    let made = attempts_of(unnamed.id.clone()).await;
+    let claimed = deps.transactions.for_attempt(&ctx.scope, &unnamed.id, TransactionType::Charge, 1).await.unwrap();
+    assert_eq!((made.len(), claimed.map(|t| t.id)), (1, Some(made[0].id.clone())));
     gateway.shutdown().await;
     deps_res.teardown().await;
 }

@@ -209,16 +209,14 @@ pub(crate) async fn attempt_made(p: &Ports<'_>, scope: &Scope, inv: &Invoice) ->
     p.transactions.for_attempt(scope, &inv.id, inv.transaction_type(), inv.attempt_count).await
 }
 
-/// A new transaction for the invoice's current collection attempt, under the id the invoice names
-/// and dated by it: when the attempt was counted (its finalization, its retry), so a creation-time
-/// range of transactions is exactly a range of their ids. An attempt counted before invoices named
-/// theirs gets a new id, dated `at`.
+/// A new transaction for the invoice's current collection attempt, made at `at`, under the id the
+/// invoice names (an attempt counted before invoices named theirs gets a new id). Its `created`
+/// is when the step runs, which the gateway's answers are timed from (the look-up after a lost
+/// answer, the time a failure is recorded and a retry scheduled from); its id carries the time the
+/// attempt was counted, which can only be earlier.
 pub(crate) fn attempt_transaction(p: &Ports<'_>, inv: &Invoice, at: DateTime<Utc>) -> Transaction {
-    let (id, created) = match &inv.attempt_transaction {
-        Some(id) => (id.clone(), id.time().unwrap_or(at)),
-        None => (p.ids.next(crate::ids::IdKind::Transaction), at),
-    };
-    Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, created)
+    let id = inv.attempt_transaction.clone().unwrap_or_else(|| p.ids.next(crate::ids::IdKind::Transaction));
+    Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, at)
 }
 
 /// The writes that create the invoice's attempt `transaction`: under the id the invoice names, its
