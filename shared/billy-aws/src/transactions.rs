@@ -32,12 +32,6 @@ impl HasId for Transaction {
     }
 }
 
-/// How long before its transaction is made an attempt can have been counted (its invoice
-/// finalized, its retry begun) and still be found by a creation-time filter: the charge pipeline's
-/// delay, with room for a backlog of two days. One made later than that (after a longer outage)
-/// is listed by the time its attempt was counted.
-const COUNTED_BEFORE_MADE: chrono::Duration = chrono::Duration::days(2);
-
 /// The smallest id created at or after `at` (ids are time-ordered), for creation-time ranges.
 fn id_floor(at: &chrono::DateTime<chrono::Utc>) -> String {
     billy_core::ids::time_floor(IdKind::Transaction, *at)
@@ -108,9 +102,7 @@ impl TransactionRepository for DynamoTransactions {
     ) -> DomainResult<Page<Transaction>> {
         let item = filter.item.as_ref().map(|i| i.to_lowercase());
         let keep = |t: &Transaction| {
-            filter.created_from.is_none_or(|from| t.created >= from)
-                && filter.created_to.is_none_or(|to| t.created < to)
-                && filter.kind.is_none_or(|k| t.kind == k)
+            filter.kind.is_none_or(|k| t.kind == k)
                 && filter.status.is_none_or(|s| t.status == s)
                 && filter.amount_min.is_none_or(|min| t.amount >= min)
                 && filter.amount_max.is_none_or(|max| t.amount <= max)
@@ -125,15 +117,15 @@ impl TransactionRepository for DynamoTransactions {
             (None, _) => ("GSI1", list_pk(scope, ENTITY)),
         };
         let mut query = IndexQuery::new(index, partition);
-        // Ids are time-ordered, so a creation-time range is read as a sort-key range of every list
-        // index, and each transaction's `created` is checked. An attempt's id carries the time its
-        // invoice counted it, before the step made it: the range starts `COUNTED_BEFORE_MADE`
-        // earlier so such a transaction is found.
+        // Ids are time-ordered: a creation-time range is a sort-key range of every list index, so
+        // back-to-back ranges list every transaction exactly once, by the time its id carries. An
+        // attempt's id carries the time its invoice counted it, at or a little before its `created`
+        // (the step that made it); another's, the moment its id was made, beside its `created`.
         if filter.created_from.is_some() || filter.created_to.is_some() {
             query.sort_range = Some((
-                filter.created_from.map(|from| id_floor(&(from - COUNTED_BEFORE_MADE))),
+                filter.created_from.as_ref().map(id_floor),
                 // `created_to` is exclusive: its floor has a zero random part, which no id made at
-                // that millisecond has (and an id's time is never after its `created`).
+                // that millisecond has.
                 filter.created_to.as_ref().map(id_floor),
             ));
         }

@@ -1395,12 +1395,17 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
     assert_eq!(gateway.movement_requests(), 1);
     let made = attempts_of(inv.id.clone()).await;
     assert_eq!(made.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
-    // AND a filter from the moment it was made finds it, though its id carries the earlier time
-    // the attempt was counted
-    assert!(made[0].created > inv.finalized_at.unwrap() + chrono::Duration::milliseconds(10));
-    let since = TransactionFilter { created_from: Some(made[0].created), ..TransactionFilter::default() };
-    let listed = deps.transactions.list(&ctx.scope, &since, &PageRequest::default()).await.unwrap().data;
-    assert_eq!(listed.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&named]);
+    // AND it was made after the attempt was counted, and creation-time filters list it, once, by
+    // the time its id carries: when the attempt was counted
+    let counted = inv.finalized_at.unwrap();
+    assert!(made[0].created > counted + chrono::Duration::milliseconds(10));
+    let split = counted + chrono::Duration::milliseconds(5);
+    let window = |from, to| {
+        let filter = TransactionFilter { created_from: from, created_to: to, ..TransactionFilter::default() };
+        let (transactions, scope) = (&deps.transactions, ctx.scope.clone());
+        async move { transactions.list(&scope, &filter, &PageRequest::default()).await.unwrap().data.len() }
+    };
+    assert_eq!((window(None, Some(split)).await, window(Some(split), None).await), (1, 0));
     // AND no claim item was written beside it: its creation was the claim
     assert!(claim_of(&inv.id).await.is_none());
 

@@ -212,8 +212,8 @@ pub(crate) async fn attempt_made(p: &Ports<'_>, scope: &Scope, inv: &Invoice) ->
 /// A new transaction for the invoice's current collection attempt, made at `at`, under the id the
 /// invoice names (an attempt counted before invoices named theirs gets a new id). Its `created`
 /// is when the step runs, which the gateway's answers are timed from (the look-up after a lost
-/// answer, the time a failure is recorded and a retry scheduled from); its id carries the time the
-/// attempt was counted, which can only be earlier.
+/// answer, the time a failure is recorded and a retry scheduled from); a named id carries the time
+/// the attempt was counted, at or before that.
 pub(crate) fn attempt_transaction(p: &Ports<'_>, inv: &Invoice, at: DateTime<Utc>) -> Transaction {
     let id = inv.attempt_transaction.clone().unwrap_or_else(|| p.ids.next(crate::ids::IdKind::Transaction));
     Transaction::for_invoice(id, inv, inv.transaction_type(), inv.attempt_count, inv.total, at)
