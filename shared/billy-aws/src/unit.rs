@@ -122,11 +122,14 @@ impl DynamoUnitOfWork {
                 }
                 Write::Transaction { transaction, expected } => {
                     puts.push(put(items::transaction(scope, transaction)?, *expected)?);
-                    let attempt = matches!(transaction.kind, TransactionType::Charge | TransactionType::Payout);
-                    let claimed = writes
-                        .iter()
-                        .any(|w| matches!(w, Write::AttemptClaim { transaction: t } if t.id == transaction.id));
-                    if self.attempt_claims == AttemptClaims::AlsoWrite && expected.is_none() && attempt && !claimed {
+                    // (Only while updating an older stack; the changeset's own claim is not repeated.)
+                    if self.attempt_claims == AttemptClaims::AlsoWrite
+                        && expected.is_none()
+                        && matches!(transaction.kind, TransactionType::Charge | TransactionType::Payout)
+                        && !writes
+                            .iter()
+                            .any(|w| matches!(w, Write::AttemptClaim { transaction: t } if t.id == transaction.id))
+                    {
                         puts.push(store.put_new(crate::transactions::claim(scope, transaction)?)?);
                     }
                 }

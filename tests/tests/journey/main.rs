@@ -1275,6 +1275,23 @@ async fn pending_invoice(
     service::invoices::charge_invoice(&p, ctx, inv.id.as_str()).await.unwrap()
 }
 
+/// A pending invoice stored as one whose attempt was counted before invoices named their attempts'
+/// transactions: without `attempt_transaction`.
+async fn unnamed_pending_invoice(
+    deps: &billy_lambda::deps::Deps,
+    ctx: &billy_core::audit::Context,
+) -> billy_core::invoice::Invoice {
+    let p = deps.ports();
+    let named = pending_invoice(deps, ctx, "4242424242424242").await;
+    let mut unnamed = named.clone();
+    unnamed.attempt_transaction = None;
+    unnamed.version += 1;
+    let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &unnamed);
+    let write = billy_core::ports::Write::Invoice { invoice: unnamed.clone(), expected: Some(named.version) };
+    p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
+    unnamed
+}
+
 fn test_context() -> billy_core::audit::Context {
     use billy_core::ids::{Id, IdKind};
     let tenant = Id::derived(IdKind::Tenant, chrono::Utc::now(), &uuid::Uuid::new_v4().to_string());
@@ -1410,13 +1427,7 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
     assert!(claim_of(&inv.id).await.is_none());
 
     // GIVEN an invoice whose attempt was counted before invoices named theirs (stored as it was then)
-    let named_one = pending_invoice(&deps, &ctx, "4242424242424242").await;
-    let mut old = named_one.clone();
-    old.attempt_transaction = None;
-    old.version += 1;
-    let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &old);
-    let write = Write::Invoice { invoice: old.clone(), expected: Some(named_one.version) };
-    p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
+    let old = unnamed_pending_invoice(&deps, &ctx).await;
     // WHEN its charge step runs twice at once, then once more
     charge_at_once(&p, &first(&old.id), 2).await;
     charge_at_once(&p, &first(&old.id), 1).await;
@@ -1470,13 +1481,7 @@ async fn one_attempt_makes_one_transaction_under_the_id_its_invoice_names_even_w
     assert_eq!(attempts_of(raced.id.clone()).await.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&earlier.id]);
 
     // GIVEN, during the same update, an invoice whose attempt was counted before it (named none)
-    let named_two = pending_invoice(&deps, &ctx, "4242424242424242").await;
-    let mut unnamed = named_two.clone();
-    unnamed.attempt_transaction = None;
-    unnamed.version += 1;
-    let event = ctx.snapshot(p.ids, chrono::Utc::now(), "invoice.updated", &unnamed);
-    let write = Write::Invoice { invoice: unnamed.clone(), expected: Some(named_two.version) };
-    p.unit.commit(&ctx.scope, vec![write], vec![event]).await.unwrap();
+    let unnamed = unnamed_pending_invoice(&deps, &ctx).await;
     // WHEN its attempt is made
     charge_at_once(&updating, &first(&unnamed.id), 1).await;
     // THEN it is made once, with one claim (the step's own, not a second one from the setting)

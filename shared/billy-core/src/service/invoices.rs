@@ -191,11 +191,6 @@ fn gateway_unavailable(gateway: &str, e: &crate::gateway::GatewayError) -> Domai
     DomainError::Unavailable(format!("gateway {gateway} did not answer ({e}); retry later"))
 }
 
-/// The transaction of the invoice's current collection attempt, if it was made.
-async fn current_attempt(p: &Ports<'_>, ctx: &Context, inv: &Invoice) -> DomainResult<Option<Transaction>> {
-    crate::billing::attempt_made(p, &ctx.scope, inv).await
-}
-
 /// A note on the invoice's trail that changes nothing (a request the gateway will answer).
 fn invoice_note(
     p: &Ports<'_>,
@@ -227,7 +222,7 @@ pub async fn cancel_invoice(p: &Ports<'_>, ctx: &Context, raw: &str, reason: Opt
         p.unit.commit(&ctx.scope, writes, vec![event]).await?;
         return Ok(inv);
     }
-    match current_attempt(p, ctx, &inv).await? {
+    match crate::billing::attempt_made(p, &ctx.scope, &inv).await? {
         None => {
             // Not sent yet: a voided transaction takes the attempt, so the charge step skips it.
             let mut voided = crate::billing::attempt_transaction(p, &inv, now);
@@ -298,7 +293,8 @@ pub async fn refund_invoice(
     let mut inv = get_invoice(p, ctx, raw).await?;
     let now = crate::billing::now_for(p.clocks, p.clock, &ctx.scope, inv.test_clock.as_ref()).await?;
     let settings = p.settings.get(&ctx.scope).await?;
-    let charge = current_attempt(p, ctx, &inv).await?.filter(|t| t.status == TransactionStatus::Succeeded);
+    let charge =
+        crate::billing::attempt_made(p, &ctx.scope, &inv).await?.filter(|t| t.status == TransactionStatus::Succeeded);
     let expected = inv.version;
     let (amount, change) = journal::request_refund(&mut inv, amount, settings.refund, now)?;
     let charge = charge.ok_or_else(|| DomainError::conflict("charge_missing", "no succeeded charge to refund"))?;
@@ -403,7 +399,7 @@ pub async fn contest_invoice(p: &Ports<'_>, ctx: &Context, raw: &str, reason: Op
             action: InvoiceAction::Contest.as_str().into(),
         });
     }
-    let charge = current_attempt(p, ctx, &inv)
+    let charge = crate::billing::attempt_made(p, &ctx.scope, &inv)
         .await?
         .filter(|t| t.status == TransactionStatus::Succeeded)
         .ok_or_else(|| DomainError::conflict("charge_missing", "no succeeded charge to contest"))?;
