@@ -8,6 +8,7 @@ use billy_aws::customers::DynamoCustomers;
 use billy_aws::idempotency::DynamoIdempotency;
 use billy_aws::invoices::DynamoInvoices;
 use billy_aws::plans::DynamoPlans;
+use billy_aws::reports::DynamoReports;
 use billy_aws::subscriptions::DynamoSubscriptions;
 use billy_aws::unit::DynamoUnitOfWork;
 use billy_core::DomainError;
@@ -23,7 +24,9 @@ use billy_core::ports::{
     AuditJournal, Changeset, CustomerRepository, IdempotencyDecision, IdempotencyStore, InvoiceFilter,
     InvoiceRepository, PlanRepository, SubscriptionRepository, UnitOfWork, Write,
 };
+use billy_core::report::{Bucket, Counter, Counters, Guard, Tally, position};
 use billy_core::schedule::{Cadence, Frequency};
+use billy_core::service::reports::{Placed, record, record_in_order};
 use billy_core::subscription::Subscription;
 use billy_core::tenant::{Mode, Scope};
 use billy_e2e::item_count_in;
@@ -652,5 +655,82 @@ async fn a_key_found_is_trusted_for_the_caches_lifetime_and_a_removed_key_stops_
     let fresh = billy_aws::tenants::DynamoTenants::new(ddb, tables);
     assert!(billy_core::tenant::authenticate(&fresh, created.live_key.expose(), None).await.is_ok());
     assert!(billy_core::tenant::authenticate(&fresh, key, None).await.is_err());
+    res.teardown().await;
+}
+
+/// `n` tallies of one tenant's invoices: the i-th adds i + 1 to a day's `collected` and one
+/// invoice paid, each under its own invoice's version 1.
+fn invoice_tallies(ids: &RandomIds<SystemClock>, scope: &Scope, n: usize) -> Vec<Tally> {
+    let usd = Currency::parse("usd", "currency").unwrap();
+    let bucket = Bucket::Revenue { day: day(3, 10).date_naive(), currency: usd };
+    (0..n)
+        .map(|i| {
+            let counters =
+                Counters::from([(Counter::Collected, i64::try_from(i).unwrap() + 1), (Counter::InvoicesPaid, 1)]);
+            Tally {
+                event: ids.next(IdKind::Event),
+                scope: scope.clone(),
+                guard: Guard::Version { entity: ids.next(IdKind::Invoice), version: 1 },
+                changes: [(bucket.clone(), counters)].into(),
+                renewal: None,
+                replaces: None,
+            }
+        })
+        .collect()
+}
+
+/// The day's `collected` and invoices paid, as the reports read them.
+async fn counted(reports: &DynamoReports, scope: &Scope) -> (i64, i64) {
+    let found =
+        billy_core::ports::ReportRepository::buckets(reports, scope, Bucket::REVENUE, "2026-03-10", "2026-03-10")
+            .await
+            .unwrap();
+    let get = |c| found.iter().map(|(_, counters)| counters.get(&c).copied().unwrap_or(0)).sum();
+    (get(Counter::Collected), get(Counter::InvoicesPaid))
+}
+
+#[tokio::test]
+async fn a_shards_events_are_counted_once_through_its_checkpoint_even_after_a_version_that_guarded_each_invoice() {
+    // GIVEN a report store and twelve events of one tenant's invoices on one stream shard, the
+    // first five counted by a version that guarded each invoice (and left the shard with no
+    // checkpoint), as a deployment finds them when a batch was cut short under the old version
+    let res = TestResources::provision().await;
+    let reports = DynamoReports::new(res.aws.dynamodb.clone(), res.provisioned.tables["ReportTable"].clone());
+    let ids = RandomIds::new(SystemClock);
+    let scope = Scope::new(ids.next(IdKind::Tenant), Mode::Test);
+    let tallies = invoice_tallies(&ids, &scope, 20);
+    let placed: Vec<Placed> = tallies
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Placed { tally: t.clone(), position: position(&format!("1000000000000000{:05}", i * 7), 0) })
+        .collect();
+    assert_eq!(record(&reports, &tallies[..5]).await.unwrap(), 5);
+    let shard = "arn:aws:dynamodb:local:000000000000:table/audit/stream/2026-03-10T00:00:00.000#shardId-1";
+
+    // WHEN the shard's first twelve are delivered, twice at once
+    let (a, b) =
+        tokio::join!(record_in_order(&reports, shard, &placed[..12]), record_in_order(&reports, shard, &placed[..12]));
+    // THEN the seven the old version did not count are counted, once
+    assert_eq!(a.unwrap() + b.unwrap(), 7);
+    assert_eq!(counted(&reports, &scope).await, ((1..=12).sum(), 12));
+
+    // WHEN they are delivered again, whole, from the middle, or one alone, and the next eight
+    // arrive twice at once with some of those
+    for slice in [&placed[..12], &placed[6..12], &placed[11..12], &placed[..1]] {
+        assert_eq!(record_in_order(&reports, shard, slice).await.unwrap(), 0, "counted before");
+    }
+    let (a, b) =
+        tokio::join!(record_in_order(&reports, shard, &placed[9..]), record_in_order(&reports, shard, &placed[12..]));
+    // THEN every event is counted exactly once
+    assert_eq!(a.unwrap() + b.unwrap(), 8);
+    assert_eq!(counted(&reports, &scope).await, ((1..=20).sum(), 20));
+
+    // AND another shard keeps its own checkpoint: its events count though their positions sort
+    // before this shard's
+    let other = invoice_tallies(&ids, &scope, 2);
+    let early: Vec<Placed> =
+        other.into_iter().enumerate().map(|(i, tally)| Placed { tally, position: position("7", i) }).collect();
+    assert_eq!(record_in_order(&reports, &format!("{shard}-2"), &early).await.unwrap(), 2);
+    assert_eq!(counted(&reports, &scope).await, ((1..=20).sum::<i64>() + 3, 22));
     res.teardown().await;
 }

@@ -7,7 +7,6 @@
 //! right after its commit; an announcement is never made under two ids.
 
 use async_trait::async_trait;
-use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use billy_aws::AwsClients;
@@ -21,11 +20,11 @@ use billy_core::ports::{DomainEvent, EventBus, QueueMessage, QueuePublisher, Web
 use billy_core::service::webhooks::DeliveryStep;
 use billy_core::tenant::Scope;
 use billy_core::webhook::WebhookEndpoint;
-use billy_lambda::StreamFunction;
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::function::resume_at;
 use billy_lambda::views;
+use billy_lambda::{StreamBatch, StreamFunction};
 use futures::StreamExt;
 use std::collections::HashMap;
 
@@ -139,9 +138,9 @@ impl StreamFunction for App {
     /// Publishes in stream order; on a failure, reports the first record not yet published, so the
     /// stream resumes there (what was published before it may be published again: at least once,
     /// same ids).
-    async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    async fn handle(&self, batch: StreamBatch) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
         let mut pending: Vec<(Option<String>, DomainEvent)> = Vec::new();
-        for record in event.records {
+        for record in batch.event.records {
             if record.event_name != "INSERT" {
                 continue;
             }

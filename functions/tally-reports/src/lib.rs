@@ -1,21 +1,23 @@
 //! Keeps the dashboard's counters from the journal: a second consumer of the audit table's stream
 //! (beside the outbox relay) that tallies each new invoice and subscription event into the report
-//! counters, each event exactly once however often the stream delivers it. A batch that cannot be
-//! written resumes from the first record not yet counted.
+//! counters, each event exactly once however often the stream delivers it: through the shard's
+//! checkpoint when the mapping names the shard (it has a tumbling window for that), else through
+//! each invoice's guard. A batch that cannot be written resumes from the first record not yet
+//! counted.
 
 use async_trait::async_trait;
-use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
 use billy_aws::AwsClients;
 use billy_aws::dynamo::audit_events_from_item;
 use billy_core::DomainResult;
-use billy_core::report::{Tally, tally};
-use billy_core::service::reports::{chunks, record};
-use billy_lambda::StreamFunction;
+use billy_core::ports::ReportRepository;
+use billy_core::report::{Tally, position, tally};
+use billy_core::service::reports::{Placed, Stopped, chunks, record, record_in_order};
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::function::resume_at;
+use billy_lambda::{StreamBatch, StreamFunction};
 use std::collections::HashMap;
 
 /// The entity types whose events move counters.
@@ -47,13 +49,15 @@ pub fn tallied(item: HashMap<String, AttributeValue>) -> DomainResult<Vec<Tally>
 
 #[async_trait]
 impl StreamFunction for App {
-    async fn handle(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
-        // The tallies in stream order, and the sequence number each came from.
-        let (mut tallies, mut sequences): (Vec<Tally>, Vec<Option<String>>) = (Vec::new(), Vec::new());
+    async fn handle(&self, batch: StreamBatch) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+        // The tallies in stream order, each with its place in the shard and the sequence number it
+        // came from.
+        let (mut placed, mut sequences): (Vec<Placed>, Vec<Option<String>>) = (Vec::new(), Vec::new());
         // The first record that cannot be counted: the stream resumes there, once everything
         // before it is counted (what is reported as done is never delivered again).
         let mut unreadable: Option<Option<String>> = None;
-        for record in event.records {
+        let stream = batch.event.records.first().and_then(|r| r.event_source_arn.clone());
+        for record in batch.event.records {
             if record.event_name != "INSERT" {
                 continue;
             }
@@ -67,8 +71,9 @@ impl StreamFunction for App {
             }
             match tallied(item) {
                 Ok(counted) => {
-                    for t in counted {
-                        tallies.push(t);
+                    for (index, tally) in counted.into_iter().enumerate() {
+                        let position = position(sequence.as_deref().unwrap_or_default(), index);
+                        placed.push(Placed { tally, position });
                         sequences.push(sequence.clone());
                     }
                 }
@@ -79,16 +84,33 @@ impl StreamFunction for App {
                 }
             }
         }
-        let mut done = 0;
-        for chunk in chunks(&tallies) {
-            if let Err(e) = record(&self.deps.reports, chunk).await {
-                tracing::warn!(error = %e, "report counters not written; the stream resumes at this chunk");
-                return Ok(resume_at(sequences[done].clone()));
+        // A named shard is counted through its checkpoint (one write per chunk); a batch of a
+        // mapping that names none, through each invoice's guard.
+        let shard = batch.shard.map(|shard| format!("{}#{shard}", stream.unwrap_or_default()));
+        let counted = match shard {
+            Some(shard) => record_in_order(&self.deps.reports, &shard, &placed).await.map(|_| ()),
+            None => {
+                let tallies: Vec<Tally> = placed.into_iter().map(|p| p.tally).collect();
+                record_each(&self.deps.reports, &tallies).await
             }
-            done += chunk.len();
+        };
+        if let Err(stopped) = counted {
+            tracing::warn!(error = %stopped.error, "report counters not written; the stream resumes at this chunk");
+            return Ok(resume_at(sequences[stopped.at].clone()));
         }
         Ok(unreadable.map_or_else(DynamoDbEventResponse::default, resume_at))
     }
+}
+
+/// Counts the tallies chunk by chunk through each invoice's guard; where a chunk could not be
+/// written, the stream resumes.
+async fn record_each(reports: &dyn ReportRepository, tallies: &[Tally]) -> Result<(), Stopped> {
+    let mut done = 0;
+    for chunk in chunks(tallies) {
+        record(reports, chunk).await.map_err(|error| Stopped { at: done, error })?;
+        done += chunk.len();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

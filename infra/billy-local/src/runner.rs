@@ -239,7 +239,7 @@ impl Runner {
                     }
                     (EventSource::Schedule { .. } | EventSource::Rule { .. }, _) => return Err(wrong("EventBridge")),
                     (
-                        EventSource::Stream { table, batch_size, report_failures, max_retries, on_failure },
+                        EventSource::Stream { table, batch_size, report_failures, max_retries, on_failure, windowed },
                         Handler::Stream(h),
                     ) => {
                         let stream_arn = provisioned
@@ -263,6 +263,7 @@ impl Runner {
                             report_failures: *report_failures,
                             max_retries: *max_retries,
                             on_failure,
+                            windowed: *windowed,
                             timeout: Duration::from_secs(def.timeout_secs),
                             handler: Arc::clone(h),
                         });

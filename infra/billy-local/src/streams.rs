@@ -5,7 +5,7 @@
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord, StreamRecord};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
-use billy_lambda::StreamFunction;
+use billy_lambda::{StreamBatch, StreamFunction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct StreamSource {
     pub report_failures: bool,
     pub max_retries: u32,
     pub on_failure: Option<String>,
+    /// Batches name their shard, as Lambda's do for a mapping with a tumbling window.
+    pub windowed: bool,
     pub timeout: Duration,
     pub handler: Arc<dyn StreamFunction>,
 }
@@ -227,8 +229,9 @@ async fn step(
     let batch: Vec<Record> = shard.buffered.iter().take(source.batch_size).cloned().collect();
     let mut event = DynamoDbEvent::default();
     event.records = batch.iter().map(|r| lambda_record(r, &source.stream_arn)).collect();
+    let batch_of = StreamBatch { event, shard: source.windowed.then(|| shard.id.clone()) };
     source.calls.hit(&source.function);
-    let outcome = tokio::time::timeout(source.timeout, source.handler.handle(event)).await;
+    let outcome = tokio::time::timeout(source.timeout, source.handler.handle(batch_of)).await;
     // How many records of the batch are done: all, or those before the first failed one.
     let done = match outcome {
         Ok(Ok(response)) if source.report_failures => {
@@ -283,4 +286,38 @@ async fn step(
         tokio::time::sleep(Duration::from_millis(200 * u64::from(shard.attempts.min(10)))).await;
     }
     Ok(true)
+}
+
+/// Every record a stream holds now, per shard in stream order, as Lambda would deliver them (for
+/// tests that deliver a stream again).
+pub async fn records(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    stream_arn: &str,
+) -> Result<Vec<(String, Vec<EventRecord>)>, String> {
+    let described = streams.describe_stream().stream_arn(stream_arn).send().await.map_err(|e| format!("{e:?}"))?;
+    let mut out = Vec::new();
+    for shard in described.stream_description().map(|d| d.shards()).unwrap_or_default() {
+        let Some(id) = shard.shard_id() else { continue };
+        let start = streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .map_err(|e| format!("{:?}", e.into_service_error()))?;
+        let (mut iterator, mut records) = (start.shard_iterator, Vec::new());
+        while let Some(at) = iterator {
+            let page =
+                streams.get_records().shard_iterator(at).limit(1000).send().await.map_err(|e| format!("{e:?}"))?;
+            let got = page.records.unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            records.extend(got.iter().map(|r| lambda_record(r, stream_arn)));
+            iterator = page.next_shard_iterator;
+        }
+        out.push((id.to_owned(), records));
+    }
+    Ok(out)
 }

@@ -72,6 +72,9 @@ pub enum EventSource {
         report_failures: bool,
         max_retries: u32,
         on_failure: Option<String>,
+        /// The mapping has a tumbling window (`TumblingWindowInSeconds`): Lambda then names the
+        /// batch's shard.
+        windowed: bool,
     },
 }
 
@@ -189,6 +192,7 @@ fn event_source(function: &str, event_id: &str, event: &Value) -> Result<EventSo
                     .as_u64()
                     .map_or(u32::MAX, |r| u32::try_from(r).unwrap_or(u32::MAX)),
                 on_failure: referenced_resource(&props["DestinationConfig"]["OnFailure"]["Destination"]),
+                windowed: props["TumblingWindowInSeconds"].as_u64().is_some_and(|w| w > 0),
             })
         }
         other => Err(resource_error(&where_, format!("event type {other:?} is not supported by the local runner"))),

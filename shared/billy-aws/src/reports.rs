@@ -1,10 +1,13 @@
 //! The dashboard's counters, in a table of their own (a read model derived from the journal, kept
 //! apart from the entities): one item per (scope, bucket) under
 //! `<scope>#REPORT`, sorted by bucket key, its counters as numbers moved with `ADD`. A tally is
-//! applied once: the transaction that moves its counters also adds its invoice's version to the
-//! set of versions counted for that invoice (`<scope>#COUNTED#<invoice>`, kept three days, longer
-//! than a stream redelivers), failing if any of them is there already; one write guards every
-//! event of an invoice in the chunk. A subscription's events move only its renewal, whose state
+//! applied once. Counted from a stream shard, the transaction that moves a chunk's counters also
+//! moves the shard's checkpoint (`STREAM#<stream>#<shard>`, kept three days) past the chunk, on
+//! the condition that it is still where the chunk was counted from: one write per chunk. Without
+//! a shard (or while the shard has no checkpoint yet), the transaction adds each invoice's version
+//! to the set of versions counted for that invoice (`<scope>#COUNTED#<invoice>`, kept three days,
+//! longer than a stream redelivers), failing if any of them is there already; one write guards
+//! every event of an invoice in the chunk. A subscription's events move only its renewal, whose state
 //! is kept under `<scope>#RENEWAL#<subscription>` and replaced only by a newer version of the
 //! subscription, and only if it is still what was read: that condition is their guard.
 
@@ -15,7 +18,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use billy_core::ids::Id;
 use billy_core::ports::{Applied, ReportRepository};
-use billy_core::report::{Bucket, Counter, Counters, Guard, RenewalState, Tally, merge};
+use billy_core::report::{Bucket, Checkpoint, Counter, Counters, Guard, RenewalState, Tally, merge};
 use billy_core::tenant::Scope;
 use billy_core::{DomainError, DomainResult};
 use std::collections::HashMap;
@@ -44,6 +47,14 @@ fn marker_pk(scope: &Scope, event: &Id) -> String {
     format!("{}#TALLIED#{event}", scope.key())
 }
 
+/// How far one stream shard's tallies are counted: `STREAM#<stream ARN>#<shard id>`, its
+/// `counted_to` position.
+fn checkpoint_pk(shard: &str) -> String {
+    format!("STREAM#{shard}")
+}
+const CHECKPOINT_SK: &str = "CHECKPOINT";
+const COUNTED_TO: &str = "counted_to";
+
 /// The versions of one entity counted so far: `<scope>#COUNTED#<entity>`, a number set.
 fn counted_pk(scope: &Scope, entity: &Id) -> String {
     format!("{}#COUNTED#{entity}", scope.key())
@@ -71,9 +82,10 @@ impl DynamoReports {
         Self { client, table: table.into() }
     }
 
-    /// The versions of an entity counted so far.
-    async fn counted(&self, scope: &Scope, entity: &Id) -> DomainResult<Vec<u64>> {
-        let key: Item = HashMap::from([(PK.to_owned(), s(counted_pk(scope, entity))), (SK.to_owned(), s(COUNTED_SK))]);
+    /// One item of the table, read consistently (through `BatchGetItem`, the read the counting
+    /// function is granted).
+    async fn item(&self, pk: String, sk: &str) -> DomainResult<Option<Item>> {
+        let key: Item = HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))]);
         let wanted = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
             .keys(key)
             .consistent_read(true)
@@ -83,7 +95,12 @@ impl DynamoReports {
         if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(DomainError::conflict("transaction_conflict", "report counters are busy; retry"));
         }
-        let item = out.responses.and_then(|mut r| r.remove(&self.table)).and_then(|mut items| items.pop());
+        Ok(out.responses.and_then(|mut r| r.remove(&self.table)).and_then(|mut items| items.pop()))
+    }
+
+    /// The versions of an entity counted so far.
+    async fn counted(&self, scope: &Scope, entity: &Id) -> DomainResult<Vec<u64>> {
+        let item = self.item(counted_pk(scope, entity), COUNTED_SK).await?;
         let versions = item.as_ref().and_then(|i| i.get(COUNTED)).and_then(|v| v.as_ns().ok());
         Ok(versions.into_iter().flatten().filter_map(|v| v.parse().ok()).collect())
     }
@@ -126,9 +143,33 @@ impl DynamoReports {
         Ok(items)
     }
 
-    fn items(&self, tallies: &[Tally]) -> DomainResult<Vec<TransactWriteItem>> {
+    /// The shard's checkpoint moved to the chunk's end, on the condition that it is still where
+    /// the chunk was counted from.
+    fn checkpoint(&self, at: &Checkpoint, expires: i64) -> DomainResult<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(checkpoint_pk(&at.shard)))
+            .key(SK, s(CHECKPOINT_SK))
+            .update_expression("SET #to = :to, expires_at = :exp")
+            .expression_attribute_names("#to", COUNTED_TO)
+            .expression_attribute_values(":to", s(&at.to))
+            .expression_attribute_values(":exp", AttributeValue::N(expires.to_string()));
+        let update = match &at.counted_to {
+            Some(from) => update.condition_expression("#to = :from").expression_attribute_values(":from", s(from)),
+            None => update.condition_expression("attribute_not_exists(PK)"),
+        };
+        Ok(TransactWriteItem::builder().update(update.build().map_err(DomainError::unexpected)?).build())
+    }
+
+    fn items(&self, tallies: &[Tally], checkpoint: Option<&Checkpoint>) -> DomainResult<Vec<TransactWriteItem>> {
         let expires = (chrono::Utc::now() + chrono::Duration::days(MARKER_DAYS)).timestamp();
-        let mut items = self.guards(tallies, expires)?;
+        let mut items = Vec::new();
+        if let Some(at) = checkpoint {
+            items.push(self.checkpoint(at, expires)?);
+        }
+        if checkpoint.is_none_or(|at| at.guarded) {
+            items.extend(self.guards(tallies, expires)?);
+        }
         for t in tallies {
             let Some(state) = &t.renewal else { continue };
             let mut item: Item = HashMap::from([
@@ -175,11 +216,11 @@ impl DynamoReports {
 
 #[async_trait]
 impl ReportRepository for DynamoReports {
-    async fn apply(&self, tallies: &[Tally]) -> DomainResult<Applied> {
+    async fn apply(&self, tallies: &[Tally], checkpoint: Option<&Checkpoint>) -> DomainResult<Applied> {
         if tallies.is_empty() {
             return Ok(Applied::All);
         }
-        let items = self.items(tallies)?;
+        let items = self.items(tallies, checkpoint)?;
         if items.is_empty() {
             // (Only renewals that moved nothing: a redelivered subscription event.)
             return Ok(Applied::All);
@@ -195,17 +236,22 @@ impl ReportRepository for DynamoReports {
             };
             let reasons = cancel.cancellation_reasons();
             let failed = |r: &aws_sdk_dynamodb::types::CancellationReason| r.code() == Some("ConditionalCheckFailed");
-            // The guards come first (one per invoice, then the events' markers), then the
-            // renewal states.
-            let entities = versions_by_entity(tallies);
-            let markers: Vec<&Tally> = tallies.iter().filter(|t| t.guard == Guard::Event).collect();
+            // The checkpoint comes first, then the guards (one per invoice, then the events'
+            // markers), then the renewal states.
+            if checkpoint.is_some() && reasons.first().is_some_and(failed) {
+                return Ok(Applied::NoneCheckpointMoved);
+            }
+            let rest = &reasons[usize::from(checkpoint.is_some()).min(reasons.len())..];
+            let guarded = checkpoint.is_none_or(|at| at.guarded);
+            let entities = if guarded { versions_by_entity(tallies) } else { Vec::new() };
+            let markers: Vec<&Tally> = tallies.iter().filter(|t| guarded && t.guard == Guard::Event).collect();
             let mut seen: Vec<Id> = markers
                 .iter()
-                .zip(reasons.iter().skip(entities.len()))
+                .zip(rest.iter().skip(entities.len()))
                 .filter(|(_, r)| failed(r))
                 .map(|(t, _)| t.event.clone())
                 .collect();
-            for ((scope, entity), _) in entities.iter().zip(reasons).filter(|(_, r)| failed(r)).map(|(e, _)| e) {
+            for ((scope, entity), _) in entities.iter().zip(rest).filter(|(_, r)| failed(r)).map(|(e, _)| e) {
                 let counted = self.counted(scope, entity).await?;
                 seen.extend(tallies.iter().filter_map(|t| match &t.guard {
                     Guard::Version { entity: e, version }
@@ -219,7 +265,7 @@ impl ReportRepository for DynamoReports {
             if !seen.is_empty() {
                 return Ok(Applied::NoneAlreadyApplied(seen));
             }
-            if reasons.iter().any(failed) {
+            if rest.iter().any(failed) {
                 return Ok(Applied::NoneRenewalMoved);
             }
             if tries >= CONFLICT_TRIES {
@@ -234,6 +280,11 @@ impl ReportRepository for DynamoReports {
             );
             tokio::time::sleep(Duration::from_millis(20 * u64::from(tries) + jitter)).await;
         }
+    }
+
+    async fn counted_to(&self, shard: &str) -> DomainResult<Option<String>> {
+        let item = self.item(checkpoint_pk(shard), CHECKPOINT_SK).await?;
+        Ok(item.and_then(|mut i| i.remove(COUNTED_TO)).and_then(|v| v.as_s().ok().cloned()))
     }
 
     async fn renewals(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<(Scope, RenewalState)>> {

@@ -223,10 +223,18 @@ pub trait SessionSigner: Send + Sync + std::fmt::Debug {
 /// The dashboard's counters (`crate::report`).
 #[async_trait]
 pub trait ReportRepository: Send + Sync + std::fmt::Debug {
-    /// In one transaction: each tally's marker (it fails if the event was applied before), the
-    /// renewal states the tallies record (each only if the state it replaces is still the stored
-    /// one), and the tallies' merged counter changes. All of it, or nothing.
-    async fn apply(&self, tallies: &[crate::report::Tally]) -> DomainResult<Applied>;
+    /// In one transaction: with `checkpoint`, the shard's checkpoint moved to its `to` (it fails
+    /// unless the stored one is still `counted_to`); without one, or when it is `guarded`, each
+    /// tally's guard (it fails if the event was applied before); the renewal states the tallies
+    /// record (each only if the state it replaces is still the stored one); and the tallies' merged
+    /// counter changes. All of it, or nothing.
+    async fn apply(
+        &self,
+        tallies: &[crate::report::Tally],
+        checkpoint: Option<&crate::report::Checkpoint>,
+    ) -> DomainResult<Applied>;
+    /// How far a stream shard's tallies are counted: the last position a chunk recorded.
+    async fn counted_to(&self, shard: &str) -> DomainResult<Option<String>>;
     /// The renewal state last recorded for each of these subscriptions (missing ones left out).
     async fn renewals(&self, keys: &[(Scope, Id)]) -> DomainResult<Vec<(Scope, crate::report::RenewalState)>>;
     /// The buckets of one kind (`Bucket::REVENUE`, …) whose keys fall in `from..=to` (key
@@ -248,6 +256,8 @@ pub enum Applied {
     NoneAlreadyApplied(Vec<Id>),
     /// Nothing: a renewal state changed since it was read.
     NoneRenewalMoved,
+    /// Nothing: the shard's checkpoint is no longer the one the chunk was counted from.
+    NoneCheckpointMoved,
 }
 
 /// Tenants' gateway accounts.

@@ -183,6 +183,31 @@ pub struct Tally {
     pub replaces: Option<u64>,
 }
 
+/// A stream shard's checkpoint, as one chunk of its tallies moves it. The counting of a shard
+/// is exactly once through it alone: Lambda hands a shard's records over in order the first time
+/// (later deliveries repeat what came before), and a chunk is applied only if the checkpoint is
+/// still where it was read, moving it past the chunk's last tally in the same transaction; what is
+/// at or before the checkpoint is not counted again. One write per chunk instead of one per invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The stream and shard (`<stream ARN>#<shard id>`).
+    pub shard: String,
+    /// The checkpoint the chunk was counted from; `None`: the shard has none yet.
+    pub counted_to: Option<String>,
+    /// The position of the chunk's last tally.
+    pub to: String,
+    /// The chunk also writes each tally's own guard. So it does while the shard has no
+    /// checkpoint: events a version before checkpoints counted (a batch it left half counted,
+    /// delivered again to this one) are then recognised by their guards.
+    pub guarded: bool,
+}
+
+/// A tally's place in its shard, as a string that sorts in stream order: the record's sequence
+/// number (decimal, up to 40 digits), zero-padded, then the event's index in the record's item.
+pub fn position(sequence: &str, index: usize) -> String {
+    format!("{sequence:0>48}#{index:04}")
+}
+
 /// The renewal one subscription waits for, as of one of its versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenewalState {

@@ -12,5 +12,5 @@ pub mod views;
 
 pub use config::Config;
 pub use function::{
-    EventFunction, HttpFunction, SqsFunction, StreamFunction, run_event, run_http, run_sqs, run_stream,
+    EventFunction, HttpFunction, SqsFunction, StreamBatch, StreamFunction, run_event, run_http, run_sqs, run_stream,
 };

@@ -1,14 +1,19 @@
 //! The dashboard's side of the API: reports kept from the journal (payments, refunds and failed
-//! first attempts counted once each, even when the stream delivers them again or two consumers
-//! count at once), the dashboard's session cookie (reads only, its own tenant only), and customer
+//! first attempts counted once each, even when the stream delivers them again, twice at once), the dashboard's session cookie (reads only, its own tenant only), and customer
 //! portal links (one customer, refused when altered or expired).
 
 use super::{World, s};
-use billy_aws::reports::DynamoReports;
+use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use billy_e2e::error_code;
+use billy_aws::reports::DynamoReports;
+use billy_core::ports::ReportRepository;
+use billy_lambda::{StreamBatch, StreamFunction};
+use billy_local::functions::Handler;
+use billy_local::testing::TestStack;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn client() -> reqwest::Client {
@@ -96,7 +101,21 @@ const MARCH: &str = "/reports/revenue?from=2026-03-01&to=2026-03-31";
 async fn reports_count_payments_refunds_and_failed_first_attempts_once_each() {
     // GIVEN a tenant on a clock at 10 March, with two paid invoices (25.00 and 15.00), 5.00 of the
     // first refunded, and another customer's 7.00 invoice declined at its first attempt
-    let w = World::new("2026-03-10T00:00:00Z", "4242424242424242").await;
+    // (on a stack whose counting function the test can also call)
+    let tally: Arc<Mutex<Option<Arc<dyn StreamFunction>>>> = Arc::default();
+    let template = billy_local::Template::load(&billy_local::default_template_path()).unwrap();
+    let kept = Arc::clone(&tally);
+    let stack = TestStack::start_with(&template, move |def, config, aws| {
+        let handler = billy_local::functions::build(&def.name, config, aws)?;
+        if let Handler::Stream(h) = &handler
+            && def.name == "tally-reports"
+        {
+            *kept.lock().unwrap() = Some(Arc::clone(h));
+        }
+        Ok(handler)
+    })
+    .await;
+    let w = World::on(stack, "2026-03-10T00:00:00Z", "4242424242424242").await;
     let first = w.paid_one_off(2500).await;
     w.paid_one_off(1500).await;
     let (status, body) = w.patch_invoice(&first, &json!({"action": "refund", "amount": 500})).await;
@@ -151,36 +170,35 @@ async fn reports_count_payments_refunds_and_failed_first_attempts_once_each() {
     assert_eq!(usd(&dunning)["totals"]["first_attempt_failed"], 1, "{dunning}");
     assert_eq!(usd(&dunning)["totals"]["amount_failed"], 700, "{dunning}");
 
-    // WHEN the journal's events are counted again, twice at once (a redelivered stream batch and
-    // a second consumer), straight through the report store
+    // WHEN the journal's stream is delivered to the counting function again, as Lambda delivers
+    // it after a lost answer or a crash: each shard whole, twice at once, then from its middle,
+    // then the window's last invocation, without records
+    let tally = tally.lock().unwrap().clone().expect("the stack hosts tally-reports");
+    let shards = billy_local::streams::records(
+        &billy_local::streams::local_client(),
+        &w.stack.provisioned.streams["AuditTable"],
+    )
+    .await
+    .unwrap();
+    assert!(shards.iter().map(|(_, records)| records.len()).sum::<usize>() >= 6, "the journal's events");
+    let batch = |shard: &str, records: &[EventRecord]| {
+        let mut event = DynamoDbEvent::default();
+        event.records = records.to_vec();
+        StreamBatch { event, shard: Some(shard.to_owned()) }
+    };
     let reports = DynamoReports::new(w.stack.aws.dynamodb.clone(), w.stack.provisioned.tables["ReportTable"].clone());
-    let scope = billy_core::tenant::Scope::new(
-        billy_core::ids::Id::from_trusted(w.tenant.clone()),
-        billy_core::tenant::Mode::Test,
-    );
-    let mut tallies = Vec::new();
-    for invoice in [&first, &failing] {
-        let entity = billy_core::ids::Id::from_trusted(invoice.clone());
-        let events = billy_core::ports::AuditJournal::for_entity(
-            &billy_aws::audit::DynamoAudit::new(w.stack.aws.dynamodb.clone(), w.stack.tables()),
-            &scope,
-            &entity,
-        )
-        .await
-        .unwrap();
-        tallies.extend(events.iter().filter_map(|e| billy_core::report::tally(e).unwrap()));
+    for (shard, records) in &shards {
+        // (The runner counted them through the shard's checkpoint, as Lambda names the shard.)
+        let stream = records.first().and_then(|r| r.event_source_arn.clone()).unwrap_or_default();
+        assert!(reports.counted_to(&format!("{stream}#{shard}")).await.unwrap().is_some(), "{shard}");
+        let (a, b) = tokio::join!(tally.handle(batch(shard, records)), tally.handle(batch(shard, records)));
+        for answer in [a.unwrap(), b.unwrap(), tally.handle(batch(shard, &records[records.len() / 2..])).await.unwrap()]
+        {
+            assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
+        }
+        assert!(tally.handle(batch(shard, &[])).await.unwrap().batch_item_failures.is_empty());
     }
-    assert!(tallies.len() >= 4, "created, finalized, paid or failed, refunded");
-    let (a, b) = tokio::join!(
-        billy_core::service::reports::record(&reports, &tallies),
-        billy_core::service::reports::record(&reports, &tallies)
-    );
     // THEN nothing more is counted
-    assert_eq!((a.unwrap(), b.unwrap()), (0, 0), "every event was counted before");
-    // (nor in other slices, where an invoice's versions fall in different chunks)
-    for slice in [&tallies[1..], &tallies[..2], &tallies[2..3]] {
-        assert_eq!(billy_core::service::reports::record(&reports, slice).await.unwrap(), 0);
-    }
     let (_, again) = w.api.get(MARCH, &w.key).await;
     assert_eq!(usd(&again)["totals"], usd_revenue["totals"]);
     let (_, invoices_again) = w.api.get("/reports/invoices", &w.key).await;

@@ -7,7 +7,7 @@ use crate::ids::Id;
 use crate::invoice::InvoiceStatus;
 use crate::money::Currency;
 use crate::ports::{Applied, ReportRepository};
-use crate::report::{Bucket, Counter, Counters, RenewalState, Tally};
+use crate::report::{Bucket, Checkpoint, Counter, Counters, RenewalState, Tally};
 use crate::settlement::Month;
 use crate::tenant::Scope;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -32,7 +32,7 @@ pub async fn record(reports: &dyn ReportRepository, tallies: &[Tally]) -> Domain
         let mut races = 0;
         while !chunk.is_empty() {
             let moved = move_renewals(reports, &chunk).await?;
-            match reports.apply(&moved).await? {
+            match reports.apply(&moved, None).await? {
                 Applied::All => {
                     applied += chunk.len();
                     break;
@@ -48,7 +48,90 @@ pub async fn record(reports: &dyn ReportRepository, tallies: &[Tally]) -> Domain
                 Applied::NoneRenewalMoved => {
                     return Err(DomainError::conflict("transaction_conflict", "renewal counters are busy; retry"));
                 }
+                Applied::NoneCheckpointMoved => {
+                    return Err(DomainError::unexpected("the report store moved a checkpoint it was not given"));
+                }
             }
+        }
+    }
+    Ok(applied)
+}
+
+/// A tally and its place in its stream shard (`report::position`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub tally: Tally,
+    pub position: String,
+}
+
+/// Where counting a shard's tallies stopped: those before `at` are counted (now or before), the
+/// others are not.
+#[derive(Debug)]
+pub struct Stopped {
+    pub at: usize,
+    pub error: DomainError,
+}
+
+/// Applies a shard's tallies (in stream order) exactly once through the shard's checkpoint
+/// (`report::Checkpoint`): those at or before it are skipped, and each chunk moves it past its
+/// last tally in the transaction that counts the chunk. While the shard has no checkpoint, chunks
+/// also write each tally's guard, as `record` does. Answers how many tallies were applied now.
+pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed: &[Placed]) -> Result<usize, Stopped> {
+    let stop = |at, error| Stopped { at, error };
+    if placed.is_empty() {
+        return Ok(0);
+    }
+    let mut counted_to = reports.counted_to(shard).await.map_err(|e| stop(0, e))?;
+    let (mut next, mut applied) = (0, 0);
+    while next < placed.len() {
+        if counted_to.as_ref().is_some_and(|c| placed[next].position <= *c) {
+            next += 1;
+            continue;
+        }
+        let guarded = counted_to.is_none();
+        let rest: Vec<Tally> = placed[next..].iter().take(MAX_WRITES * 10).map(|p| p.tally.clone()).collect();
+        let len = first_chunk(&rest, guarded, true);
+        let mut chunk: Vec<&Placed> = placed[next..next + len].iter().collect();
+        let mut races = 0;
+        // Whether the chunk is done with (applied, or found applied); else the checkpoint moved
+        // under it, and what is left is read again from the new one.
+        let mut done = true;
+        while let Some(last) = chunk.last() {
+            let tallies: Vec<Tally> = chunk.iter().map(|p| p.tally.clone()).collect();
+            let moved = move_renewals(reports, &tallies).await.map_err(|e| stop(next, e))?;
+            let at = Checkpoint {
+                shard: shard.to_owned(),
+                counted_to: counted_to.clone(),
+                to: last.position.clone(),
+                guarded,
+            };
+            match reports.apply(&moved, Some(&at)).await.map_err(|e| stop(next, e))? {
+                Applied::All => {
+                    applied += chunk.len();
+                    counted_to = Some(at.to);
+                    break;
+                }
+                Applied::NoneAlreadyApplied(seen) => {
+                    let before = chunk.len();
+                    chunk.retain(|p| !seen.contains(&p.tally.event));
+                    if chunk.len() == before {
+                        return Err(stop(next, DomainError::unexpected("the report store named no applied event")));
+                    }
+                }
+                Applied::NoneRenewalMoved if races < RENEWAL_RACES => races += 1,
+                Applied::NoneRenewalMoved => {
+                    let busy = DomainError::conflict("transaction_conflict", "renewal counters are busy; retry");
+                    return Err(stop(next, busy));
+                }
+                Applied::NoneCheckpointMoved => {
+                    counted_to = reports.counted_to(shard).await.map_err(|e| stop(next, e))?;
+                    done = false;
+                    break;
+                }
+            }
+        }
+        if done {
+            next += len;
         }
     }
     Ok(applied)
@@ -94,25 +177,31 @@ async fn move_renewals(reports: &dyn ReportRepository, chunk: &[Tally]) -> Domai
 /// one update per distinct bucket.
 pub fn chunks(tallies: &[Tally]) -> Vec<&[Tally]> {
     let mut out = Vec::new();
-    let (mut start, mut writes) = (0, 0);
+    let mut start = 0;
+    while start < tallies.len() {
+        let len = first_chunk(&tallies[start..], true, false);
+        out.push(&tallies[start..start + len]);
+        start += len;
+    }
+    out
+}
+
+/// How many of `tallies`, from the first, fit one transaction (at least one): with `guarded`, one
+/// guard each (an invoice's events share one); with `checkpoint`, the shard's checkpoint once.
+fn first_chunk(tallies: &[Tally], guarded: bool, checkpoint: bool) -> usize {
+    let mut writes = usize::from(checkpoint);
     let mut buckets: BTreeSet<(String, Bucket)> = BTreeSet::new();
     for (i, t) in tallies.iter().enumerate() {
         let own: BTreeSet<(String, Bucket)> = t.changes.keys().map(|b| (t.scope.key(), b.clone())).collect();
-        let cost = 1 + if t.renewal.is_some() { 3 } else { 0 };
+        let cost = usize::from(guarded) + if t.renewal.is_some() { 3 } else { 0 };
         let new_buckets = own.difference(&buckets).count();
-        if i > start && writes + cost + new_buckets > MAX_WRITES {
-            out.push(&tallies[start..i]);
-            start = i;
-            writes = 0;
-            buckets.clear();
+        if i > 0 && writes + cost + new_buckets > MAX_WRITES {
+            return i;
         }
-        writes += cost + own.difference(&buckets).count();
+        writes += cost + new_buckets;
         buckets.extend(own);
     }
-    if start < tallies.len() {
-        out.push(&tallies[start..]);
-    }
-    out
+    tallies.len()
 }
 
 /// Day or month.
