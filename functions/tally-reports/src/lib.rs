@@ -19,6 +19,10 @@ use billy_lambda::deps::Deps;
 use billy_lambda::function::resume_at;
 use billy_lambda::{StreamBatch, StreamFunction};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long a batch is counted before it is handed back: two thirds of the function's timeout.
+const COUNTING_TIME: Duration = Duration::from_secs(20);
 
 /// The entity types whose events move counters.
 const TALLIED: [&str; 2] = ["invoice", "subscription"];
@@ -62,6 +66,12 @@ impl StreamFunction for App {
                 continue;
             }
             let sequence = record.change.sequence_number.clone();
+            let Some(at) = sequence.clone() else {
+                // (A stream record always has one: without it, the record's place is unknown.)
+                tracing::error!("stream record without a sequence number; the stream retries it");
+                unreadable = Some(sequence);
+                break;
+            };
             let item: HashMap<String, AttributeValue> = record.change.new_image.into();
             if !item.contains_key("action") {
                 // Nothing but audit events belongs on this table; a stray item must not hold up
@@ -72,7 +82,7 @@ impl StreamFunction for App {
             match tallied(item) {
                 Ok(counted) => {
                     for (index, tally) in counted.into_iter().enumerate() {
-                        let position = position(sequence.as_deref().unwrap_or_default(), index);
+                        let position = position(&at, index);
                         placed.push(Placed { tally, position });
                         sequences.push(sequence.clone());
                     }
@@ -87,12 +97,23 @@ impl StreamFunction for App {
         // A named shard is counted through its checkpoint (one write per chunk); a batch of a
         // mapping that names none, through each invoice's guard.
         let shard = batch.shard.map(|shard| format!("{}#{shard}", stream.unwrap_or_default()));
-        let counted = match shard {
-            Some(shard) => record_in_order(&self.deps.reports, &shard, &placed).await.map(|_| ()),
-            None => {
-                let tallies: Vec<Tally> = placed.into_iter().map(|p| p.tally).collect();
-                record_each(&self.deps.reports, &tallies).await
+        let first = sequences.first().cloned().flatten();
+        let counting = async {
+            match shard {
+                Some(shard) => record_in_order(&self.deps.reports, &shard, &placed).await.map(|_| ()),
+                None => {
+                    let tallies: Vec<Tally> = placed.iter().map(|p| p.tally.clone()).collect();
+                    record_each(&self.deps.reports, &tallies).await
+                }
             }
+        };
+        // The batch is never failed whole nor left to time out, so Lambda never splits it and
+        // hands the shard's records over in order (the checkpoint relies on it): past its time,
+        // the counting stops and the batch resumes from its start, where what was counted is
+        // skipped.
+        let Ok(counted) = tokio::time::timeout(COUNTING_TIME, counting).await else {
+            tracing::warn!("the batch took too long to count; the stream resumes at its start");
+            return Ok(resume_at(first));
         };
         if let Err(stopped) = counted {
             tracing::warn!(error = %stopped.error, "report counters not written; the stream resumes at this chunk");

@@ -1,7 +1,7 @@
 //! DynamoDB stream event sources, played as Lambda's event source mapping plays them: every shard
-//! read from its start, batches handed to the function in order, a partial batch failure resumed
-//! from the first failed record, and a batch that keeps failing reported to the on-failure queue
-//! after its retries and skipped.
+//! read from its start, batches handed to the function in order (naming their shard when the
+//! mapping has a tumbling window), a partial batch failure resumed from the first failed record,
+//! and a batch that keeps failing reported to the on-failure queue after its retries and skipped.
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord, StreamRecord};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
@@ -289,7 +289,8 @@ async fn step(
 }
 
 /// Every record a stream holds now, per shard in stream order, as Lambda would deliver them (for
-/// tests that deliver a stream again).
+/// tests that deliver a stream again). A shard is read until a page comes back empty, which on
+/// DynamoDB Local means it is read up to its end so far.
 pub async fn records(
     streams: &aws_sdk_dynamodbstreams::Client,
     stream_arn: &str,

@@ -184,10 +184,12 @@ pub struct Tally {
 }
 
 /// A stream shard's checkpoint, as one chunk of its tallies moves it. The counting of a shard
-/// is exactly once through it alone: Lambda hands a shard's records over in order the first time
-/// (later deliveries repeat what came before), and a chunk is applied only if the checkpoint is
-/// still where it was read, moving it past the chunk's last tally in the same transaction; what is
-/// at or before the checkpoint is not counted again. One write per chunk instead of one per invoice.
+/// is exactly once through it alone, because Lambda never hands over a record of a shard before
+/// every record ahead of it was handed over and answered as done (or given up on, to the failure
+/// queue): a chunk is applied only if the checkpoint is still where it was read, moving it past
+/// the chunk's last tally in the same transaction, and what is at or before the checkpoint is not
+/// counted again. One write per chunk instead of one per invoice. (The counting function keeps to
+/// that order itself: it never fails a batch whole, so Lambda never splits one.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The stream and shard (`<stream ARN>#<shard id>`).

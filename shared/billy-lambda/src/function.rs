@@ -46,9 +46,15 @@ impl StreamBatch {
 
     /// Reads a stream invocation's payload: a plain batch, or a tumbling window's (the same
     /// records beside `shardId`, `window` and `state`). Answers whether it was a window's.
-    pub fn from_payload(payload: serde_json::Value) -> Result<(Self, bool), serde_json::Error> {
+    pub fn from_payload(mut payload: serde_json::Value) -> Result<(Self, bool), serde_json::Error> {
         let windowed = payload.get("window").is_some_and(|w| !w.is_null());
         let shard = payload.get("shardId").and_then(serde_json::Value::as_str).map(str::to_owned);
+        // (A window's last invocation may carry no records at all.)
+        if let Some(fields) = payload.as_object_mut()
+            && fields.get("Records").is_none_or(serde_json::Value::is_null)
+        {
+            fields.insert("Records".into(), serde_json::Value::Array(Vec::new()));
+        }
         let event: DynamoDbEvent = serde_json::from_value(payload)?;
         Ok((Self { event, shard }, windowed))
     }
@@ -160,12 +166,16 @@ mod tests {
         assert_eq!(batch.event.records.len(), 2);
         let answer = stream_answer(resume_at(Some("222".into())), true).unwrap();
         assert_eq!(answer, json!({"state": {}, "batchItemFailures": [{"itemIdentifier": "222"}]}));
-        // (A window's last invocation may come without records.)
-        let (last, _) = StreamBatch::from_payload(json!({"Records": [], "window": {"start": "2026-12-06T00:00:00Z",
-            "end": "2026-12-06T00:01:00Z"}, "shardId": "s", "isFinalInvokeForWindow": true,
-            "isWindowTerminatedEarly": false}))
-        .unwrap();
-        assert!(last.event.records.is_empty());
+        // (A window's last invocation may come without records: empty, null or left out.)
+        for records in [json!([]), json!(null), json!("left out")] {
+            let mut last = json!({"window": {"start": "2026-12-06T00:00:00Z", "end": "2026-12-06T00:01:00Z"},
+                "shardId": "s", "isFinalInvokeForWindow": true, "isWindowTerminatedEarly": false});
+            if records.is_array() || records.is_null() {
+                last["Records"] = records;
+            }
+            let (last, windowed) = StreamBatch::from_payload(last).unwrap();
+            assert!(windowed && last.event.records.is_empty());
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The dashboard's reports: keeping the counters from the journal (`record`), and reading them back
-//! as revenue per day or month, invoices by status, the dunning funnel and the renewals ahead.
+//! The dashboard's reports: keeping the counters from the journal (`record_in_order` through a
+//! stream shard's checkpoint, `record` through each invoice's guard), and reading them back as
+//! revenue per day or month, invoices by status, the dunning funnel and the renewals ahead.
 
 use crate::audit::Context;
 use crate::error::{DomainError, DomainResult};
@@ -19,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub const MAX_WRITES: usize = 100;
 /// How often a chunk is read and tried again after a concurrent writer moved one of its renewals.
 const RENEWAL_RACES: u32 = 5;
+/// How often a shard's checkpoint is read again after another writer moved it.
+const CHECKPOINT_RACES: u32 = 10;
 
 /// Applies every tally exactly once, in order, in chunks that each fit one transaction. A tally
 /// whose event was applied before (a redelivery) is dropped from its chunk and the rest applied.
@@ -82,7 +85,7 @@ pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed
         return Ok(0);
     }
     let mut counted_to = reports.counted_to(shard).await.map_err(|e| stop(0, e))?;
-    let (mut next, mut applied) = (0, 0);
+    let (mut next, mut applied, mut moved_under) = (0, 0, 0);
     while next < placed.len() {
         if counted_to.as_ref().is_some_and(|c| placed[next].position <= *c) {
             next += 1;
@@ -123,10 +126,15 @@ pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed
                     let busy = DomainError::conflict("transaction_conflict", "renewal counters are busy; retry");
                     return Err(stop(next, busy));
                 }
-                Applied::NoneCheckpointMoved => {
+                Applied::NoneCheckpointMoved if moved_under < CHECKPOINT_RACES => {
+                    moved_under += 1;
                     counted_to = reports.counted_to(shard).await.map_err(|e| stop(next, e))?;
                     done = false;
                     break;
+                }
+                Applied::NoneCheckpointMoved => {
+                    let busy = DomainError::conflict("transaction_conflict", "the shard is being counted; retry");
+                    return Err(stop(next, busy));
                 }
             }
         }
