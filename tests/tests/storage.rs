@@ -32,6 +32,7 @@ use billy_core::tenant::{Mode, Scope};
 use billy_e2e::item_count_in;
 use billy_local::testing::TestResources;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::time::Instant;
 
 const SHARDS: u32 = billy_aws::dynamo::DUE_SHARDS;
 
@@ -679,6 +680,11 @@ fn invoice_tallies(ids: &RandomIds<SystemClock>, scope: &Scope, n: usize) -> Vec
         .collect()
 }
 
+/// A deadline a batch meets only if something hangs.
+fn later() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(60)
+}
+
 /// The day's `collected` and invoices paid, as the reports read them.
 async fn counted(reports: &DynamoReports, scope: &Scope) -> (i64, i64) {
     let found =
@@ -691,7 +697,7 @@ async fn counted(reports: &DynamoReports, scope: &Scope) -> (i64, i64) {
 
 #[tokio::test]
 async fn a_shards_events_are_counted_once_through_its_checkpoint_even_after_a_version_that_guarded_each_invoice() {
-    // GIVEN a report store and twelve events of one tenant's invoices on one stream shard, the
+    // GIVEN a report store and twenty events of one tenant's invoices on one stream shard, the
     // first five counted by a version that guarded each invoice (and left the shard with no
     // checkpoint), as a deployment finds them when a batch was cut short under the old version
     let res = TestResources::provision().await;
@@ -712,8 +718,10 @@ async fn a_shards_events_are_counted_once_through_its_checkpoint_even_after_a_ve
     let shard = "arn:aws:dynamodb:local:000000000000:table/audit/stream/2026-03-10T00:00:00.000#shardId-1";
 
     // WHEN the shard's first twelve are delivered, twice at once
-    let (a, b) =
-        tokio::join!(record_in_order(&reports, shard, &placed[..12]), record_in_order(&reports, shard, &placed[..12]));
+    let (a, b) = tokio::join!(
+        record_in_order(&reports, shard, &placed[..12], later()),
+        record_in_order(&reports, shard, &placed[..12], later())
+    );
     // THEN the seven the old version did not count are counted, once
     assert_eq!(a.unwrap() + b.unwrap(), 7);
     assert_eq!(counted(&reports, &scope).await, ((1..=12).sum(), 12));
@@ -721,12 +729,21 @@ async fn a_shards_events_are_counted_once_through_its_checkpoint_even_after_a_ve
     // WHEN they are delivered again, whole, from the middle (of an item, too), or one alone, and
     // the next eight arrive twice at once with some of those
     for slice in [&placed[..12], &placed[6..12], &placed[7..12], &placed[11..12], &placed[..1]] {
-        assert_eq!(record_in_order(&reports, shard, slice).await.unwrap(), 0, "counted before");
+        assert_eq!(record_in_order(&reports, shard, slice, later()).await.unwrap(), 0, "counted before");
     }
-    let (a, b) =
-        tokio::join!(record_in_order(&reports, shard, &placed[9..]), record_in_order(&reports, shard, &placed[12..]));
+    let (a, b) = tokio::join!(
+        record_in_order(&reports, shard, &placed[9..], later()),
+        record_in_order(&reports, shard, &placed[12..], later())
+    );
     // THEN every event is counted exactly once
     assert_eq!(a.unwrap() + b.unwrap(), 8);
+    assert_eq!(counted(&reports, &scope).await, ((1..=20).sum(), 20));
+
+    // AND a batch whose time is up begins no chunk: it stops at its first event not counted
+    let late = invoice_tallies(&ids, &scope, 1);
+    let late = Placed { tally: late[0].clone(), position: position("99999999999", 0) };
+    let stopped = record_in_order(&reports, shard, &[placed[19].clone(), late], Instant::now()).await.unwrap_err();
+    assert_eq!(stopped.at, 1, "{:?}", stopped.error);
     assert_eq!(counted(&reports, &scope).await, ((1..=20).sum(), 20));
 
     // AND another shard keeps its own checkpoint: its events count though their positions sort
@@ -734,7 +751,7 @@ async fn a_shards_events_are_counted_once_through_its_checkpoint_even_after_a_ve
     let other = invoice_tallies(&ids, &scope, 2);
     let early: Vec<Placed> =
         other.into_iter().enumerate().map(|(i, tally)| Placed { tally, position: position("7", i) }).collect();
-    assert_eq!(record_in_order(&reports, &format!("{shard}-2"), &early).await.unwrap(), 2);
+    assert_eq!(record_in_order(&reports, &format!("{shard}-2"), &early, later()).await.unwrap(), 2);
     assert_eq!(counted(&reports, &scope).await, ((1..=20).sum::<i64>() + 3, 22));
     res.teardown().await;
 }

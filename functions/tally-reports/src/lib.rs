@@ -13,16 +13,19 @@ use billy_aws::dynamo::audit_events_from_item;
 use billy_core::DomainResult;
 use billy_core::ports::ReportRepository;
 use billy_core::report::{Tally, position, tally};
-use billy_core::service::reports::{Placed, Stopped, chunks, record, record_in_order};
+use billy_core::service::reports::{Placed, Stopped, chunks, out_of_time, record, record_in_order};
 use billy_lambda::config::{Config, MissingVariable};
 use billy_lambda::deps::Deps;
 use billy_lambda::function::resume_at;
 use billy_lambda::{StreamBatch, StreamFunction};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a batch is counted before it is handed back: two thirds of the function's timeout.
+/// How long chunks of a batch are begun before it is handed back: two thirds of the function's
+/// 30-second timeout.
 const COUNTING_TIME: Duration = Duration::from_secs(20);
+/// How long the last chunk begun may take on top (its writes time out sooner).
+const CHUNK_TIME: Duration = Duration::from_secs(7);
 
 /// The entity types whose events move counters.
 const TALLIED: [&str; 2] = ["invoice", "subscription"];
@@ -56,7 +59,7 @@ impl StreamFunction for App {
     async fn handle(&self, batch: StreamBatch) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
         // The tallies in stream order, each with its place in the shard and the sequence number it
         // came from.
-        let (mut placed, mut sequences): (Vec<Placed>, Vec<Option<String>>) = (Vec::new(), Vec::new());
+        let (mut placed, mut sequences): (Vec<Placed>, Vec<String>) = (Vec::new(), Vec::new());
         // The first record that cannot be counted: the stream resumes there, once everything
         // before it is counted (what is reported as done is never delivered again).
         let mut unreadable: Option<Option<String>> = None;
@@ -67,7 +70,8 @@ impl StreamFunction for App {
             }
             let sequence = record.change.sequence_number.clone();
             let Some(at) = sequence.clone() else {
-                // (A stream record always has one: without it, the record's place is unknown.)
+                // (A stream record always has one: without it, the record's place is unknown, and
+                // the batch fails whole, the one case where it does.)
                 tracing::error!("stream record without a sequence number; the stream retries it");
                 unreadable = Some(sequence);
                 break;
@@ -84,7 +88,7 @@ impl StreamFunction for App {
                     for (index, tally) in counted.into_iter().enumerate() {
                         let position = position(&at, index);
                         placed.push(Placed { tally, position });
-                        sequences.push(sequence.clone());
+                        sequences.push(at.clone());
                     }
                 }
                 Err(e) => {
@@ -97,37 +101,41 @@ impl StreamFunction for App {
         // A named shard is counted through its checkpoint (one write per chunk); a batch of a
         // mapping that names none, through each invoice's guard.
         let shard = batch.shard.map(|shard| format!("{}#{shard}", stream.unwrap_or_default()));
-        let first = sequences.first().cloned().flatten();
+        // A batch is answered before the function's timeout, never left to time out, so Lambda
+        // never splits it and hands the shard's records over in order (the checkpoint relies on
+        // it): no chunk is begun after COUNTING_TIME, and the batch resumes at the first chunk not
+        // counted. A chunk still unanswered a few seconds later is given up on, and the batch
+        // resumes at its start, where what was counted is skipped.
+        let deadline = Instant::now() + COUNTING_TIME;
         let counting = async {
             match shard {
-                Some(shard) => record_in_order(&self.deps.reports, &shard, &placed).await.map(|_| ()),
+                Some(shard) => record_in_order(&self.deps.reports, &shard, &placed, deadline).await.map(|_| ()),
                 None => {
                     let tallies: Vec<Tally> = placed.iter().map(|p| p.tally.clone()).collect();
-                    record_each(&self.deps.reports, &tallies).await
+                    record_each(&self.deps.reports, &tallies, deadline).await
                 }
             }
         };
-        // The batch is never failed whole nor left to time out, so Lambda never splits it and
-        // hands the shard's records over in order (the checkpoint relies on it): past its time,
-        // the counting stops and the batch resumes from its start, where what was counted is
-        // skipped.
-        let Ok(counted) = tokio::time::timeout(COUNTING_TIME, counting).await else {
-            tracing::warn!("the batch took too long to count; the stream resumes at its start");
-            return Ok(resume_at(first));
+        let Ok(counted) = tokio::time::timeout(COUNTING_TIME + CHUNK_TIME, counting).await else {
+            tracing::warn!("a chunk took too long to count; the stream resumes at the batch's start");
+            return Ok(resume_at(sequences.first().cloned()));
         };
         if let Err(stopped) = counted {
             tracing::warn!(error = %stopped.error, "report counters not written; the stream resumes at this chunk");
-            return Ok(resume_at(sequences[stopped.at].clone()));
+            return Ok(resume_at(Some(sequences[stopped.at].clone())));
         }
         Ok(unreadable.map_or_else(DynamoDbEventResponse::default, resume_at))
     }
 }
 
-/// Counts the tallies chunk by chunk through each invoice's guard; where a chunk could not be
-/// written, the stream resumes.
-async fn record_each(reports: &dyn ReportRepository, tallies: &[Tally]) -> Result<(), Stopped> {
+/// Counts the tallies chunk by chunk through each invoice's guard, beginning none after
+/// `deadline`; where a chunk could not be written, the stream resumes.
+async fn record_each(reports: &dyn ReportRepository, tallies: &[Tally], deadline: Instant) -> Result<(), Stopped> {
     let mut done = 0;
     for chunk in chunks(tallies) {
+        if Instant::now() >= deadline {
+            return Err(Stopped { at: done, error: out_of_time() });
+        }
         record(reports, chunk).await.map_err(|error| Stopped { at: done, error })?;
         done += chunk.len();
     }

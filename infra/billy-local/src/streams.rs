@@ -234,16 +234,18 @@ async fn step(
     let outcome = tokio::time::timeout(source.timeout, source.handler.handle(batch_of)).await;
     // How many records of the batch are done: all, or those before the first failed one.
     let done = match outcome {
-        Ok(Ok(response)) if source.report_failures => {
-            let failed = response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).min();
-            match failed {
-                None => batch.len(),
-                Some(sequence) => batch
-                    .iter()
-                    .position(|r| r.dynamodb().and_then(|d| d.sequence_number()) == Some(sequence.as_str()))
-                    .unwrap_or(0),
-            }
-        }
+        // (A failure that names no record, or one not in the batch, fails the batch whole, as in
+        // Lambda.)
+        Ok(Ok(response)) if source.report_failures => response
+            .batch_item_failures
+            .iter()
+            .map(|f| {
+                let named = f.item_identifier.as_deref();
+                batch.iter().position(|r| named.is_some() && r.dynamodb().and_then(|d| d.sequence_number()) == named)
+            })
+            .map(|at| at.unwrap_or(0))
+            .min()
+            .unwrap_or(batch.len()),
         Ok(Ok(_)) => batch.len(),
         Ok(Err(e)) => {
             tracing::warn!(function = %source.function, error = %e, "stream batch failed");

@@ -189,7 +189,8 @@ pub struct Tally {
 /// queue): a chunk is applied only if the checkpoint is still where it was read, moving it past
 /// the chunk's last tally in the same transaction, and what is at or before the checkpoint is not
 /// counted again. One write per chunk instead of one per invoice. (The counting function keeps to
-/// that order itself: it never fails a batch whole, so Lambda never splits one.)
+/// that order itself: it answers every batch before its timeout, and its mapping never splits a
+/// failed batch.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The stream and shard (`<stream ARN>#<shard id>`).

@@ -39,11 +39,6 @@ pub struct StreamBatch {
 }
 
 impl StreamBatch {
-    /// A batch whose shard is not named (a mapping without a tumbling window).
-    pub fn unnamed(event: DynamoDbEvent) -> Self {
-        Self { event, shard: None }
-    }
-
     /// Reads a stream invocation's payload: a plain batch, or a tumbling window's (the same
     /// records beside `shardId`, `window` and `state`). Answers whether it was a window's.
     pub fn from_payload(mut payload: serde_json::Value) -> Result<(Self, bool), serde_json::Error> {

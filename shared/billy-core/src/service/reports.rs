@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 /// Writes in one transaction at most.
 pub const MAX_WRITES: usize = 100;
@@ -78,8 +79,14 @@ pub struct Stopped {
 /// Applies a shard's tallies (in stream order) exactly once through the shard's checkpoint
 /// (`report::Checkpoint`): those at or before it are skipped, and each chunk moves it past its
 /// last tally in the transaction that counts the chunk. While the shard has no checkpoint, chunks
-/// also write each tally's guard, as `record` does. Answers how many tallies were applied now.
-pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed: &[Placed]) -> Result<usize, Stopped> {
+/// also write each tally's guard, as `record` does. No chunk is begun after `deadline`. Answers
+/// how many tallies were applied now.
+pub async fn record_in_order(
+    reports: &dyn ReportRepository,
+    shard: &str,
+    placed: &[Placed],
+    deadline: Instant,
+) -> Result<usize, Stopped> {
     let stop = |at, error| Stopped { at, error };
     if placed.is_empty() {
         return Ok(0);
@@ -91,23 +98,24 @@ pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed
             next += 1;
             continue;
         }
+        if Instant::now() >= deadline {
+            return Err(stop(next, out_of_time()));
+        }
         let guarded = counted_to.is_none();
         let rest: Vec<Tally> = placed[next..].iter().take(MAX_WRITES * 10).map(|p| p.tally.clone()).collect();
         let len = first_chunk(&rest, guarded, true);
         let mut chunk: Vec<&Placed> = placed[next..next + len].iter().collect();
+        // Once the chunk is applied, every tally of it is counted (those dropped from it were
+        // before), so the checkpoint moves past the last one even when that one was dropped.
+        let to = placed[next + len - 1].position.clone();
         let mut races = 0;
         // Whether the chunk is done with (applied, or found applied); else the checkpoint moved
         // under it, and what is left is read again from the new one.
         let mut done = true;
-        while let Some(last) = chunk.last() {
+        while !chunk.is_empty() {
             let tallies: Vec<Tally> = chunk.iter().map(|p| p.tally.clone()).collect();
             let moved = move_renewals(reports, &tallies).await.map_err(|e| stop(next, e))?;
-            let at = Checkpoint {
-                shard: shard.to_owned(),
-                counted_to: counted_to.clone(),
-                to: last.position.clone(),
-                guarded,
-            };
+            let at = Checkpoint { shard: shard.to_owned(), counted_to: counted_to.clone(), to: to.clone(), guarded };
             match reports.apply(&moved, Some(&at)).await.map_err(|e| stop(next, e))? {
                 Applied::All => {
                     applied += chunk.len();
@@ -143,6 +151,11 @@ pub async fn record_in_order(reports: &dyn ReportRepository, shard: &str, placed
         }
     }
     Ok(applied)
+}
+
+/// Why a batch stopped before its end: its time is up (it resumes where it stopped).
+pub fn out_of_time() -> DomainError {
+    DomainError::Unavailable("the batch's time is up".into())
 }
 
 /// The chunk with each subscription's renewal moved from the state recorded for it, in order;
