@@ -7,9 +7,9 @@
 //! a shard (or while the shard has no checkpoint yet), the transaction adds each invoice's version
 //! to the set of versions counted for that invoice (`<scope>#COUNTED#<invoice>`, kept three days,
 //! longer than a stream redelivers), failing if any of them is there already; one write guards
-//! every event of an invoice in the chunk. A subscription's events move only its renewal, whose state
-//! is kept under `<scope>#RENEWAL#<subscription>` and replaced only by a newer version of the
-//! subscription, and only if it is still what was read: that condition is their guard.
+//! every event of an invoice in the chunk. A subscription's events move only its renewal, whose
+//! state is kept under `<scope>#RENEWAL#<subscription>` and replaced only by a newer version of
+//! the subscription, and only if it is still what was read: that condition is their guard.
 
 use crate::dynamo::{Item, PK, SK, s, sdk_error, unexpected};
 use crate::store::MAX_TRANSACTION_ITEMS;
