@@ -32,33 +32,43 @@ pub async fn record(reports: &dyn ReportRepository, tallies: &[Tally]) -> Domain
     let tallies: Vec<Tally> = tallies.iter().filter(|t| events.insert(t.event.clone())).cloned().collect();
     let mut applied = 0;
     for chunk in chunks(&tallies) {
-        let mut chunk: Vec<Tally> = chunk.to_vec();
-        let mut races = 0;
-        while !chunk.is_empty() {
-            let moved = move_renewals(reports, &chunk).await?;
-            match reports.apply(&moved, None).await? {
-                Applied::All => {
-                    applied += chunk.len();
-                    break;
-                }
-                Applied::NoneAlreadyApplied(seen) => {
-                    let before = chunk.len();
-                    chunk.retain(|t| !seen.contains(&t.event));
-                    if chunk.len() == before {
-                        return Err(DomainError::unexpected("the report store named no applied event"));
-                    }
-                }
-                Applied::NoneRenewalMoved if races < RENEWAL_RACES => races += 1,
-                Applied::NoneRenewalMoved => {
-                    return Err(DomainError::conflict("transaction_conflict", "renewal counters are busy; retry"));
-                }
-                Applied::NoneCheckpointMoved => {
-                    return Err(DomainError::unexpected("the report store moved a checkpoint it was not given"));
-                }
-            }
+        match apply_chunk(reports, chunk.to_vec(), None).await? {
+            Some(n) => applied += n,
+            None => return Err(DomainError::unexpected("the report store moved a checkpoint it was not given")),
         }
     }
     Ok(applied)
+}
+
+/// Applies one chunk in one transaction (with `checkpoint`, moving it): tallies whose events were
+/// applied before are dropped and the rest sent again, and a renewal moved meanwhile is read
+/// again. Answers how many were applied now, or `None` when the checkpoint had moved (nothing
+/// was applied).
+async fn apply_chunk(
+    reports: &dyn ReportRepository,
+    mut chunk: Vec<Tally>,
+    checkpoint: Option<&Checkpoint>,
+) -> DomainResult<Option<usize>> {
+    let mut races = 0;
+    while !chunk.is_empty() {
+        let moved = move_renewals(reports, &chunk).await?;
+        match reports.apply(&moved, checkpoint).await? {
+            Applied::All => return Ok(Some(chunk.len())),
+            Applied::NoneAlreadyApplied(seen) => {
+                let before = chunk.len();
+                chunk.retain(|t| !seen.contains(&t.event));
+                if chunk.len() == before {
+                    return Err(DomainError::unexpected("the report store named no applied event"));
+                }
+            }
+            Applied::NoneRenewalMoved if races < RENEWAL_RACES => races += 1,
+            Applied::NoneRenewalMoved => {
+                return Err(DomainError::conflict("transaction_conflict", "renewal counters are busy; retry"));
+            }
+            Applied::NoneCheckpointMoved => return Ok(None),
+        }
+    }
+    Ok(Some(0))
 }
 
 /// A tally and its place in its stream shard (`report::position`).
@@ -102,52 +112,30 @@ pub async fn record_in_order(
             return Err(stop(next, out_of_time()));
         }
         let guarded = counted_to.is_none();
-        let rest: Vec<Tally> = placed[next..].iter().take(MAX_WRITES * 10).map(|p| p.tally.clone()).collect();
-        let len = first_chunk(&rest, guarded, true);
-        let mut chunk: Vec<&Placed> = placed[next..next + len].iter().collect();
+        let mut chunk: Vec<Tally> = placed[next..].iter().take(MAX_WRITES * 10).map(|p| p.tally.clone()).collect();
+        let len = first_chunk(&chunk, guarded, true);
+        chunk.truncate(len);
         // Once the chunk is applied, every tally of it is counted (those dropped from it were
         // before), so the checkpoint moves past the last one even when that one was dropped.
         let to = placed[next + len - 1].position.clone();
-        let mut races = 0;
-        // Whether the chunk is done with (applied, or found applied); else the checkpoint moved
-        // under it, and what is left is read again from the new one.
-        let mut done = true;
-        while !chunk.is_empty() {
-            let tallies: Vec<Tally> = chunk.iter().map(|p| p.tally.clone()).collect();
-            let moved = move_renewals(reports, &tallies).await.map_err(|e| stop(next, e))?;
-            let at = Checkpoint { shard: shard.to_owned(), counted_to: counted_to.clone(), to: to.clone(), guarded };
-            match reports.apply(&moved, Some(&at)).await.map_err(|e| stop(next, e))? {
-                Applied::All => {
-                    applied += chunk.len();
+        let at = Checkpoint { shard: shard.to_owned(), counted_to: counted_to.clone(), to, guarded };
+        match apply_chunk(reports, chunk, Some(&at)).await.map_err(|e| stop(next, e))? {
+            Some(now) => {
+                if now > 0 {
+                    applied += now;
                     counted_to = Some(at.to);
-                    break;
                 }
-                Applied::NoneAlreadyApplied(seen) => {
-                    let before = chunk.len();
-                    chunk.retain(|p| !seen.contains(&p.tally.event));
-                    if chunk.len() == before {
-                        return Err(stop(next, DomainError::unexpected("the report store named no applied event")));
-                    }
-                }
-                Applied::NoneRenewalMoved if races < RENEWAL_RACES => races += 1,
-                Applied::NoneRenewalMoved => {
-                    let busy = DomainError::conflict("transaction_conflict", "renewal counters are busy; retry");
-                    return Err(stop(next, busy));
-                }
-                Applied::NoneCheckpointMoved if moved_under < CHECKPOINT_RACES => {
-                    moved_under += 1;
-                    counted_to = reports.counted_to(shard).await.map_err(|e| stop(next, e))?;
-                    done = false;
-                    break;
-                }
-                Applied::NoneCheckpointMoved => {
-                    let busy = DomainError::conflict("transaction_conflict", "the shard is being counted; retry");
-                    return Err(stop(next, busy));
-                }
+                next += len;
             }
-        }
-        if done {
-            next += len;
+            // The checkpoint moved under the chunk: what is left is read again from the new one.
+            None if moved_under < CHECKPOINT_RACES => {
+                moved_under += 1;
+                counted_to = reports.counted_to(shard).await.map_err(|e| stop(next, e))?;
+            }
+            None => {
+                let busy = DomainError::conflict("transaction_conflict", "the shard is being counted; retry");
+                return Err(stop(next, busy));
+            }
         }
     }
     Ok(applied)
